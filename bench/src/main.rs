@@ -1,0 +1,89 @@
+//! gort's column of the peers benchmark suite (`../shared/peers`).
+//!
+//! Contract (peers/README.md): `gort-bench [bench] <name> [flags]` prints
+//! optional `# ` info lines, then exactly one final line
+//! `<name> <value> <unit>` or `<name> n/a <reason>`; every benchmark checks
+//! its own result and exits non-zero when it is wrong. Parameters equal
+//! those of `peers/common/src/lib.rs` and `peers/go/benches.go`; benchmark
+//! bodies run inside a goroutine, never on a bare thread.
+
+mod report;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use report::{check, emit, info, not_available};
+
+/// Benchmarks in table order (peers/common `ALL`).
+const ALL: &[&str] = &[
+    "spawn",
+    "skynet",
+    "pingpong",
+    "ring",
+    "chan_mpmc",
+    "mutex",
+    "parked_mem",
+    "timers",
+    "preempt_latency",
+    "syscall_block",
+    "syscall_block_spawnblocking",
+    "tcp_echo",
+];
+
+const SPAWN_N: u64 = 1_000_000;
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("bench") {
+        args.remove(0);
+    }
+    let Some(name) = args.first().cloned() else {
+        eprintln!("usage: gort-bench [bench] <name>\nbenchmarks: {}", ALL.join(" "));
+        std::process::exit(2);
+    };
+    match name.as_str() {
+        "spawn" => gort::run(spawn),
+        "syscall_block_spawnblocking" => not_available(&name, "same_as_syscall_block"),
+        n if ALL.contains(&n) => not_available(n, "not-yet"),
+        other => {
+            eprintln!("unknown benchmark {other:?}\nbenchmarks: {}", ALL.join(" "));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// 1: spawn N goroutines; each does an atomic add and counts down a
+/// WaitGroup; main waits.
+fn spawn() {
+    let before = report::peak_rss_bytes();
+    let counter = Arc::new(AtomicU64::new(0));
+    let wg = Arc::new(gort::sync::WaitGroup::new());
+    let start = Instant::now();
+    wg.add(SPAWN_N as u32);
+    for _ in 0..SPAWN_N {
+        let counter = Arc::clone(&counter);
+        let wg = Arc::clone(&wg);
+        gort::go(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            wg.done();
+        });
+    }
+    wg.wait();
+    let elapsed = start.elapsed();
+    let got = counter.load(Ordering::Relaxed);
+    check("spawn", got == SPAWN_N, || format!("counter {got} != {SPAWN_N}"));
+    let m = gort::runtime::metrics();
+    info(
+        "spawn",
+        format!(
+            "N={SPAWN_N} procs={} threads={} steals={} peak_rss_mb={:.1} (before {:.1})",
+            gort::runtime::procs(),
+            m.threads_started,
+            m.steals,
+            report::peak_rss_bytes() as f64 / 1048576.0,
+            before as f64 / 1048576.0
+        ),
+    );
+    emit("spawn", elapsed.as_nanos() as f64 / SPAWN_N as f64, "ns/goroutine");
+}

@@ -1,0 +1,212 @@
+//! A tour of gort: Go's runtime scheduler (stackful goroutines on a GMP
+//! scheduler) as a Rust library.
+//!
+//! Each section shows one feature and checks its own numbers, so the tour
+//! fails loudly if something is wrong:
+//!
+//! 1. a million goroutines: spawn cost, what the scheduler did, peak memory;
+//! 2. join values and panics: `join` returns the value or the panic;
+//! 3. scoped goroutines borrowing the caller's stack (`gort::scope`);
+//! 4. cooperative `yield_now` on a single P;
+//! 5. changing GOMAXPROCS (`runtime::set_procs`) while goroutines run.
+//!
+//! Run with `cargo run --release --example tour`.
+
+use std::panic;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gort::runtime;
+use gort::sync::WaitGroup;
+
+fn main() {
+    million_goroutines();
+    join_values_and_panics();
+    scoped_borrowing();
+    cooperative_yield();
+    gomaxprocs_at_run_time();
+    println!("\ntour finished: every check passed");
+}
+
+fn heading(title: &str) {
+    println!("\n== {title}");
+}
+
+fn row(label: &str, value: impl std::fmt::Display) {
+    println!("   {label:<22} {value}");
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Peak resident set size in KiB (Linux `VmHWM`).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Yield until `done()` holds; panic after 10 s instead of hanging.
+fn yield_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        gort::yield_now();
+    }
+}
+
+fn million_goroutines() {
+    const N: u64 = 1_000_000;
+    heading("a million goroutines");
+    let (elapsed, before, after) = gort::run(|| {
+        let before = runtime::metrics();
+        let start = Instant::now();
+        let sum = Arc::new(AtomicU64::new(0));
+        let wg = Arc::new(WaitGroup::new());
+        wg.add(N as u32);
+        for i in 0..N {
+            let (sum, wg) = (Arc::clone(&sum), Arc::clone(&wg));
+            gort::go(move || {
+                sum.fetch_add(i, Ordering::Relaxed);
+                wg.done();
+            });
+        }
+        wg.wait();
+        let elapsed = start.elapsed();
+        assert_eq!(sum.load(Ordering::Relaxed), N * (N - 1) / 2);
+        (elapsed, before, runtime::metrics())
+    });
+    assert_eq!(after.goroutines_created - before.goroutines_created, N);
+    let (a, b) = (&after.ran_per_p, &before.ran_per_p);
+    let ran: Vec<u64> = a.iter().zip(b).map(|(a, b)| a - b).collect();
+    assert!(ran.iter().sum::<u64>() >= N, "fewer slices than goroutines");
+    let ns = elapsed.as_nanos() as f64 / N as f64;
+    let per_p: Vec<String> = ran.iter().map(|&r| thousands(r)).collect();
+    row("spawned and waited", format!("{} goroutines", thousands(N)));
+    row("elapsed", format!("{:.1} ms", elapsed.as_secs_f64() * 1e3));
+    row("per goroutine", format!("{ns:.0} ns"));
+    row("Ps (procs)", runtime::procs());
+    row("slices run per P", per_p.join(" / "));
+    row("steals", thousands(after.steals - before.steals));
+    row("Ms (threads) started", after.threads_started);
+    let rss = peak_rss_kib().map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    row("peak RSS (VmHWM)", rss);
+}
+
+fn join_values_and_panics() {
+    heading("join values and panics");
+    gort::run(|| {
+        let answer = gort::go(|| 6 * 7).join().expect("no panic");
+        assert_eq!(answer, 42);
+        row("go(|| 6 * 7).join()", format!("Ok({answer})"));
+
+        // Silence the default "panicked at" message for the deliberate panic.
+        let hook = panic::take_hook();
+        panic::set_hook(Box::new(|_| {}));
+        let result = gort::go(|| -> u32 { panic!("boom") }).join();
+        panic::set_hook(hook);
+        let payload = result.expect_err("the goroutine panicked");
+        let message = payload.downcast_ref::<&str>().copied().unwrap_or("?");
+        assert_eq!(message, "boom");
+        row("go(|| panic!).join()", format!("Err({message:?})"));
+
+        let next = gort::go(|| "still running").join().expect("no panic");
+        row("next goroutine", next);
+    });
+}
+
+fn scoped_borrowing() {
+    heading("scoped goroutines borrowing");
+    gort::run(|| {
+        let data: Vec<u64> = (1..=1_000_000).collect();
+        let n = data.len() / 8; // chunk length
+        let sums: Vec<u64> = gort::scope(|s| {
+            let hs: Vec<_> = data.chunks(n).map(|c| s.go(|| c.iter().sum())).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let total: u64 = sums.iter().sum();
+        assert_eq!(sums.len(), 8);
+        assert_eq!(total, data.iter().sum::<u64>());
+        let len = thousands(data.len() as u64);
+        row("borrowed Vec", format!("{len} u64s in 8 chunks"));
+        row("chunk sums (first 3)", format!("{:?} ...", &sums[..3]));
+        row("total", thousands(total));
+    });
+}
+
+fn cooperative_yield() {
+    const ROUNDS: usize = 8;
+    heading("cooperative yield on one P");
+    let rt = gort::Runtime::builder().procs(1).build().unwrap();
+    let order = rt.block_on(|| {
+        let order = Arc::new(Mutex::new(String::new()));
+        let turns = |name| {
+            let order = Arc::clone(&order);
+            gort::go(move || {
+                for _ in 0..ROUNDS {
+                    order.lock().unwrap().push(name);
+                    gort::yield_now();
+                }
+            })
+        };
+        let (a, b) = (turns('a'), turns('b'));
+        a.join().expect("no panic");
+        b.join().expect("no panic");
+        Arc::try_unwrap(order).unwrap().into_inner().unwrap()
+    });
+    assert_eq!(order.len(), 2 * ROUNDS);
+    let alternating = order.as_bytes().windows(2).all(|w| w[0] != w[1]);
+    assert!(alternating, "turns do not alternate: {order}");
+    row("procs", rt.procs());
+    row("order of turns", &order);
+    row("threads started", rt.metrics().threads_started);
+}
+
+fn gomaxprocs_at_run_time() {
+    const WORKERS: usize = 4;
+    heading("GOMAXPROCS at run time");
+    gort::run(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let steps = Arc::new(AtomicU64::new(0));
+        let worker = || {
+            let (stop, steps) = (Arc::clone(&stop), Arc::clone(&steps));
+            gort::go(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    steps.fetch_add(1, Ordering::Relaxed);
+                    gort::yield_now();
+                }
+            })
+        };
+        let workers: Vec<_> = (0..WORKERS).map(|_| worker()).collect();
+        // Wait for the workers to take 10,000 more steps, then report.
+        let progress = |label: &str| {
+            let from = steps.load(Ordering::Relaxed);
+            yield_until(label, || steps.load(Ordering::Relaxed) >= from + 10_000);
+            assert_eq!(runtime::num_goroutine(), WORKERS + 1);
+            let ps = runtime::metrics().ran_per_p.len();
+            assert_eq!(ps, runtime::procs());
+            row(label, format!("procs {ps}, {WORKERS} workers stepping"));
+        };
+        let old = runtime::procs();
+        progress("before");
+        assert_eq!(runtime::set_procs(1), old);
+        progress("after set_procs(1)");
+        assert_eq!(runtime::set_procs(old), 1);
+        progress(&format!("after set_procs({old})"));
+        assert_eq!(runtime::procs(), old);
+        stop.store(true, Ordering::Relaxed);
+        workers.into_iter().for_each(|h| h.join().unwrap());
+        row("worker steps", thousands(steps.load(Ordering::Relaxed)));
+    });
+}

@@ -1,0 +1,159 @@
+//! The x86_64 context switch: Go's `gogo` and `mcall` (asm_amd64.s), as one
+//! symmetric `switch` between two saved stack pointers.
+//!
+//! A suspended context is just its stack pointer. Everything else the
+//! System V ABI asks a callee to preserve is pushed on the suspended stack
+//! itself: rbp, rbx, r12–r15, then one 8-byte word holding MXCSR (low 4
+//! bytes) and the x87 control word (next 2 bytes, the rest zero). Resuming
+//! pops them in reverse order and `ret`s into the code that called `switch`.
+//! Caller-saved registers need no saving: `switch` is an ordinary `extern
+//! "sysv64"` call, so the compiler already assumes they are clobbered.
+//!
+//! The floating-point control words are reloaded only when they differ from
+//! the ones in force (DESIGN.md §3a: an unconditional `ldmxcsr`+`fldcw` pair
+//! costs about 9 ns of a 25 ns round trip here; nearly every goroutine runs
+//! with the defaults, so the compare almost always skips it).
+//!
+//! A new goroutine's stack is prepared by `Context::for_entry` so that the
+//! first switch to it "returns" into `goroutine_trampoline`, which calls the
+//! entry function with its argument. The trampoline's CFI declares the
+//! return address undefined (`.cfi_undefined rip`) and its frame pointer is
+//! zero, so unwinders and backtraces stop cleanly at the goroutine's first
+//! frame instead of reading the word above the stack top.
+
+use core::arch::naked_asm;
+
+/// MXCSR at process start per the ABI: all exceptions masked, round to nearest.
+const DEFAULT_MXCSR: u64 = 0x1f80;
+/// x87 control word per the ABI: extended precision, all exceptions masked.
+const DEFAULT_FPUCW: u64 = 0x037f;
+
+/// A suspended execution context: the stack pointer at which `switch` saved
+/// the callee-saved registers. Owned by whoever owns the G (or M) it belongs to.
+#[repr(C)]
+pub(crate) struct Context {
+    sp: usize,
+}
+
+impl Context {
+    /// A context that is never resumed before a `switch` saves into it.
+    pub(crate) const fn empty() -> Context {
+        Context { sp: 0 }
+    }
+
+    /// Prepare a fresh stack whose top (16-byte aligned) is `top` so that the
+    /// first `switch` to the returned context calls `entry(arg)` on it.
+    ///
+    /// # Safety
+    /// `top` must be the 16-byte aligned upper end of at least 64 writable
+    /// bytes that nothing else uses, and `entry` must never return.
+    pub(crate) unsafe fn for_entry(top: usize, entry: extern "sysv64" fn(usize) -> !, arg: usize) -> Context {
+        debug_assert_eq!(top % 16, 0);
+        // Layout, from the top down (one word each):
+        //   top-8   0                    (never read; keeps the slot below 16-aligned)
+        //   top-16  0                    (never read)
+        //   top-24  goroutine_trampoline (popped by `ret`, leaving rsp = top-16)
+        //   top-32  rbp = 0              (ends the frame-pointer chain)
+        //   top-40  rbx = 0
+        //   top-48  r12 = arg
+        //   top-56  r13 = entry
+        //   top-64  r14 = 0
+        //   top-72  r15 = 0
+        //   top-80  MXCSR | FPUCW << 32  <- saved sp
+        let words: [u64; 10] = [
+            DEFAULT_MXCSR | (DEFAULT_FPUCW << 32),
+            0,
+            0,
+            entry as *const () as u64,
+            arg as u64,
+            0,
+            0,
+            goroutine_trampoline as *const () as u64,
+            0,
+            0,
+        ];
+        let sp = top - words.len() * 8;
+        // SAFETY: the caller guarantees [top-80, top) is writable and unused;
+        // `sp` is 16-byte aligned because `top` is and 80 is a multiple of 16.
+        unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut u64, words.len()) };
+        Context { sp }
+    }
+}
+
+/// Save the running context into `from` and resume `to`. Returns when some
+/// later `switch` resumes `from`.
+///
+/// # Safety
+/// `to` must hold a context saved by `switch` (or made by
+/// `Context::for_entry`) whose stack is still alive and which nothing else
+/// resumes concurrently; `from` must stay valid until it is resumed.
+#[unsafe(naked)]
+pub(crate) unsafe extern "sysv64" fn switch(from: *mut Context, to: *const Context) {
+    naked_asm!(
+        ".cfi_startproc",
+        "push rbp",
+        ".cfi_adjust_cfa_offset 8",
+        "push rbx",
+        ".cfi_adjust_cfa_offset 8",
+        "push r12",
+        ".cfi_adjust_cfa_offset 8",
+        "push r13",
+        ".cfi_adjust_cfa_offset 8",
+        "push r14",
+        ".cfi_adjust_cfa_offset 8",
+        "push r15",
+        ".cfi_adjust_cfa_offset 8",
+        // The control-word slot: upper two bytes zeroed so the 8-byte
+        // compare below sees only MXCSR and FPUCW.
+        "sub rsp, 8",
+        ".cfi_adjust_cfa_offset 8",
+        "mov qword ptr [rsp], 0",
+        "stmxcsr [rsp]",
+        "fnstcw [rsp + 4]",
+        "mov rax, [rsp]",
+        "mov [rdi], rsp",
+        // From here on rsp belongs to `to`; CFI describes the frame `to`
+        // saved, which has the same shape.
+        "mov rsp, [rsi]",
+        "cmp rax, [rsp]",
+        "jne 2f",
+        "1:",
+        ".cfi_remember_state",
+        "add rsp, 8",
+        ".cfi_adjust_cfa_offset -8",
+        "pop r15",
+        ".cfi_adjust_cfa_offset -8",
+        "pop r14",
+        ".cfi_adjust_cfa_offset -8",
+        "pop r13",
+        ".cfi_adjust_cfa_offset -8",
+        "pop r12",
+        ".cfi_adjust_cfa_offset -8",
+        "pop rbx",
+        ".cfi_adjust_cfa_offset -8",
+        "pop rbp",
+        ".cfi_adjust_cfa_offset -8",
+        "ret",
+        "2:",
+        ".cfi_restore_state",
+        "ldmxcsr [rsp]",
+        "fldcw [rsp + 4]",
+        "jmp 1b",
+        ".cfi_endproc",
+    )
+}
+
+/// First frame of every goroutine: `r12` holds the argument and `r13` the
+/// entry function, both placed by `Context::for_entry`.
+#[unsafe(naked)]
+unsafe extern "sysv64" fn goroutine_trampoline() -> ! {
+    naked_asm!(
+        ".cfi_startproc",
+        // Nothing above this frame: unwinding stops here.
+        ".cfi_undefined rip",
+        "mov rdi, r12",
+        "call r13",
+        "ud2",
+        ".cfi_endproc",
+    )
+}

@@ -1,0 +1,63 @@
+//! # gort — Go's runtime scheduler as a Rust library
+//!
+//! Stackful goroutines multiplexed M:N onto OS threads by Go's GMP
+//! scheduler. Write plain blocking code; get Go's concurrency.
+//!
+//! ```
+//! let total: u64 = gort::run(|| {
+//!     let handles: Vec<_> = (0..1000u64).map(|i| gort::go(move || i)).collect();
+//!     handles.into_iter().map(|h| h.join().unwrap()).sum()
+//! });
+//! assert_eq!(total, 499_500);
+//! ```
+//!
+//! ## Glossary (Go's names, kept on purpose)
+//!
+//! | name | meaning |
+//! |---|---|
+//! | **G** | a goroutine: closure, stack, saved registers, status |
+//! | **M** | an OS thread ("machine"); its native stack is its **g0**, where the scheduler runs |
+//! | **P** | a processor: the right to run goroutines; `procs` of them; each has a local run queue |
+//! | **runnext** | a P's one-slot fast lane: the goroutine just spawned or woken runs next |
+//! | **spinning** | an M without work that keeps its P a little while to steal work |
+//! | **handoff** | giving a P to another M when its own M blocks |
+//! | **park / ready** | `gopark` suspends a G waiting for something; `goready` makes it runnable |
+//! | **global queue** | the runtime-wide run queue, checked every 61st slice |
+//!
+//! ## What blocks what
+//!
+//! | event | the G | its M (thread) | its P |
+//! |---|---|---|---|
+//! | `join`, `scope` end, `yield_now` | parks / requeues | runs other Gs | stays |
+//! | a goroutine returns | recycled with its stack | runs other Gs | stays |
+//! | no runnable G anywhere | — | spins, then sleeps on a futex | returned to the idle list |
+//! | a plain thread calls `join` | — | that thread blocks (it is not an M) | — |
+//!
+//! ## Migration rule
+//!
+//! A goroutine may move to another OS thread whenever it calls into the
+//! runtime (join, yield, and later channel ops, locks, sleeps, I/O). Do not
+//! hold a reference obtained from `thread_local!`'s `with` across such a call.
+//!
+//! ## Module map
+//!
+//! `arch` (context switch, the only assembly), `stack` (guarded stack
+//! reservations), `os` (futex, system calls), `sched` (G, M, P, run queues,
+//! schedule, idle Ms, park), `goroutine` and `runtime` (the public API).
+
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
+mod arch;
+pub mod goroutine;
+mod os;
+pub mod runtime;
+mod sched;
+mod stack;
+pub mod sync;
+
+pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, current, go, scope, yield_now};
+pub use runtime::{Error, Runtime, run};

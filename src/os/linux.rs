@@ -1,0 +1,80 @@
+//! Linux primitives the scheduler sleeps with.
+//!
+//! `Note` is Go's `note` (lock_futex.go): a one-shot event an M sleeps on
+//! when it has nothing to run, and that exactly one other thread wakes. It is
+//! a futex word with two states, so a wake-up that arrives before the sleep
+//! is never lost: the sleeper sees the word already set and does not enter
+//! the kernel. `clear` re-arms it; only the sleeper calls `clear`, after it
+//! has woken, so a wake-up and a clear can never race.
+//!
+//! The futex calls retry on `EINTR`: the preemption signal (SIGURG) makes
+//! even `SA_RESTART` futex waits return early (DESIGN.md §3a).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const UNSET: u32 = 0;
+const SET: u32 = 1;
+
+/// A one-shot, futex-backed event: one thread sleeps, another wakes it.
+pub(crate) struct Note {
+    word: AtomicU32,
+}
+
+impl Note {
+    pub(crate) const fn new() -> Note {
+        Note {
+            word: AtomicU32::new(UNSET),
+        }
+    }
+
+    /// Sleep until `wakeup` has been called (returns at once if it already was).
+    /// Any thread, but only one sleeper per note at a time.
+    pub(crate) fn sleep(&self) {
+        // Acquire pairs with the Release swap in `wakeup`: whatever the waker
+        // wrote before waking us (an M's `nextp`, say) is visible here.
+        while self.word.load(Ordering::Acquire) == UNSET {
+            futex_wait(&self.word, UNSET);
+        }
+    }
+
+    /// Set the note and wake its sleeper, if any. Any thread.
+    pub(crate) fn wakeup(&self) {
+        // Release pairs with the Acquire load in `sleep`.
+        if self.word.swap(SET, Ordering::Release) == UNSET {
+            futex_wake(&self.word);
+        }
+    }
+
+    /// Re-arm after a completed `sleep`. Sleeper only.
+    pub(crate) fn clear(&self) {
+        self.word.store(UNSET, Ordering::Relaxed);
+    }
+}
+
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: FUTEX_WAIT_PRIVATE reads the aligned u32 behind `word`, which
+    // lives as long as this borrow; a null timeout means "no timeout". EINTR
+    // and EAGAIN (the word changed) both send the caller back to its loop.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE_PRIVATE only uses the address as a key; it touches
+    // no memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! Operating-system layer. Only this module makes raw system calls (the
+//! stack module's mmap/madvise calls are the one documented exception: they
+//! are the allocator itself). Linux is the only target today; a port adds a
+//! sibling of `linux.rs`.
+
+mod linux;
+
+pub(crate) use linux::Note;

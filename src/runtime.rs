@@ -1,0 +1,306 @@
+//! Runtimes: building one, running a main goroutine on it, shutting it
+//! down, and the process-wide default runtime; plus the `runtime::`
+//! introspection functions (Go's package runtime: `GOMAXPROCS`,
+//! `NumGoroutine`).
+//!
+//! The default runtime is created on first use — by `gort::run`, by
+//! `gort::go` outside any goroutine, or by a `runtime::` query — with
+//! `GORT_PROCS` Ps if that variable is set, else one per available CPU. It
+//! lives until the process exits. Functions here act on the *current*
+//! runtime: the one whose goroutine calls them, else the default one.
+//!
+//! Dropping a built `Runtime` stops it: no new goroutine starts, each M
+//! exits at its next pass through the scheduler (a goroutine that never
+//! calls into the runtime keeps its thread, and the drop waits for it), and
+//! the drop joins every thread. Goroutines that never started are dropped
+//! unrun, and their `join` returns an error. If goroutines are still alive
+//! then (parked forever), their memory is deliberately leaked rather than
+//! freed, because something outside the runtime (a channel shared with
+//! another runtime, say) may still name them. Dropping a runtime from one of
+//! its own goroutines does not wait for its threads.
+
+use std::fmt;
+use std::io;
+use std::sync::{Arc, OnceLock};
+
+use crate::goroutine::{JoinHandle, spawn_on};
+pub use crate::sched::Metrics;
+use crate::sched::{Config, MAX_PROCS, Sched, current_m};
+use crate::stack;
+
+/// Default bound on OS threads per runtime (Go's default `SetMaxThreads`).
+const DEFAULT_MAX_THREADS: usize = 10_000;
+
+/// An error building a runtime.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// `procs` outside `1..=1024`.
+    InvalidProcs(usize),
+    /// A stack size below the minimum or beyond what can be reserved.
+    InvalidStackSize(String),
+    /// `max_threads(0)`.
+    InvalidMaxThreads,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidProcs(n) => write!(f, "procs must be between 1 and {MAX_PROCS}, got {n}"),
+            Error::InvalidStackSize(why) => write!(f, "invalid stack size: {why}"),
+            Error::InvalidMaxThreads => write!(f, "max_threads must be at least 1"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// Configures and builds a [`Runtime`].
+///
+/// ```
+/// let rt = gort::Runtime::builder().procs(2).stack_size(64 * 1024).name("worker").build()?;
+/// assert_eq!(rt.block_on(|| 6 * 7), 42);
+/// # Ok::<(), gort::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    procs: Option<usize>,
+    stack_size: usize,
+    name: String,
+    max_threads: usize,
+}
+
+impl Builder {
+    /// Number of Ps — goroutines running in parallel (Go's `GOMAXPROCS`).
+    /// Default: `GORT_PROCS`, else the available parallelism.
+    pub fn procs(mut self, n: usize) -> Builder {
+        self.procs = Some(n);
+        self
+    }
+
+    /// Default stack reservation of this runtime's goroutines, in bytes
+    /// (default 256 KiB; only touched pages cost memory).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Name of the runtime; its threads are called `<name>-m<N>`.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = name.into();
+        self
+    }
+
+    /// Upper bound on OS threads (default 10,000, as Go).
+    pub fn max_threads(mut self, n: usize) -> Builder {
+        self.max_threads = n;
+        self
+    }
+
+    /// Build the runtime. No thread starts until a goroutine is spawned.
+    pub fn build(self) -> Result<Runtime, Error> {
+        let procs = self.procs.unwrap_or_else(default_procs);
+        if !(1..=MAX_PROCS).contains(&procs) {
+            return Err(Error::InvalidProcs(procs));
+        }
+        let stack_size = stack::check_stack_size(self.stack_size).map_err(Error::InvalidStackSize)?;
+        if self.max_threads == 0 {
+            return Err(Error::InvalidMaxThreads);
+        }
+        stack::install_overflow_handler(crate::goroutine::describe_overflow);
+        Ok(Runtime {
+            sched: Sched::new(Config {
+                name: self.name,
+                procs,
+                stack_size,
+                max_threads: self.max_threads,
+            }),
+        })
+    }
+}
+
+fn default_procs() -> usize {
+    std::env::var("GORT_PROCS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(MAX_PROCS)
+}
+
+/// A gort runtime: its Ps, Ms and goroutines.
+pub struct Runtime {
+    sched: Arc<Sched>,
+}
+
+impl Runtime {
+    /// A [`Builder`] with the defaults.
+    pub fn builder() -> Builder {
+        Builder {
+            procs: None,
+            stack_size: stack::DEFAULT_STACK_SIZE,
+            name: "gort".to_string(),
+            max_threads: DEFAULT_MAX_THREADS,
+        }
+    }
+
+    /// Run `f` as a goroutine of this runtime and block the calling thread
+    /// (or park the calling goroutine) until it returns its value. A panic
+    /// in `f` is resumed in the caller.
+    ///
+    /// ```
+    /// let rt = gort::Runtime::builder().procs(1).build().unwrap();
+    /// let n = rt.block_on(|| gort::go(|| 2 + 2).join().unwrap());
+    /// assert_eq!(n, 4);
+    /// ```
+    #[track_caller]
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let handle = spawn_on(&self.sched, f, Some("main".into()), self.sched.stack_size());
+        match handle.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Spawn a goroutine on this runtime from anywhere.
+    #[track_caller]
+    pub fn go<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        spawn_on(&self.sched, f, None, self.sched.stack_size())
+    }
+
+    /// Number of Ps (Go's `GOMAXPROCS(0)`).
+    pub fn procs(&self) -> usize {
+        self.sched.gomaxprocs()
+    }
+
+    /// Change the number of Ps while goroutines run; returns the old number.
+    ///
+    /// # Panics
+    /// If `n` is 0 or above 1024.
+    pub fn set_procs(&self, n: usize) -> usize {
+        self.sched.set_procs(n)
+    }
+
+    /// Goroutines alive on this runtime.
+    pub fn num_goroutine(&self) -> usize {
+        self.sched.num_goroutine()
+    }
+
+    /// What the scheduler has done so far.
+    pub fn metrics(&self) -> Metrics {
+        self.sched.metrics()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.sched.begin_shutdown();
+        let inside = current_m().is_some_and(|m| Arc::ptr_eq(&m.sched, &self.sched));
+        if !inside {
+            self.sched.join_threads();
+            self.sched.abandon_unstarted();
+        }
+        if inside || self.sched.has_live_goroutines() {
+            // See the module header: leak rather than free what may be named.
+            std::mem::forget(Arc::clone(&self.sched));
+        }
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("name", &self.sched.name)
+            .field("procs", &self.procs())
+            .finish_non_exhaustive()
+    }
+}
+
+static DEFAULT: OnceLock<Runtime> = OnceLock::new();
+
+/// The process-wide default runtime, created on first use.
+pub(crate) fn default_runtime() -> &'static Runtime {
+    DEFAULT.get_or_init(|| {
+        Runtime::builder()
+            .build()
+            .expect("the default runtime configuration is valid")
+    })
+}
+
+/// Run `f` with the current runtime's scheduler: the caller's, if it is a
+/// goroutine, else the default runtime's.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<Sched>) -> R) -> R {
+    match current_m() {
+        Some(m) => f(&m.sched),
+        None => f(&default_runtime().sched),
+    }
+}
+
+/// Run `f` as the main goroutine of the default runtime and block the
+/// calling thread until it returns. Several threads may call `run` at once.
+///
+/// ```
+/// let sum: u64 = gort::run(|| {
+///     let hs: Vec<_> = (1..=10u64).map(|i| gort::go(move || i * i)).collect();
+///     hs.into_iter().map(|h| h.join().unwrap()).sum()
+/// });
+/// assert_eq!(sum, 385);
+/// ```
+#[track_caller]
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    default_runtime().block_on(f)
+}
+
+/// Number of Ps of the current runtime (Go's `runtime.GOMAXPROCS(0)`).
+pub fn procs() -> usize {
+    with_current(|s| s.gomaxprocs())
+}
+
+/// Set the number of Ps of the current runtime while goroutines run (Go's
+/// `runtime.GOMAXPROCS(n)`); returns the previous number. Goroutines queued
+/// on a retired P move to the others.
+///
+/// ```
+/// let old = gort::runtime::set_procs(1);
+/// assert_eq!(gort::runtime::procs(), 1);
+/// gort::runtime::set_procs(old);
+/// ```
+///
+/// # Panics
+/// If `n` is 0 or above 1024.
+pub fn set_procs(n: usize) -> usize {
+    with_current(|s| s.set_procs(n))
+}
+
+/// Number of live goroutines of the current runtime (Go's `runtime.NumGoroutine`).
+pub fn num_goroutine() -> usize {
+    with_current(|s| s.num_goroutine())
+}
+
+/// What the current runtime's scheduler has done so far.
+///
+/// ```
+/// gort::go(|| ()).join().unwrap();
+/// assert!(gort::runtime::metrics().goroutines_created >= 1);
+/// ```
+pub fn metrics() -> Metrics {
+    with_current(|s| s.metrics())
+}

@@ -1,0 +1,268 @@
+//! G: a goroutine's state, and its life cycle from allocation to recycling
+//! (Go's `g` in runtime2.go; `malg`, `gfput`, `gfget` in proc.go).
+//!
+//! A G is allocated once and then recycled: when its goroutine ends, its
+//! stack goes back to the P's stack cache (`stack/cache.rs`) and the G
+//! itself on the P's free list, and the next spawn on that P reuses it. A P
+//! keeps at most `LOCAL_FREE_MAX` dead Gs; beyond that it moves a batch to
+//! the runtime's global list. Gs are freed only when their runtime is
+//! dropped, so a `GPtr` never dangles while the runtime lives.
+//!
+//! Field ownership: `status` is atomic (read by anyone); every other field
+//! is touched only by the G's current owner (see `sched/mod.rs`), which is
+//! why `G` can be `Sync` although it uses `Cell`s.
+
+use std::cell::{Cell, UnsafeCell};
+use std::panic::Location;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::p::P;
+use super::{Sched, lock};
+use crate::arch::Context;
+use crate::stack::Stack;
+
+/// Dead Gs a P keeps before spilling half to the global list.
+const LOCAL_FREE_MAX: usize = 64;
+/// Dead Gs a P refills its empty list with from the global one.
+const LOCAL_FREE_REFILL: usize = 32;
+
+/// A goroutine's status (Go's `_Gidle`, `_Grunnable`, ...).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(crate) enum GStatus {
+    /// Allocated, never used.
+    Idle = 0,
+    /// On a run queue, not running.
+    Runnable,
+    /// Running user code on an M.
+    Running,
+    /// In a system call (issue 5).
+    Syscall,
+    /// Parked in `gopark`.
+    Waiting,
+    /// Stopped by asynchronous preemption (issue 5).
+    Preempted,
+    /// Finished; on a free list.
+    Dead,
+}
+
+/// Why a goroutine is parked (shown by dumps, later).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum WaitReason {
+    None,
+    /// `JoinHandle::join`.
+    Join,
+    /// The end of `scope`, waiting for its goroutines.
+    Scope,
+    /// `WaitGroup::wait`.
+    WaitGroup,
+}
+
+/// A goroutine's body as the scheduler sees it: run once, or, if the
+/// goroutine can never run (no stack, runtime shut down), abandoned — which
+/// still completes its join handle.
+pub(crate) trait Runnable: Send + Sync {
+    fn run(self: Arc<Self>);
+    fn abandon(self: Arc<Self>);
+}
+
+/// The body a G runs. Dropping a `Task` that never ran abandons it.
+pub(crate) struct Task(Option<Arc<dyn Runnable>>);
+
+impl Task {
+    pub(crate) fn new(job: Arc<dyn Runnable>) -> Task {
+        Task(Some(job))
+    }
+
+    pub(crate) fn run(mut self) {
+        if let Some(job) = self.0.take() {
+            job.run();
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(job) = self.0.take() {
+            job.abandon();
+        }
+    }
+}
+
+/// A goroutine.
+pub(crate) struct G {
+    pub(crate) ctx: UnsafeCell<Context>,
+    pub(crate) id: Cell<u64>,
+    status: AtomicU8,
+    /// The runtime this G belongs to; fixed at allocation.
+    pub(crate) sched: NonNull<Sched>,
+    pub(crate) stack: UnsafeCell<Option<Stack>>,
+    /// Usable stack bytes this goroutine asked for.
+    pub(crate) stack_size: Cell<usize>,
+    pub(crate) entry: UnsafeCell<Option<Task>>,
+    pub(crate) name: UnsafeCell<Option<Arc<str>>>,
+    pub(crate) spawned_at: Cell<&'static Location<'static>>,
+    pub(crate) wait_reason: Cell<WaitReason>,
+}
+
+// SAFETY: `status` is atomic; every other field is accessed only by the G's
+// single owner at a time, and ownership changes hands only through the run
+// queues, `Sched::lock` and park/ready, all of which order memory
+// (release/acquire). See the invariants in `sched/mod.rs`.
+unsafe impl Sync for G {}
+// SAFETY: as above; a G is handed between threads only by those channels.
+unsafe impl Send for G {}
+
+impl G {
+    pub(crate) fn status(&self) -> GStatus {
+        match self.status.load(Ordering::Acquire) {
+            0 => GStatus::Idle,
+            1 => GStatus::Runnable,
+            2 => GStatus::Running,
+            3 => GStatus::Syscall,
+            4 => GStatus::Waiting,
+            5 => GStatus::Preempted,
+            _ => GStatus::Dead,
+        }
+    }
+
+    /// Release pairs with the Acquire load in `status`: a reader that sees
+    /// the new status also sees what the owner wrote before.
+    pub(crate) fn set_status(&self, s: GStatus) {
+        self.status.store(s as u8, Ordering::Release);
+    }
+
+    /// The stack range, for the overflow report. Signal-handler safe.
+    ///
+    /// # Safety
+    /// Only the thread running this G (or its signal handler) may call it.
+    pub(crate) unsafe fn stack_ref(&self) -> Option<&Stack> {
+        // SAFETY: the caller is the G's owner, so nothing writes `stack` now.
+        unsafe { (*self.stack.get()).as_ref() }
+    }
+}
+
+/// A pointer to a G of a live runtime. Copy, Send: it is a name, not an owner.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct GPtr(NonNull<G>);
+
+// SAFETY: a GPtr is only a reference to a G, which is Sync; Gs are never
+// freed while their runtime lives (module header).
+unsafe impl Send for GPtr {}
+// SAFETY: as above.
+unsafe impl Sync for GPtr {}
+
+impl std::ops::Deref for GPtr {
+    type Target = G;
+    fn deref(&self) -> &G {
+        // SAFETY: Gs are freed only by `Sched::drop`, after every M has
+        // exited; no runtime structure holding a GPtr outlives that.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl GPtr {
+    pub(crate) fn as_non_null(self) -> NonNull<G> {
+        self.0
+    }
+
+    pub(crate) fn from_non_null(p: NonNull<G>) -> GPtr {
+        GPtr(p)
+    }
+
+    pub(crate) fn sched(&self) -> &Sched {
+        // SAFETY: a G never outlives its Sched (module header).
+        unsafe { self.sched.as_ref() }
+    }
+}
+
+impl Sched {
+    /// A G (without a stack) for a new goroutine wanting `stack_size` bytes: from `p`'s
+    /// free list, refilled from the global one, or newly allocated.
+    /// Owner of `p` only (or `p` is None: a thread outside the runtime).
+    pub(crate) fn gfget(&self, p: Option<&P>, stack_size: usize) -> GPtr {
+        let g = match p {
+            Some(p) => {
+                // SAFETY: the caller holds `p`, so it owns its free list.
+                let local = unsafe { &mut *p.gfree.get() };
+                if local.is_empty() {
+                    let mut global = lock(&self.gfree);
+                    let n = global.len().min(LOCAL_FREE_REFILL);
+                    let at = global.len() - n;
+                    local.extend(global.drain(at..));
+                }
+                local.pop()
+            }
+            None => lock(&self.gfree).pop(),
+        };
+        match g {
+            Some(g) => {
+                g.stack_size.set(stack_size);
+                g
+            }
+            None => self.malg(stack_size),
+        }
+    }
+
+    /// Recycle a dead G, its stack already taken. Owner of `p` only.
+    pub(crate) fn gfput(&self, p: &P, g: GPtr) {
+        debug_assert_eq!(g.status(), GStatus::Dead);
+        // SAFETY: the caller holds `p`, so it owns its free list.
+        let local = unsafe { &mut *p.gfree.get() };
+        local.push(g);
+        if local.len() > LOCAL_FREE_MAX {
+            let mut global = lock(&self.gfree);
+            global.extend(local.drain(LOCAL_FREE_REFILL..));
+        }
+    }
+
+    /// Allocate a brand-new G (Go's `malg`); it gets a stack when it first runs.
+    fn malg(&self, stack_size: usize) -> GPtr {
+        let g = Box::new(G {
+            ctx: UnsafeCell::new(Context::empty()),
+            id: Cell::new(0),
+            status: AtomicU8::new(GStatus::Idle as u8),
+            sched: NonNull::from(self),
+            stack: UnsafeCell::new(None),
+            stack_size: Cell::new(stack_size),
+            entry: UnsafeCell::new(None),
+            name: UnsafeCell::new(None),
+            spawned_at: Cell::new(Location::caller()),
+            wait_reason: Cell::new(WaitReason::None),
+        });
+        let g = GPtr(NonNull::from(Box::leak(g)));
+        lock(&self.allgs).push(g);
+        g
+    }
+
+    /// Abandon every goroutine that was spawned but never started, so that
+    /// its join handle reports the shutdown instead of waiting forever.
+    /// Only after every M of this runtime has exited.
+    pub(crate) fn abandon_unstarted(&self) {
+        let allgs = lock(&self.allgs).clone();
+        for g in allgs {
+            // SAFETY: no M is left, so this thread is the only one touching
+            // any G of this runtime. A G with a task has never started (the
+            // task is taken when it starts).
+            let task = unsafe { (*g.entry.get()).take() };
+            if let Some(task) = task {
+                g.set_status(GStatus::Dead);
+                self.ngoroutine.fetch_sub(1, Ordering::Relaxed);
+                drop(task);
+            }
+        }
+    }
+
+    /// Free every G. Only from `Sched::drop`, when no M runs any more.
+    pub(crate) fn free_all_gs(&mut self) {
+        let allgs = std::mem::take(&mut *lock(&self.allgs));
+        for g in allgs {
+            // SAFETY: no thread of this runtime is left, so we own every G;
+            // each was leaked from a Box in `malg` and is freed once here.
+            // A stack still attached goes with the allocator's regions.
+            drop(unsafe { Box::from_raw(g.0.as_ptr()) });
+        }
+    }
+}

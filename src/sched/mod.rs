@@ -1,0 +1,290 @@
+//! The goroutine scheduler (Go's proc.go, runtime2.go).
+//!
+//! # Model
+//!
+//! Three kinds of object, named as in Go:
+//!
+//! - **G** (`g.rs`): a goroutine — a closure, a stack, a saved context, a
+//!   status. Gs are recycled through free lists and never freed while their
+//!   runtime lives, so a `GPtr` held by any runtime structure stays valid.
+//! - **M** (`m.rs`): an OS thread. Its own native stack is its `g0`: the
+//!   scheduler code in this module runs there, never on a goroutine stack.
+//! - **P** (`p.rs`): a processor, the right to run goroutines. There are
+//!   exactly `gomaxprocs` usable Ps; an M must hold one to run a G. Each P
+//!   owns a 256-slot lock-free run queue plus a `runnext` slot (`runq.rs`),
+//!   a cache of dead Gs, and a cache of their stacks.
+//!
+//! # Scheduling
+//!
+//! An M loops in `schedule` (`schedule.rs`): `find_runnable` picks a G —
+//! every 61st tick the global queue first (so it cannot starve behind a
+//! P that keeps its local queue full), then `runnext`, the local queue, the
+//! global queue, and finally half of another P's queue, victims tried from a
+//! random start — and `execute` switches to it. The G runs until it calls
+//! back into the runtime: `gopark` to wait (`park.rs`), `yield_now`, or its
+//! end. Each of those switches to g0 and leaves g0 a note (`m.pending`) of
+//! what to do now that the G's stack is no longer in use: put it on the
+//! global queue, run its park callback, or recycle it.
+//!
+//! A newly spawned or readied G goes into the current P's `runnext`, so a
+//! producer and its consumer alternate on one P without a trip through the
+//! queue; the old `runnext` is kicked to the tail.
+//!
+//! # Idle Ms and spinning (`idle.rs`)
+//!
+//! An M with nothing to run first *spins*: it keeps its P and looks for work
+//! to steal. At most half of the busy Ps may have a spinning M, so idle Ms
+//! do not eat the CPU that running Ms need. An M that finds nothing gives
+//! back its P and parks on its futex `Note`. Whoever makes work available
+//! (`newproc`, `goready`, an overflowing local queue) calls `wakep`, which
+//! starts an M on an idle P only if no M is spinning already: a spinning M
+//! will find the work, and when it does it calls `wakep` in turn, so
+//! parallelism ramps up one M at a time without thundering herds.
+//!
+//! The one delicate race — a spinner giving up just as work arrives — is
+//! closed by ordering: the submitter publishes its G and then reads
+//! `nmspinning` (SeqCst), the spinner decrements `nmspinning` and then
+//! re-reads every run queue (SeqCst). At least one of them sees the other.
+//!
+//! # Lock order
+//!
+//! Runtime locks, outermost first. A thread holding one may take only those
+//! below it:
+//!
+//! 1. a user-facing object's lock (a JoinHandle packet, a channel, a mutex's
+//!    wait queue): held across `gopark` and released on g0 by the park
+//!    callback, so a waker that needs it cannot ready the G before it is
+//!    fully parked;
+//! 2. `Sched::lock` (global run queue, idle Ps, idle Ms);
+//! 3. `Sched::gfree` (global free list of dead Gs);
+//! 4. `Sched::allgs`, the stack caches' and allocator's locks, `Sched::threads`
+//!    (leaves).
+//!
+//! Several locks of level 1 are never held at once except by `select`, which
+//! takes them in address order (and says so).
+//!
+//! # Invariants
+//!
+//! - A G is owned by exactly one party at a time: a run queue, the M running
+//!   it, or the object it is parked on. Ownership passes only through the
+//!   run queues (release/acquire), `Sched::lock`, and park/ready. The
+//!   non-atomic fields of a G are touched only by its owner.
+//! - A P is in `pidle` (status `Idle`), held by one M (`Running`), or
+//!   retired by `set_procs` (`Dead`, in neither).
+//! - Runtime code never keeps a reference to its M across a switch: after a
+//!   G resumes it may be on another thread, so it calls `current_m()` again.
+//! - g0 never runs user code except the closures `gopark` hands it, which
+//!   only release locks and never block.
+
+mod g;
+mod idle;
+mod m;
+mod p;
+mod park;
+mod runq;
+mod schedule;
+
+pub(crate) use g::{GPtr, Runnable, Task, WaitReason};
+pub(crate) use m::current_m;
+pub(crate) use park::{WaitCell, Waiter, park_if, park_releasing, yield_now};
+pub(crate) use schedule::newproc;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::JoinHandle;
+
+use crate::stack::StackPool;
+use m::MPtr;
+use p::{P, PPtr};
+
+/// Upper bound of `gomaxprocs`; `allp` is allocated once at this size so
+/// stealers can read it without a lock.
+pub(crate) const MAX_PROCS: usize = 1024;
+
+/// Configuration a runtime is built with (validated by `runtime::Builder`).
+pub(crate) struct Config {
+    pub(crate) name: String,
+    pub(crate) procs: usize,
+    pub(crate) stack_size: usize,
+    pub(crate) max_threads: usize,
+}
+
+/// State of one runtime's scheduler (Go's `schedt` plus `allp`).
+pub(crate) struct Sched {
+    pub(crate) name: String,
+    /// This runtime itself, for the threads it starts to hold on to.
+    me: Weak<Sched>,
+    /// Every P ever created, index = P id; slots past `gomaxprocs` may hold
+    /// retired Ps. Written only under `lock`, read lock-free by stealers.
+    allp: Box<[AtomicPtr<P>]>,
+    gomaxprocs: AtomicUsize,
+    lock: Mutex<Locked>,
+    /// Length of `Locked::runq`, readable without the lock: a hint used to
+    /// skip locking when the global queue is empty.
+    runqsize: AtomicUsize,
+    npidle: AtomicUsize,
+    nmspinning: AtomicUsize,
+    gfree: Mutex<Vec<GPtr>>,
+    /// Every G ever allocated, for shutdown (and later, dumps).
+    allgs: Mutex<Vec<GPtr>>,
+    pub(crate) stacks: StackPool,
+    max_threads: usize,
+    goidgen: AtomicU64,
+    ngoroutine: AtomicUsize,
+    created: AtomicU64,
+    /// Ms currently alive; `mnext` hands out ids.
+    mcount: AtomicUsize,
+    mnext: AtomicU64,
+    steals: AtomicU64,
+    shutdown: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The part of `Sched` guarded by `Sched::lock`.
+pub(crate) struct Locked {
+    runq: VecDeque<GPtr>,
+    pidle: Vec<PPtr>,
+    midle: Vec<MPtr>,
+    thread_limit_warned: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Runtime critical sections never panic while holding a lock, and if a
+    // user closure run under one did, its state is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Sched {
+    pub(crate) fn new(cfg: Config) -> Arc<Sched> {
+        let allp: Box<[AtomicPtr<P>]> = (0..MAX_PROCS).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
+        let sched = Arc::new_cyclic(|me| Sched {
+            name: cfg.name,
+            me: me.clone(),
+            allp,
+            gomaxprocs: AtomicUsize::new(0),
+            lock: Mutex::new(Locked {
+                runq: VecDeque::new(),
+                pidle: Vec::new(),
+                midle: Vec::new(),
+                thread_limit_warned: false,
+            }),
+            runqsize: AtomicUsize::new(0),
+            npidle: AtomicUsize::new(0),
+            nmspinning: AtomicUsize::new(0),
+            gfree: Mutex::new(Vec::new()),
+            allgs: Mutex::new(Vec::new()),
+            stacks: StackPool::new(cfg.stack_size),
+            max_threads: cfg.max_threads,
+            goidgen: AtomicU64::new(0),
+            ngoroutine: AtomicUsize::new(0),
+            created: AtomicU64::new(0),
+            mcount: AtomicUsize::new(0),
+            mnext: AtomicU64::new(0),
+            steals: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        });
+        sched.procresize(cfg.procs);
+        sched
+    }
+
+    /// `set_procs`: resize, then let new Ps pick up waiting work.
+    pub(crate) fn set_procs(&self, n: usize) -> usize {
+        let old = self.procresize(n);
+        for _ in old..n {
+            self.wakep();
+        }
+        old
+    }
+
+    /// Whether any goroutine is still alive (parked, runnable or running).
+    pub(crate) fn has_live_goroutines(&self) -> bool {
+        self.num_goroutine() > 0
+    }
+
+    /// Stack bytes a goroutine gets unless its spawn says otherwise.
+    pub(crate) fn stack_size(&self) -> usize {
+        self.stacks.default_size()
+    }
+
+    pub(crate) fn gomaxprocs(&self) -> usize {
+        self.gomaxprocs.load(Ordering::Relaxed)
+    }
+
+    /// P number `id`, if it was ever created.
+    fn p(&self, id: usize) -> Option<PPtr> {
+        // Acquire pairs with the Release store in `procresize`: the P's
+        // fields are initialised before its pointer is seen.
+        PPtr::from_raw(self.allp[id].load(Ordering::Acquire))
+    }
+
+    /// Put `g` at the tail of the global run queue. Any thread.
+    pub(crate) fn globrunqput(&self, g: GPtr) {
+        let mut l = lock(&self.lock);
+        l.runq.push_back(g);
+        self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn num_goroutine(&self) -> usize {
+        self.ngoroutine.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+}
+
+/// Scheduler counters (a first subset of Go's runtime/metrics), from
+/// `gort::runtime::metrics()`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Goroutines ever spawned (`/sched/goroutines-created:goroutines`).
+    pub goroutines_created: u64,
+    /// Goroutines alive now (`/sched/goroutines:goroutines`).
+    pub goroutines_live: usize,
+    /// Ms (OS threads) alive now.
+    pub threads_live: usize,
+    /// Ms ever started.
+    pub threads_started: u64,
+    /// Successful steals from another P's run queue.
+    pub steals: u64,
+    /// Time slices run on each current P, by P id.
+    pub ran_per_p: Vec<u64>,
+    /// Goroutines waiting in each current P's local run queue, by P id.
+    pub local_run_queues: Vec<usize>,
+    /// Goroutines waiting in the global run queue.
+    pub global_run_queue: usize,
+    /// Address space reserved for goroutine stacks (`/memory/classes/heap/stacks:bytes` is the nearest Go name).
+    pub stack_bytes_reserved: usize,
+    /// Stacks allocated: in use by goroutines or cached for reuse.
+    pub stacks_allocated: usize,
+}
+
+impl Sched {
+    pub(crate) fn metrics(&self) -> Metrics {
+        let ps: Vec<PPtr> = (0..self.gomaxprocs()).filter_map(|i| self.p(i)).collect();
+        Metrics {
+            goroutines_created: self.created.load(Ordering::Relaxed),
+            goroutines_live: self.num_goroutine(),
+            threads_live: self.mcount.load(Ordering::Relaxed),
+            threads_started: self.mnext.load(Ordering::Relaxed),
+            steals: self.steals.load(Ordering::Relaxed),
+            ran_per_p: ps.iter().map(|p| p.ran.load(Ordering::Relaxed)).collect(),
+            local_run_queues: ps.iter().map(|p| p.runq.len()).collect(),
+            global_run_queue: self.runqsize.load(Ordering::Relaxed),
+            stack_bytes_reserved: self.stacks.reserved_bytes(),
+            stacks_allocated: self.stacks.allocated(),
+        }
+    }
+}
+
+impl Drop for Sched {
+    /// Runs when the last handle is gone: every M has exited (each holds an
+    /// `Arc`), so Gs and Ps can be freed. Stacks go with the allocator.
+    fn drop(&mut self) {
+        self.free_all_gs();
+        self.free_all_ps();
+    }
+}

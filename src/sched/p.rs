@@ -1,0 +1,224 @@
+//! P: a processor, the right to run Go code (Go's `p` in runtime2.go), and
+//! `procresize`, which changes how many there are while goroutines run.
+//!
+//! A P owns a local run queue, a free list of dead Gs and a stack cache. Its status says
+//! who has it: `Idle` (on the idle list, `Sched::lock`), `Running` (held by
+//! exactly one M, which alone pushes to and pops from its queue), or `Dead`
+//! (retired by `set_procs`, on no list).
+//!
+//! Unlike Go, `procresize` does not stop the world. Growing creates (or
+//! revives) Ps and puts them on the idle list. Shrinking lowers
+//! `gomaxprocs` at once — stealers then ignore the surplus Ps — and takes
+//! idle surplus Ps off the idle list; a surplus P that an M holds is retired
+//! by that M itself at its next pass through `find_runnable`, which moves
+//! the P's queued goroutines to the global queue before letting the P go.
+//! Ps are never freed before their runtime, so `allp` can be read without a
+//! lock.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use super::g::{G, GPtr};
+use super::m::M;
+use super::runq::RunQueue;
+use super::{Locked, MAX_PROCS, Sched, lock};
+use crate::stack::LocalStacks;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(crate) enum PStatus {
+    Idle = 0,
+    Running,
+    Dead,
+}
+
+pub(crate) struct P {
+    pub(crate) id: usize,
+    status: AtomicU8,
+    pub(crate) runq: RunQueue<G>,
+    /// Incremented on every new time slice; every 61st looks at the global queue first.
+    pub(crate) schedtick: Cell<u32>,
+    /// Dead Gs kept for reuse. Holder of the P only.
+    pub(crate) gfree: UnsafeCell<Vec<GPtr>>,
+    /// Stacks of dead goroutines, kept warm for the next ones. Holder only.
+    pub(crate) stacks: UnsafeCell<LocalStacks>,
+    /// Goroutine slices run on this P (written by its holder only).
+    pub(crate) ran: AtomicU64,
+}
+
+// SAFETY: `runq` is built for concurrent stealers; `status` and `ran` are
+// atomic; `schedtick`, `gfree` and `stacks` are touched only by the M holding the P,
+// and a P changes hands only under `Sched::lock` or through an M's note.
+unsafe impl Sync for P {}
+
+impl P {
+    fn new(id: usize) -> P {
+        P {
+            id,
+            status: AtomicU8::new(PStatus::Idle as u8),
+            runq: RunQueue::new(),
+            schedtick: Cell::new(0),
+            gfree: UnsafeCell::new(Vec::new()),
+            stacks: UnsafeCell::new(Vec::new()),
+            ran: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn status(&self) -> PStatus {
+        match self.status.load(Ordering::Relaxed) {
+            0 => PStatus::Idle,
+            1 => PStatus::Running,
+            _ => PStatus::Dead,
+        }
+    }
+
+    fn set_status(&self, s: PStatus) {
+        self.status.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Count one more slice run (holder only: a plain load+store, no lock prefix).
+    pub(crate) fn count_run(&self) {
+        self.ran.store(self.ran.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct PPtr(NonNull<P>);
+
+// SAFETY: P is Sync and lives as long as its runtime (module header).
+unsafe impl Send for PPtr {}
+// SAFETY: as above.
+unsafe impl Sync for PPtr {}
+
+impl std::ops::Deref for PPtr {
+    type Target = P;
+    fn deref(&self) -> &P {
+        // SAFETY: Ps are freed only in `Sched::drop`, after every M exited.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl PPtr {
+    pub(crate) fn from_raw(p: *mut P) -> Option<PPtr> {
+        NonNull::new(p).map(PPtr)
+    }
+}
+
+impl Sched {
+    /// Make `m` the holder of `p` (Go's `acquirep`).
+    pub(crate) fn acquirep(&self, m: &M, p: PPtr) {
+        debug_assert!(m.p.get().is_none());
+        p.set_status(PStatus::Running);
+        m.p.set(Some(p));
+    }
+
+    /// Detach `m` from its P and return it (Go's `releasep`).
+    pub(crate) fn releasep(&self, m: &M) -> PPtr {
+        let p = m.p.take().expect("releasep without a P");
+        p.set_status(PStatus::Idle);
+        p
+    }
+
+    /// Put an idle P on the idle list. `Sched::lock` held.
+    pub(crate) fn pidleput(&self, l: &mut Locked, p: PPtr) {
+        debug_assert!(p.runq.is_empty());
+        l.pidle.push(p);
+        self.npidle.store(l.pidle.len(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Take an idle P. `Sched::lock` held.
+    fn pidleget(&self, l: &mut Locked) -> Option<PPtr> {
+        let p = l.pidle.pop()?;
+        self.npidle.store(l.pidle.len(), std::sync::atomic::Ordering::SeqCst);
+        Some(p)
+    }
+
+    /// Give `m`'s P back to the idle list, or retire it if `set_procs` has
+    /// made it surplus. `Sched::lock` held.
+    pub(crate) fn release_idle_p(&self, l: &mut Locked, m: &M) {
+        let p = self.releasep(m);
+        if p.id < self.gomaxprocs() {
+            self.pidleput(l, p);
+        } else {
+            p.set_status(PStatus::Dead);
+        }
+    }
+
+    pub(crate) fn lock_pidleget(&self) -> Option<PPtr> {
+        self.pidleget(&mut lock(&self.lock))
+    }
+
+    /// `m`'s P was retired by `set_procs`: move its goroutines to the global
+    /// queue, retire it, and try to continue on an idle P instead. Returns
+    /// false if there was none (the caller then parks the M).
+    pub(crate) fn retire_p(&self, m: &M) -> bool {
+        let p = m.p();
+        let mut l = lock(&self.lock);
+        p.runq.drain(|g| l.runq.push_back(GPtr::from_non_null(g)));
+        self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+        self.release_idle_p(&mut l, m);
+        match self.pidleget(&mut l) {
+            Some(np) => {
+                self.acquirep(m, np);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Set the number of Ps to `n` (1..=MAX_PROCS); Go's `procresize`.
+    /// Any thread. Returns the previous number. New Ps start idle: the
+    /// caller wakes Ms for them if there is work (`wakep`).
+    pub(crate) fn procresize(&self, n: usize) -> usize {
+        assert!(
+            (1..=MAX_PROCS).contains(&n),
+            "procs must be between 1 and {MAX_PROCS}, got {n}"
+        );
+        let mut l = lock(&self.lock);
+        let old = self.gomaxprocs();
+        for id in old..n {
+            match self.p(id) {
+                None => {
+                    let p = Box::into_raw(Box::new(P::new(id)));
+                    // Release pairs with the Acquire load in `Sched::p`.
+                    self.allp[id].store(p, Ordering::Release);
+                    let p = PPtr::from_raw(p).expect("Box is non-null");
+                    self.pidleput(&mut l, p);
+                }
+                // Retired earlier and let go by its M: revive it.
+                Some(p) if p.status() == PStatus::Dead => {
+                    p.set_status(PStatus::Idle);
+                    self.pidleput(&mut l, p);
+                }
+                // Still held by an M that has not noticed the earlier
+                // shrink: it simply keeps it.
+                Some(_) => {}
+            }
+        }
+        self.gomaxprocs.store(n, Ordering::SeqCst);
+        if n < old {
+            l.pidle.retain(|p| {
+                let keep = p.id < n;
+                if !keep {
+                    p.set_status(PStatus::Dead);
+                }
+                keep
+            });
+            self.npidle.store(l.pidle.len(), Ordering::SeqCst);
+        }
+        old
+    }
+
+    /// Free every P. Only from `Sched::drop`.
+    pub(crate) fn free_all_ps(&mut self) {
+        for slot in self.allp.iter() {
+            let p = slot.swap(std::ptr::null_mut(), Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: every non-null slot came from `Box::into_raw` in
+                // `procresize` and is freed once, here, with no M left.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Parking and readying: the one way anything in gort waits or wakes
+//! (Go's `gopark`/`goready` in proc.go).
+//!
+//! `gopark(unlock, reason)` suspends the running goroutine. The `unlock`
+//! callback runs on g0 *after* the goroutine's context is saved, so a lock
+//! the goroutine held while registering itself as a waiter is released only
+//! once it is safe to resume it: a waker that takes that lock, finds the
+//! goroutine and calls `goready` can never race with the switch. If `unlock`
+//! returns false the park is cancelled and the goroutine resumes at once.
+//!
+//! `goready(g)` makes a parked goroutine runnable: on the waker's own P's
+//! `runnext` when the waker is a goroutine of the same runtime (the woken G
+//! runs next, on a warm cache — this is what makes ping-pong cheap), else on
+//! its runtime's global queue; then `wakep` so an idle P notices.
+//!
+//! The waiting side may also be a plain OS thread (a `JoinHandle::join` or
+//! a channel receive from `main` or a `#[test]`). `Waiter` hides the
+//! difference: `Waiter::current()` names whoever is running, `wake()` readies
+//! a goroutine or unparks a thread. Each registered waiter is woken exactly
+//! once, which is what lets a thread waiter use a one-shot `Note`.
+//!
+//! `WaitCell` packages the common pattern — a state under a lock, one
+//! waiter, wait until a predicate holds — for the small runtime-internal
+//! objects (join packets, scopes). User-facing modules build on `gopark`,
+//! `goready` and `Waiter` the same way.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::g::{GPtr, GStatus, WaitReason};
+use super::lock;
+use super::m::{Pending, current_m};
+use super::schedule::mcall;
+use crate::os::Note;
+
+/// Park the running goroutine; `unlock` runs on g0 once it is suspended and
+/// returns whether to stay parked. Returns when someone `goready`s it.
+/// On a goroutine only; `unlock` must not block or park.
+pub(crate) fn gopark<F: FnOnce() -> bool>(unlock: F, reason: WaitReason) {
+    /// # Safety
+    /// `data` points to a live `Option<F>` holding a value.
+    unsafe fn call<F: FnOnce() -> bool>(data: *mut ()) -> bool {
+        // SAFETY: by the contract, `data` is the `Option<F>` on the parked
+        // goroutine's stack, alive because that stack is suspended.
+        let f = unsafe { &mut *(data as *mut Option<F>) };
+        (f.take().expect("park callback called twice"))()
+    }
+    let m = current_m().expect("gopark outside a goroutine");
+    m.curg.get().expect("gopark on g0").wait_reason.set(reason);
+    let mut slot = Some(unlock);
+    mcall(Pending::Park {
+        unlock: call::<F>,
+        data: &mut slot as *mut Option<F> as *mut (),
+    });
+}
+
+/// Make parked goroutine `g` runnable. Any thread.
+pub(crate) fn goready(g: GPtr) {
+    debug_assert_eq!(g.status(), GStatus::Waiting);
+    g.wait_reason.set(WaitReason::None);
+    g.set_status(GStatus::Runnable);
+    let sched = g.sched();
+    match current_m()
+        .filter(|m| std::ptr::eq(&*m.sched, sched))
+        .and_then(|m| m.p.get())
+    {
+        Some(p) => sched.runqput(&p, g, true),
+        None => sched.globrunqput(g),
+    }
+    sched.wakep();
+}
+
+/// Yield the processor: the running goroutine goes to the back of the
+/// global queue and others run (Go's `Gosched`). On a plain thread,
+/// `std::thread::yield_now`.
+pub(crate) fn yield_now() {
+    if current_m().is_some_and(|m| m.curg.get().is_some()) {
+        mcall(Pending::Yield);
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Parks a plain OS thread: a one-shot note re-armed after each wake-up.
+pub(crate) struct ThreadParker {
+    note: Note,
+}
+
+thread_local! {
+    static PARKER: Arc<ThreadParker> = Arc::new(ThreadParker { note: Note::new() });
+}
+
+/// Whoever waits: a goroutine or a plain thread.
+pub(crate) enum Waiter {
+    Goroutine(GPtr),
+    Thread(Arc<ThreadParker>),
+}
+
+impl Waiter {
+    /// The running goroutine, or else the calling thread.
+    pub(crate) fn current() -> Waiter {
+        match current_m().and_then(|m| m.curg.get()) {
+            Some(g) => Waiter::Goroutine(g),
+            None => Waiter::Thread(PARKER.with(Arc::clone)),
+        }
+    }
+
+    /// Wake this waiter. Each registered waiter is woken exactly once.
+    pub(crate) fn wake(self) {
+        match self {
+            Waiter::Goroutine(g) => goready(g),
+            Waiter::Thread(t) => t.note.wakeup(),
+        }
+    }
+}
+
+/// Suspend the caller — goroutine or thread — if `register()` returns true
+/// (run once the caller is safe to wake: on g0 for a goroutine), until the
+/// waiter it registered is woken. If it returns false, return at once.
+/// This is the lock-free form of `park_releasing`: `register` is typically
+/// a CAS that publishes "a waiter is here" unless the event already happened.
+pub(crate) fn park_if(register: impl FnOnce() -> bool, reason: WaitReason) {
+    if current_m().is_some_and(|m| m.curg.get().is_some()) {
+        gopark(register, reason);
+    } else if register() {
+        PARKER.with(|t| {
+            t.note.sleep();
+            t.note.clear();
+        });
+    }
+}
+
+/// Suspend the caller — goroutine or thread — until its registered
+/// `Waiter` is woken, releasing `guard` only once it is safe to be woken.
+pub(crate) fn park_releasing<T>(guard: MutexGuard<'_, T>, reason: WaitReason) {
+    if current_m().is_some_and(|m| m.curg.get().is_some()) {
+        gopark(
+            move || {
+                drop(guard);
+                true
+            },
+            reason,
+        );
+    } else {
+        drop(guard);
+        PARKER.with(|t| {
+            t.note.sleep();
+            t.note.clear();
+        });
+    }
+}
+
+/// A state under a lock plus at most one waiter for it to change.
+pub(crate) struct WaitCell<S> {
+    inner: Mutex<Slot<S>>,
+}
+
+struct Slot<S> {
+    state: S,
+    waiter: Option<Waiter>,
+}
+
+impl<S> WaitCell<S> {
+    pub(crate) fn new(state: S) -> WaitCell<S> {
+        WaitCell {
+            inner: Mutex::new(Slot { state, waiter: None }),
+        }
+    }
+
+    /// Park until `ready` returns Some, re-checking after every wake-up.
+    /// Only one caller may wait at a time.
+    pub(crate) fn wait<R>(&self, reason: WaitReason, mut ready: impl FnMut(&mut S) -> Option<R>) -> R {
+        let mut slot = lock(&self.inner);
+        loop {
+            if let Some(r) = ready(&mut slot.state) {
+                return r;
+            }
+            debug_assert!(slot.waiter.is_none(), "two waiters on one WaitCell");
+            slot.waiter = Some(Waiter::current());
+            park_releasing(slot, reason);
+            slot = lock(&self.inner);
+        }
+    }
+
+    /// Change the state; if `f` returns true, wake the waiter (if any).
+    pub(crate) fn update(&self, f: impl FnOnce(&mut S) -> bool) {
+        let waiter = {
+            let mut slot = lock(&self.inner);
+            if f(&mut slot.state) { slot.waiter.take() } else { None }
+        };
+        if let Some(w) = waiter {
+            w.wake();
+        }
+    }
+}

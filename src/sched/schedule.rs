@@ -1,0 +1,349 @@
+//! The scheduling loop: `schedule`, `find_runnable`, `execute`, the global
+//! queue, stealing, and `newproc` (Go's proc.go functions of those names).
+//!
+//! Everything here runs on an M's g0 stack except `newproc`, which runs on
+//! whatever goroutine or thread spawns, and `goroutine_entry`/`goexit`,
+//! which run on the new goroutine's stack.
+
+use std::panic::Location;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::g::{G, GPtr, GStatus, Task};
+use super::m::{M, Pending, current_m};
+use super::p::{P, PPtr};
+use super::runq::RunQueue;
+use super::{Sched, lock};
+use crate::arch::{Context, switch};
+
+/// Every this many slices a P looks at the global queue before its own, so
+/// that two goroutines that keep readying each other on one P cannot starve
+/// the global queue. 61 is Go's choice: prime, so it does not resonate with
+/// periodic patterns in programs.
+const GLOBAL_CHECK_TICKS: u32 = 61;
+/// Passes over all Ps a spinning M makes before giving up (Go: 4).
+const STEAL_TRIES: usize = 4;
+
+impl Sched {
+    /// Put `g` on `p`'s local queue (on `runnext` if `next`); spill half the
+    /// queue to the global one if it is full. Holder of `p` only.
+    pub(crate) fn runqput(&self, p: &P, g: GPtr, next: bool) {
+        p.runq.push(g.as_non_null(), next, |batch| {
+            let mut l = lock(&self.lock);
+            l.runq.extend(batch.map(GPtr::from_non_null));
+            self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+        });
+    }
+
+    /// Take a batch from the global queue: one to run now, and up to half a
+    /// local queue's worth (fairly shared among Ps) onto `p`'s local queue.
+    /// With `max == 1`, just one. Holder of `p` only.
+    fn globrunqget(&self, p: &P, max: usize) -> Option<GPtr> {
+        if self.runqsize.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut l = lock(&self.lock);
+        let len = l.runq.len();
+        if len == 0 {
+            return None;
+        }
+        let fair = len / self.gomaxprocs().max(1) + 1;
+        let n = len.min(fair).min(max).clamp(1, RunQueue::<G>::CAPACITY / 2);
+        let g = l.runq.pop_front();
+        for _ in 1..n {
+            let Some(g) = l.runq.pop_front() else { break };
+            // We are here only with an empty local queue, we take at most
+            // half its capacity, and only its holder (us) adds to it.
+            p.runq.push(g.as_non_null(), false, |_| {
+                unreachable!("local queue overflow in globrunqget")
+            });
+        }
+        self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+        g
+    }
+
+    /// Try to steal a batch of goroutines from another P into `m`'s (Go's
+    /// `stealWork`). Victims are tried from a random start; the last pass
+    /// also takes victims' `runnext`.
+    fn steal_work(&self, m: &M) -> Option<GPtr> {
+        let p = m.p();
+        let n = self.gomaxprocs();
+        for pass in 0..STEAL_TRIES {
+            let start = (m.fastrand() % n as u64) as usize;
+            for i in 0..n {
+                let id = (start + i) % n;
+                if id == p.id {
+                    continue;
+                }
+                let Some(victim) = self.p(id) else { continue };
+                if let Some(g) = victim.runq.steal_into(&p.runq, pass == STEAL_TRIES - 1) {
+                    self.steals.fetch_add(1, Ordering::Relaxed);
+                    return Some(GPtr::from_non_null(g));
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether any P's local queue has work (used after giving up spinning).
+    fn any_local_work(&self) -> bool {
+        (0..self.gomaxprocs())
+            .filter_map(|id| self.p(id))
+            .any(|p| !p.runq.is_empty())
+    }
+
+    /// Find a goroutine to run (Go's `findRunnable`). Blocks (parks the M)
+    /// until there is one. Returns the G and whether it inherits the current
+    /// time slice. Returns None when the runtime shuts down, with the M's P
+    /// released. On g0, holding a P.
+    fn find_runnable(&self, m: &M) -> Option<(GPtr, bool)> {
+        'top: loop {
+            if self.is_shut_down() {
+                let mut l = lock(&self.lock);
+                if m.p.get().is_some() {
+                    self.release_idle_p(&mut l, m);
+                }
+                return None;
+            }
+            let p = m.p();
+            if p.id >= self.gomaxprocs() && !self.retire_p(m) {
+                self.drop_spinning(m);
+                self.stopm(m);
+                continue 'top;
+            }
+            let p = m.p();
+            if p.schedtick.get().is_multiple_of(GLOBAL_CHECK_TICKS)
+                && let Some(g) = self.globrunqget(&p, 1)
+            {
+                return Some((g, false));
+            }
+            if let Some((g, inherit)) = p.runq.pop() {
+                return Some((GPtr::from_non_null(g), inherit));
+            }
+            if let Some(g) = self.globrunqget(&p, usize::MAX) {
+                return Some((g, false));
+            }
+
+            // Spin only while fewer than half of the busy Ps have a spinner:
+            // beyond that, spinning burns CPU the running Ms could use.
+            let busy = self.gomaxprocs().saturating_sub(self.npidle.load(Ordering::SeqCst));
+            if m.spinning.get() || 2 * self.nmspinning.load(Ordering::SeqCst) < busy {
+                if !m.spinning.get() {
+                    m.spinning.set(true);
+                    self.nmspinning.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Some(g) = self.steal_work(m) {
+                    return Some((g, false));
+                }
+            }
+
+            // Nothing anywhere: give the P back and sleep.
+            {
+                let mut l = lock(&self.lock);
+                if !l.runq.is_empty() {
+                    drop(l);
+                    continue 'top;
+                }
+                self.release_idle_p(&mut l, m);
+            }
+            let was_spinning = m.spinning.get();
+            self.drop_spinning(m);
+            // The spinner/submitter race (sched/mod.rs): now that we no longer
+            // count as spinning, look once more for work someone published
+            // while we were; if there is some, take an idle P and go back.
+            if was_spinning
+                && (self.any_local_work() || self.runqsize.load(Ordering::SeqCst) > 0)
+                && let Some(p) = self.lock_pidleget()
+            {
+                self.acquirep(m, p);
+                m.spinning.set(true);
+                self.nmspinning.fetch_add(1, Ordering::SeqCst);
+                continue 'top;
+            }
+            self.stopm(m);
+        }
+    }
+
+    /// Stop counting `m` as spinning, if it was.
+    fn drop_spinning(&self, m: &M) {
+        if m.spinning.replace(false) {
+            self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A spinning M found work: stop spinning, and since there may be more
+    /// work, make sure some other M is looking (Go's `resetspinning`).
+    fn reset_spinning(&self, m: &M) {
+        if m.spinning.get() {
+            self.drop_spinning(m);
+            self.wakep();
+        }
+    }
+
+    /// The scheduler loop of M `m`, on its g0 stack. Returns when the
+    /// runtime shuts down.
+    pub(crate) fn schedule(&self, m: &M) {
+        let mut next = None;
+        loop {
+            let (g, inherit) = match next.take() {
+                Some(g) => (g, true),
+                None => match self.find_runnable(m) {
+                    Some(found) => found,
+                    None => return,
+                },
+            };
+            self.reset_spinning(m);
+            next = self.execute(m, g, inherit);
+        }
+    }
+
+    /// Run `g` on `m` until it switches back, then finish what it asked g0
+    /// to do (Go's `execute` plus the `mcall` callbacks). Returns a G to run
+    /// at once (a park whose callback declined).
+    fn execute(&self, m: &M, g: GPtr, inherit: bool) -> Option<GPtr> {
+        // Only g0 code changes `m.p`, so the P is the same before and after
+        // the switch.
+        let p = m.p();
+        if !inherit {
+            p.schedtick.set(p.schedtick.get().wrapping_add(1));
+        }
+        p.count_run();
+        // SAFETY: we own `g` (it came off a run queue or out of a park), so
+        // its stack and context are ours to set up.
+        if unsafe { (*g.stack.get()).is_none() } && !self.give_stack(&p, g) {
+            self.goexit0(&p, g);
+            return None;
+        }
+        g.set_status(GStatus::Running);
+        m.curg.set(Some(g));
+        // SAFETY: g0's context slot is ours; g's context was saved by
+        // `switch` or made by `for_entry`, its stack is alive, and no other
+        // M resumes it (we own it).
+        unsafe { switch(m.g0.get(), g.ctx.get()) };
+        m.curg.set(None);
+        match m.pending.replace(Pending::None) {
+            Pending::Yield => {
+                g.set_status(GStatus::Runnable);
+                self.globrunqput(g);
+                None
+            }
+            Pending::Park { unlock, data } => {
+                g.set_status(GStatus::Waiting);
+                // SAFETY: `gopark` stored a matching fn/data pair whose data
+                // lives on g's stack, which is suspended and alive.
+                if unsafe { unlock(data) } {
+                    None
+                } else {
+                    g.set_status(GStatus::Runnable);
+                    Some(g)
+                }
+            }
+            Pending::Exit => {
+                self.goexit0(&p, g);
+                None
+            }
+            Pending::None => unreachable!("a goroutine switched to g0 without saying why"),
+        }
+    }
+
+    /// Attach a stack to a G that runs for the first time. On failure the
+    /// goroutine cannot run: its closure is dropped (its JoinHandle reports
+    /// the error) and false is returned.
+    fn give_stack(&self, p: &P, g: GPtr) -> bool {
+        // SAFETY: we hold `p`, so its stack cache is ours.
+        let local = unsafe { &mut *p.stacks.get() };
+        match self.stacks.get(local, g.stack_size.get()) {
+            Ok(stack) => {
+                // SAFETY: we own g and it is not running; a stack from the
+                // cache holds no live frames; `goroutine_entry` never returns.
+                unsafe {
+                    *g.ctx.get() = Context::for_entry(stack.top(), goroutine_entry, g.as_non_null().as_ptr() as usize);
+                    *g.stack.get() = Some(stack);
+                }
+                true
+            }
+            Err(e) => {
+                eprintln!(
+                    "gort: goroutine {} (spawned at {}) cannot run: stack allocation failed: {e}",
+                    g.id.get(),
+                    g.spawned_at.get()
+                );
+                // SAFETY: we own g; dropping the task that never ran
+                // abandons it, which fails its JoinHandle.
+                drop(unsafe { (*g.entry.get()).take() });
+                false
+            }
+        }
+    }
+
+    /// Recycle a finished G (Go's `goexit0`).
+    fn goexit0(&self, p: &P, g: GPtr) {
+        g.set_status(GStatus::Dead);
+        // SAFETY: we own the dead G and hold `p`; g's stack has no live
+        // frames any more (we are on g0).
+        unsafe {
+            *g.name.get() = None;
+            if let Some(stack) = (*g.stack.get()).take() {
+                self.stacks.put(&mut *p.stacks.get(), stack);
+            }
+        }
+        self.ngoroutine.fetch_sub(1, Ordering::Relaxed);
+        self.gfput(p, g);
+    }
+}
+
+/// First Rust frame of every goroutine, on its own stack.
+extern "sysv64" fn goroutine_entry(g: usize) -> ! {
+    let g = GPtr::from_non_null(std::ptr::NonNull::new(g as *mut _).expect("null G"));
+    // SAFETY: the running G owns its fields; `entry` was set by `newproc`.
+    let task = unsafe { (*g.entry.get()).take() }.expect("goroutine without a body");
+    // The body catches its own panics (see `goroutine.rs`), so nothing
+    // unwinds into this frame.
+    task.run();
+    mcall(Pending::Exit);
+    unreachable!("a dead goroutine was resumed");
+}
+
+/// Switch from the running goroutine to its M's g0, which then does
+/// `pending` (Go's `mcall`). Returns when the goroutine is resumed — maybe
+/// on another M. On a goroutine only.
+pub(crate) fn mcall(pending: Pending) {
+    let m = current_m().expect("mcall outside a goroutine");
+    let g = m.curg.get().expect("mcall on g0");
+    m.pending.set(pending);
+    // SAFETY: g is the running G, so saving into its context is ours to do;
+    // g0's context was saved by `execute` on this M and is alive.
+    unsafe { switch(g.ctx.get(), m.g0.get()) };
+}
+
+/// Create a goroutine running `f` (Go's `newproc`): put it on the current
+/// P's `runnext` (it runs soon, on a warm cache), or on the global queue
+/// when called from outside the runtime, and wake an idle P for it.
+pub(crate) fn newproc(
+    sched: &Sched,
+    task: Task,
+    name: Option<Arc<str>>,
+    stack_size: usize,
+    spawned_at: &'static Location<'static>,
+) -> u64 {
+    let m = current_m().filter(|m| std::ptr::eq(&*m.sched, sched));
+    let p: Option<PPtr> = m.and_then(|m| m.p.get());
+    let g = sched.gfget(p.as_deref(), stack_size);
+    let id = sched.goidgen.fetch_add(1, Ordering::Relaxed) + 1;
+    g.id.set(id);
+    g.spawned_at.set(spawned_at);
+    // SAFETY: a G fresh from the free list is owned by us.
+    unsafe {
+        *g.entry.get() = Some(task);
+        *g.name.get() = name;
+    }
+    sched.ngoroutine.fetch_add(1, Ordering::Relaxed);
+    sched.created.fetch_add(1, Ordering::Relaxed);
+    g.set_status(GStatus::Runnable);
+    match p {
+        Some(p) => sched.runqput(&p, g, true),
+        None => sched.globrunqput(g),
+    }
+    sched.wakep();
+    id
+}

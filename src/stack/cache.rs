@@ -1,0 +1,97 @@
+//! Stack caching (Go's per-P `stackcache` in stack.go).
+//!
+//! A goroutine takes a stack when it first runs and gives it back when it
+//! ends. Most programs spawn and finish goroutines at the same rate on the
+//! same P, so the stack a goroutine gives back is the one the next needs:
+//! kept in its P's cache with its pages still mapped and warm, it costs no
+//! system call and no page fault to reuse. A P's cache beyond `LOCAL_MAX`
+//! spills half to a runtime-wide cache (a P that only spawns refills from
+//! it), which keeps at most `GLOBAL_MAX` stacks dirty; stacks beyond that
+//! are released to the allocator, which returns their memory to the kernel.
+//! Only stacks of the runtime's default size are cached; others are
+//! allocated and released individually.
+//!
+//! Ownership: a `LocalStacks` belongs to one P and is used only by the M
+//! holding that P; the global cache is behind its own mutex (a leaf lock).
+
+use std::io;
+use std::sync::{Mutex, PoisonError};
+
+use super::{Stack, StackAllocator};
+
+/// Stacks a P keeps before spilling half to the global cache.
+const LOCAL_MAX: usize = 64;
+/// Stacks a P takes from the global cache at once.
+const LOCAL_REFILL: usize = 16;
+/// Dirty stacks the global cache keeps (at one touched page each, 4 MiB).
+const GLOBAL_MAX: usize = 1024;
+
+/// One P's stack cache.
+pub(crate) type LocalStacks = Vec<Stack>;
+
+/// A runtime's stacks: the allocator plus the shared cache.
+pub(crate) struct StackPool {
+    allocator: StackAllocator,
+    default_size: usize,
+    global: Mutex<Vec<Stack>>,
+}
+
+impl StackPool {
+    pub(crate) fn new(default_size: usize) -> StackPool {
+        StackPool {
+            allocator: StackAllocator::new(),
+            default_size,
+            global: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn default_size(&self) -> usize {
+        self.default_size
+    }
+
+    /// Address space reserved for stacks, in bytes.
+    pub(crate) fn reserved_bytes(&self) -> usize {
+        self.allocator.reserved_bytes()
+    }
+
+    /// Stacks handed out by the allocator: in use or cached for reuse.
+    pub(crate) fn allocated(&self) -> usize {
+        self.allocator.live_stacks()
+    }
+
+    /// A stack of `size` usable bytes, preferring `local`'s cache.
+    /// Holder of `local`'s P only.
+    pub(crate) fn get(&self, local: &mut LocalStacks, size: usize) -> io::Result<Stack> {
+        if size != self.default_size {
+            return self.allocator.alloc(size);
+        }
+        if local.is_empty() {
+            let mut global = self.global.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = global.len().saturating_sub(LOCAL_REFILL);
+            local.extend(global.drain(at..));
+        }
+        match local.pop() {
+            Some(s) => Ok(s),
+            None => self.allocator.alloc(size),
+        }
+    }
+
+    /// Give back a stack no goroutine runs on any more. Holder of `local`'s P only.
+    pub(crate) fn put(&self, local: &mut LocalStacks, stack: Stack) {
+        if stack.size() != self.default_size {
+            self.allocator.release(stack);
+            return;
+        }
+        local.push(stack);
+        if local.len() > LOCAL_MAX {
+            let mut global = self.global.lock().unwrap_or_else(PoisonError::into_inner);
+            for s in local.drain(LOCAL_MAX / 2..) {
+                if global.len() < GLOBAL_MAX {
+                    global.push(s);
+                } else {
+                    self.allocator.release(s);
+                }
+            }
+        }
+    }
+}

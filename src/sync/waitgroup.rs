@@ -1,0 +1,110 @@
+//! `WaitGroup`: wait for a collection of goroutines to finish (Go's
+//! sync.WaitGroup).
+//!
+//! The counter and the number of waiters share one atomic word (counter in
+//! the high 32 bits, waiters in the low 32), so `done` on the hot path is a
+//! single `fetch_sub` and touches the waiter list only when it brings the
+//! counter to zero with waiters present. A waiter registers under the
+//! `waiters` lock with a CAS that also checks the counter is still nonzero,
+//! and stays holding that lock until it is parked (the park callback
+//! releases it); the `done` that reaches zero takes the same lock before
+//! waking, so it either sees the waiter registered or the waiter's CAS fails
+//! and it re-reads a zero counter. No wake-up is lost.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::sched::{WaitReason, Waiter, park_releasing};
+
+const COUNTER_ONE: u64 = 1 << 32;
+const WAITERS_MASK: u64 = COUNTER_ONE - 1;
+
+/// Waits for a number of tasks to call [`done`](WaitGroup::done).
+///
+/// ```
+/// use std::sync::Arc;
+/// let wg = Arc::new(gort::sync::WaitGroup::new());
+/// for _ in 0..10 {
+///     wg.add(1);
+///     let wg = Arc::clone(&wg);
+///     gort::go(move || wg.done());
+/// }
+/// wg.wait();
+/// ```
+#[derive(Default)]
+pub struct WaitGroup {
+    state: AtomicU64,
+    waiters: Mutex<Vec<Waiter>>,
+}
+
+impl WaitGroup {
+    pub fn new() -> WaitGroup {
+        WaitGroup::default()
+    }
+
+    /// Add `n` to the counter.
+    ///
+    /// # Panics
+    /// If the counter would exceed `u32::MAX`.
+    pub fn add(&self, n: u32) {
+        // Release pairs with the Acquire in `wait`/`done`.
+        let old = self.state.fetch_add(u64::from(n) << 32, Ordering::Release);
+        assert!(
+            (old >> 32) + u64::from(n) <= u64::from(u32::MAX),
+            "WaitGroup counter overflow"
+        );
+    }
+
+    /// Decrement the counter; at zero, wake every waiter.
+    ///
+    /// # Panics
+    /// If the counter is already zero (Go: "negative WaitGroup counter").
+    pub fn done(&self) {
+        // AcqRel: Release publishes this task's work to the waiter; Acquire
+        // pairs with the waiters' registering CAS.
+        let old = self.state.fetch_sub(COUNTER_ONE, Ordering::AcqRel);
+        if old >> 32 == 0 {
+            self.state.fetch_add(COUNTER_ONE, Ordering::Relaxed);
+            panic!("negative WaitGroup counter");
+        }
+        if old >> 32 == 1 && old & WAITERS_MASK != 0 {
+            let woken = {
+                let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+                self.state.fetch_and(!WAITERS_MASK, Ordering::Relaxed);
+                std::mem::take(&mut *waiters)
+            };
+            for w in woken {
+                w.wake();
+            }
+        }
+    }
+
+    /// Block until the counter is zero.
+    pub fn wait(&self) {
+        loop {
+            // Acquire pairs with `done`'s Release: the tasks' work is visible.
+            let s = self.state.load(Ordering::Acquire);
+            if s >> 32 == 0 {
+                return;
+            }
+            let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+            if self
+                .state
+                .compare_exchange(s, s + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                waiters.push(Waiter::current());
+                park_releasing(waiters, WaitReason::WaitGroup);
+                return;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for WaitGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitGroup")
+            .field("counter", &(self.state.load(Ordering::Relaxed) >> 32))
+            .finish()
+    }
+}

@@ -1,0 +1,240 @@
+//! The goroutine API: spawning, joining, panics, scopes, identity, and
+//! bad input — the behaviours std::thread users and Go users expect.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gort::goroutine::Builder;
+
+/// Silence the default panic hook while `f` runs deliberate panics.
+fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    static HOOK: Mutex<()> = Mutex::new(());
+    let _serial = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let old = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = f();
+    std::panic::set_hook(old);
+    r
+}
+
+#[test]
+fn join_returns_the_value() {
+    let h = gort::go(|| 6 * 7);
+    assert_eq!(h.join().unwrap(), 42);
+    let s = gort::go(|| String::from("owned")).join().unwrap();
+    assert_eq!(s, "owned");
+}
+
+#[test]
+fn join_returns_the_panic_and_the_runtime_keeps_running() {
+    let n = std::hint::black_box(7);
+    let err = quietly(|| gort::go(move || -> u32 { panic!("boom {n}") }).join().unwrap_err());
+    assert_eq!(err.downcast_ref::<String>().map(String::as_str), Some("boom 7"));
+    assert_eq!(gort::go(|| 1).join().unwrap(), 1);
+}
+
+#[test]
+fn run_resumes_the_main_goroutines_panic() {
+    let r = quietly(|| std::panic::catch_unwind(|| gort::run(|| panic!("main goroutine"))));
+    let payload = r.unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"main goroutine"));
+}
+
+#[test]
+fn hundred_thousand_goroutines_spawned_and_joined() {
+    const N: u64 = 100_000;
+    let sum = gort::run(|| {
+        let handles: Vec<_> = (0..N).map(|i| gort::go(move || i)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(sum, N * (N - 1) / 2);
+}
+
+#[test]
+fn joined_from_a_plain_thread_and_from_goroutines() {
+    let h = gort::go(|| {
+        gort::yield_now();
+        5
+    });
+    let from_thread = std::thread::spawn(move || h.join().unwrap()).join().unwrap();
+    assert_eq!(from_thread, 5);
+    let nested = gort::go(|| gort::go(|| 9).join().unwrap()).join().unwrap();
+    assert_eq!(nested, 9);
+}
+
+fn tree(depth: u32) -> u64 {
+    if depth == 0 {
+        return 1;
+    }
+    let left = gort::go(move || tree(depth - 1));
+    let right = gort::go(move || tree(depth - 1));
+    left.join().unwrap() + right.join().unwrap()
+}
+
+#[test]
+fn nested_spawns_form_a_tree() {
+    assert_eq!(gort::run(|| tree(12)), 1 << 12);
+}
+
+#[test]
+fn scope_goroutines_borrow_the_callers_stack() {
+    let data: Vec<u64> = (1..=1000).collect();
+    let mut counts = [0usize; 4];
+    let total = AtomicU64::new(0);
+    gort::scope(|s| {
+        for (chunk, count) in data.chunks(250).zip(counts.iter_mut()) {
+            let total = &total;
+            s.go(move || {
+                total.fetch_add(chunk.iter().sum::<u64>(), Ordering::Relaxed);
+                *count = chunk.len();
+            });
+        }
+    });
+    assert_eq!(total.into_inner(), 500_500);
+    assert_eq!(counts, [250; 4]);
+}
+
+#[test]
+fn scope_returns_values_through_handles_and_reports_unjoined_panics() {
+    let v = [1, 2, 3];
+    let doubled = gort::scope(|s| {
+        let h = s.go(|| v.iter().map(|x| x * 2).collect::<Vec<_>>());
+        h.join().unwrap()
+    });
+    assert_eq!(doubled, [2, 4, 6]);
+
+    // A joined panic is handled; an unjoined one makes `scope` panic.
+    let joined = quietly(|| gort::scope(|s| s.go(|| panic!("handled")).join().is_err()));
+    assert!(joined);
+    let unjoined = quietly(|| {
+        std::panic::catch_unwind(|| {
+            gort::scope(|s| {
+                s.go(|| panic!("nobody joins me"));
+            })
+        })
+    });
+    assert!(unjoined.is_err());
+}
+
+#[test]
+fn scope_inside_a_goroutine_parks_instead_of_blocking() {
+    let n = gort::run(|| {
+        let hits = AtomicUsize::new(0);
+        gort::scope(|s| {
+            for _ in 0..100 {
+                s.go(|| {
+                    gort::yield_now();
+                    hits.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+        });
+        hits.into_inner()
+    });
+    assert_eq!(n, 100);
+}
+
+#[test]
+fn current_names_and_unique_ids() {
+    let name = Builder::new()
+        .name("worker-7")
+        .spawn(|| gort::current().name().map(str::to_owned))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("worker-7"));
+    let ids: Vec<u64> = (0..1000)
+        .map(|_| gort::go(|| gort::current().id()))
+        .map(|h| h.join().unwrap())
+        .collect();
+    let unique: HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+    assert!(ids.iter().all(|&id| id >= 1));
+}
+
+#[test]
+fn the_first_goroutine_of_a_runtime_is_number_one() {
+    let rt = gort::Runtime::builder().procs(1).build().unwrap();
+    assert_eq!(rt.block_on(|| gort::current().id()), 1);
+    assert_eq!(
+        rt.block_on(|| gort::current().name().map(str::to_owned)).as_deref(),
+        Some("main")
+    );
+}
+
+#[test]
+fn handle_names_its_goroutine() {
+    let h = Builder::new().name("named").spawn(|| gort::current().id()).unwrap();
+    let (id, name) = (h.goroutine().id(), h.goroutine().name().map(str::to_owned));
+    assert_eq!(h.join().unwrap(), id);
+    assert_eq!(name.as_deref(), Some("named"));
+}
+
+#[test]
+#[should_panic(expected = "outside a goroutine")]
+fn current_outside_a_goroutine_panics() {
+    gort::current();
+}
+
+#[test]
+fn bad_builder_input_is_an_error_not_a_crash() {
+    use gort::Error;
+    assert!(matches!(
+        gort::Runtime::builder().procs(0).build(),
+        Err(Error::InvalidProcs(0))
+    ));
+    assert!(matches!(
+        gort::Runtime::builder().procs(100_000).build(),
+        Err(Error::InvalidProcs(_))
+    ));
+    assert!(matches!(
+        gort::Runtime::builder().stack_size(1024).build(),
+        Err(Error::InvalidStackSize(_))
+    ));
+    assert!(matches!(
+        gort::Runtime::builder().stack_size(usize::MAX).build(),
+        Err(Error::InvalidStackSize(_))
+    ));
+    assert!(matches!(
+        gort::Runtime::builder().max_threads(0).build(),
+        Err(Error::InvalidMaxThreads)
+    ));
+    let e = gort::Runtime::builder().procs(0).build().unwrap_err();
+    assert!(e.to_string().contains("procs"), "{e}");
+
+    for bad in [0, 100, usize::MAX] {
+        let err = Builder::new().stack_size(bad).spawn(|| ()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "stack size {bad}");
+    }
+}
+
+#[test]
+fn results_are_dropped_when_nobody_joins() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let wg = Arc::new(gort::sync::WaitGroup::new());
+    for _ in 0..100 {
+        let (d, wg) = (Arc::clone(&drops), Arc::clone(&wg));
+        wg.add(1);
+        drop(gort::go(move || {
+            let c = Counted(d);
+            wg.done();
+            c
+        }));
+    }
+    wg.wait();
+    // `done` runs before the result is dropped: give the last goroutines
+    // time to finish dropping theirs.
+    for _ in 0..1_000_000 {
+        if drops.load(Ordering::SeqCst) == 100 {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 100);
+}

@@ -1,0 +1,228 @@
+//! Scheduler behaviour: yielding on one P, work reaching every P, several
+//! runtimes at once, shutdown, and GOMAXPROCS changes under load.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gort::Runtime;
+
+#[test]
+fn yield_lets_the_other_goroutine_run_on_one_p() {
+    let rt = Runtime::builder().procs(1).build().unwrap();
+    rt.block_on(|| {
+        // Without yield_now the waiter would own the only P forever.
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = Arc::clone(&flag);
+        let waiter = gort::go(move || {
+            let mut spins = 0u64;
+            while !f.load(Ordering::Acquire) {
+                spins += 1;
+                gort::yield_now();
+            }
+            spins
+        });
+        let f = Arc::clone(&flag);
+        let setter = gort::go(move || f.store(true, Ordering::Release));
+        setter.join().unwrap();
+        waiter.join().unwrap();
+    });
+}
+
+#[test]
+fn yielding_goroutines_alternate_on_one_p() {
+    let rt = Runtime::builder().procs(1).build().unwrap();
+    let order = rt.block_on(|| {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let hs: Vec<_> = ['a', 'b']
+            .into_iter()
+            .map(|c| {
+                let order = Arc::clone(&order);
+                gort::go(move || {
+                    for _ in 0..20 {
+                        order.lock().unwrap().push(c);
+                        gort::yield_now();
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        Arc::try_unwrap(order).unwrap().into_inner().unwrap()
+    });
+    assert_eq!(order.len(), 40);
+    assert!(order.windows(2).all(|w| w[0] != w[1]), "not alternating: {order:?}");
+}
+
+#[test]
+fn work_reaches_every_p() {
+    let rt = Runtime::builder().procs(4).name("spread").build().unwrap();
+    let threads = rt.block_on(|| {
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        // Each goroutine blocks its thread briefly, so queued goroutines are
+        // only run if other Ms wake up and steal them.
+        for _round in 0..50 {
+            let hs: Vec<_> = (0..32)
+                .map(|_| {
+                    let threads = Arc::clone(&threads);
+                    gort::go(move || {
+                        threads.lock().unwrap().insert(std::thread::current().id());
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    })
+                })
+                .collect();
+            hs.into_iter().for_each(|h| h.join().unwrap());
+            if gort::runtime::metrics().ran_per_p.iter().all(|&n| n > 0) {
+                break;
+            }
+        }
+        Arc::try_unwrap(threads).unwrap().into_inner().unwrap()
+    });
+    let m = rt.metrics();
+    assert!(
+        m.ran_per_p.iter().all(|&n| n > 0),
+        "some P never ran a goroutine: {:?}",
+        m.ran_per_p
+    );
+    assert!(threads.len() >= 4, "only {} threads ran goroutines", threads.len());
+    assert!(m.steals > 0);
+}
+
+#[test]
+fn two_runtimes_side_by_side_keep_their_goroutines() {
+    let alpha = Runtime::builder().procs(2).name("alpha").build().unwrap();
+    let beta = Runtime::builder().procs(1).name("beta").build().unwrap();
+    let run_on = |rt: &Runtime| {
+        rt.block_on(|| {
+            let hs: Vec<_> = (0..200)
+                .map(|_| gort::go(|| std::thread::current().name().unwrap_or("").to_owned()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect::<HashSet<String>>()
+        })
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run_on(&alpha));
+        let b = s.spawn(|| run_on(&beta));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a.iter().all(|n| n.starts_with("alpha-m")), "{a:?}");
+    assert!(b.iter().all(|n| n.starts_with("beta-m")), "{b:?}");
+    assert_eq!(alpha.procs(), 2);
+    assert_eq!(beta.procs(), 1);
+    // A goroutine of one runtime can join one of the other.
+    let h = beta.go(|| 11);
+    assert_eq!(alpha.block_on(move || h.join().unwrap()), 11);
+}
+
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn dropping_a_runtime_joins_its_threads() {
+    let rt = Runtime::builder().procs(3).name("dropme").build().unwrap();
+    let n = rt.block_on(|| {
+        let hs: Vec<_> = (0..100u64)
+            .map(|i| {
+                gort::go(move || {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    i
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(n, 4950);
+    assert!(threads_named("dropme-m") >= 1);
+    assert!(rt.metrics().threads_started >= 1);
+    drop(rt);
+    assert_eq!(threads_named("dropme-m"), 0);
+}
+
+#[test]
+fn goroutines_that_never_ran_fail_their_join_at_shutdown() {
+    let rt = Runtime::builder().procs(1).build().unwrap();
+    let (started, gate) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (s, g) = (Arc::clone(&started), Arc::clone(&gate));
+    // Occupy the only P until the runtime has been told to stop, so the
+    // second goroutine is still queued then.
+    let busy = rt.go(move || {
+        s.store(true, Ordering::Release);
+        while !g.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+    });
+    while !started.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    let queued = rt.go(|| 1);
+    let stopper = std::thread::spawn(move || drop(rt));
+    // Give the stopper time to begin the shutdown (it then waits for `busy`).
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    gate.store(true, Ordering::Release);
+    stopper.join().unwrap();
+    busy.join().unwrap();
+    // Never a hang: the queued goroutine reports that it never ran (or, on
+    // a machine too loaded to start the shutdown within 100 ms, it ran).
+    match queued.join() {
+        Ok(v) => assert_eq!(v, 1),
+        Err(e) => assert!(e.downcast_ref::<&str>().is_some_and(|m| m.contains("never ran"))),
+    }
+}
+
+#[test]
+fn set_procs_up_and_down_while_goroutines_run() {
+    let rt = Runtime::builder().procs(2).build().unwrap();
+    let total = Arc::new(AtomicU64::new(0));
+    let t = Arc::clone(&total);
+    let sizes = rt.block_on(move || {
+        let workers: Vec<_> = (0..64)
+            .map(|_| {
+                let t = Arc::clone(&t);
+                gort::go(move || {
+                    for _ in 0..500 {
+                        t.fetch_add(1, Ordering::Relaxed);
+                        gort::yield_now();
+                    }
+                })
+            })
+            .collect();
+        let mut sizes = Vec::new();
+        for n in [4, 1, 3, 1, 8, 2] {
+            let old = gort::runtime::set_procs(n);
+            sizes.push((old, gort::runtime::procs()));
+            for _ in 0..50 {
+                gort::yield_now();
+            }
+        }
+        workers.into_iter().for_each(|h| h.join().unwrap());
+        sizes
+    });
+    assert_eq!(total.load(Ordering::Relaxed), 64 * 500);
+    assert_eq!(sizes, [(2, 4), (4, 1), (1, 3), (3, 1), (1, 8), (8, 2)]);
+    assert_eq!(rt.metrics().ran_per_p.len(), 2);
+    // Shrinking to one P leaves one P running work.
+    rt.set_procs(1);
+    let hs: Vec<_> = (0..100u32).map(|i| rt.go(move || i)).collect();
+    assert_eq!(hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>(), 4950);
+}
+
+#[test]
+fn a_runtime_at_its_thread_limit_still_runs_everything() {
+    let rt = Runtime::builder().procs(4).max_threads(1).build().unwrap();
+    let sum = rt.block_on(|| {
+        let hs: Vec<_> = (0..1000u64).map(|i| gort::go(move || i)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(sum, 499_500);
+    assert_eq!(rt.metrics().threads_started, 1);
+}
+
+#[test]
+#[should_panic(expected = "procs must be between 1 and 1024")]
+fn set_procs_zero_panics() {
+    gort::runtime::set_procs(0);
+}
