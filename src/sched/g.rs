@@ -60,34 +60,40 @@ pub(crate) enum WaitReason {
     WaitGroup,
 }
 
-/// A goroutine's body as the scheduler sees it: run once, or, if the
-/// goroutine can never run (no stack, runtime shut down), abandoned — which
-/// still completes its join handle.
-pub(crate) trait Runnable: Send + Sync {
-    fn run(self: Arc<Self>);
-    fn abandon(self: Arc<Self>);
+/// A goroutine's body as the scheduler sees it: a type-erased pointer with
+/// two operations, exactly one of which is ever called, once — `run` on the
+/// goroutine's stack when it starts, or `abandon` (by dropping the `Task`)
+/// if it never can (no stack, runtime shut down), which still completes its
+/// join handle. Built by `goroutine/job.rs`.
+pub(crate) struct Task {
+    ptr: NonNull<()>,
+    run: unsafe fn(NonNull<()>),
+    abandon: unsafe fn(NonNull<()>),
 }
 
-/// The body a G runs. Dropping a `Task` that never ran abandons it.
-pub(crate) struct Task(Option<Arc<dyn Runnable>>);
+// SAFETY: `Task::new`'s contract: the pointee may be run or abandoned from
+// any thread.
+unsafe impl Send for Task {}
 
 impl Task {
-    pub(crate) fn new(job: Arc<dyn Runnable>) -> Task {
-        Task(Some(job))
+    /// # Safety
+    /// `run(ptr)` and `abandon(ptr)` must be sound to call once, from any
+    /// thread, for whichever of the two is called.
+    pub(crate) unsafe fn new(ptr: NonNull<()>, run: unsafe fn(NonNull<()>), abandon: unsafe fn(NonNull<()>)) -> Task {
+        Task { ptr, run, abandon }
     }
 
-    pub(crate) fn run(mut self) {
-        if let Some(job) = self.0.take() {
-            job.run();
-        }
+    pub(crate) fn run(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: consumed here, so neither `run` nor `abandon` is called again.
+        unsafe { (this.run)(this.ptr) }
     }
 }
 
 impl Drop for Task {
     fn drop(&mut self) {
-        if let Some(job) = self.0.take() {
-            job.abandon();
-        }
+        // SAFETY: a dropped Task was never run (`run` forgets it).
+        unsafe { (self.abandon)(self.ptr) }
     }
 }
 
@@ -249,7 +255,7 @@ impl Sched {
             let task = unsafe { (*g.entry.get()).take() };
             if let Some(task) = task {
                 g.set_status(GStatus::Dead);
-                self.ngoroutine.fetch_sub(1, Ordering::Relaxed);
+                self.exited_outside.fetch_add(1, Ordering::Relaxed);
                 drop(task);
             }
         }

@@ -76,6 +76,7 @@
 //! - g0 never runs user code except the closures `gopark` hands it, which
 //!   only release locks and never block.
 
+mod blocks;
 mod g;
 mod idle;
 mod m;
@@ -84,7 +85,8 @@ mod park;
 mod runq;
 mod schedule;
 
-pub(crate) use g::{GPtr, Runnable, Task, WaitReason};
+pub(crate) use blocks::{BLOCK_ALIGN, BLOCK_SIZE, alloc_block, free_block};
+pub(crate) use g::{GPtr, Task, WaitReason};
 pub(crate) use m::current_m;
 pub(crate) use park::{WaitCell, Waiter, park_if, park_releasing, yield_now};
 pub(crate) use schedule::newproc;
@@ -131,8 +133,10 @@ pub(crate) struct Sched {
     pub(crate) stacks: StackPool,
     max_threads: usize,
     goidgen: AtomicU64,
-    ngoroutine: AtomicUsize,
-    created: AtomicU64,
+    /// Goroutines spawned from outside the runtime, and abandoned unrun;
+    /// the rest are counted per P (`P::created`, `P::exited`).
+    created_outside: AtomicU64,
+    exited_outside: AtomicU64,
     /// Ms currently alive; `mnext` hands out ids.
     mcount: AtomicUsize,
     mnext: AtomicU64,
@@ -177,8 +181,8 @@ impl Sched {
             stacks: StackPool::new(cfg.stack_size),
             max_threads: cfg.max_threads,
             goidgen: AtomicU64::new(0),
-            ngoroutine: AtomicUsize::new(0),
-            created: AtomicU64::new(0),
+            created_outside: AtomicU64::new(0),
+            exited_outside: AtomicU64::new(0),
             mcount: AtomicUsize::new(0),
             mnext: AtomicU64::new(0),
             steals: AtomicU64::new(0),
@@ -227,7 +231,20 @@ impl Sched {
     }
 
     pub(crate) fn num_goroutine(&self) -> usize {
-        self.ngoroutine.load(Ordering::Relaxed)
+        // Exits first: a goroutine seen exited was created before, so the
+        // difference does not go negative except through counter staleness.
+        let (created, exited) = self.goroutine_totals();
+        created.saturating_sub(exited) as usize
+    }
+
+    /// Goroutines (ever created, ever exited), summed over every P ever made.
+    fn goroutine_totals(&self) -> (u64, u64) {
+        let ps: Vec<PPtr> = (0..MAX_PROCS).map_while(|i| self.p(i)).collect();
+        let exited = self.exited_outside.load(Ordering::Relaxed)
+            + ps.iter().map(|p| p.exited.load(Ordering::Relaxed)).sum::<u64>();
+        let created = self.created_outside.load(Ordering::Relaxed)
+            + ps.iter().map(|p| p.created.load(Ordering::Relaxed)).sum::<u64>();
+        (created, exited)
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
@@ -266,7 +283,7 @@ impl Sched {
     pub(crate) fn metrics(&self) -> Metrics {
         let ps: Vec<PPtr> = (0..self.gomaxprocs()).filter_map(|i| self.p(i)).collect();
         Metrics {
-            goroutines_created: self.created.load(Ordering::Relaxed),
+            goroutines_created: self.goroutine_totals().0,
             goroutines_live: self.num_goroutine(),
             threads_live: self.mcount.load(Ordering::Relaxed),
             threads_started: self.mnext.load(Ordering::Relaxed),

@@ -19,6 +19,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use super::blocks::BlockCache;
 use super::g::{G, GPtr};
 use super::m::M;
 use super::runq::RunQueue;
@@ -43,12 +44,19 @@ pub(crate) struct P {
     pub(crate) gfree: UnsafeCell<Vec<GPtr>>,
     /// Stacks of dead goroutines, kept warm for the next ones. Holder only.
     pub(crate) stacks: UnsafeCell<LocalStacks>,
-    /// Goroutine slices run on this P (written by its holder only).
+    /// Free memory blocks for goroutine jobs. Holder only.
+    pub(crate) blocks: BlockCache,
+    /// Goroutine slices run on this P.
     pub(crate) ran: AtomicU64,
+    /// Goroutines spawned and finished on this P. Per P rather than shared,
+    /// so that spawning on one P and exiting on another does not bounce a
+    /// cache line on every goroutine (Go derives its count the same way).
+    pub(crate) created: AtomicU64,
+    pub(crate) exited: AtomicU64,
 }
 
-// SAFETY: `runq` is built for concurrent stealers; `status` and `ran` are
-// atomic; `schedtick`, `gfree` and `stacks` are touched only by the M holding the P,
+// SAFETY: `runq` is built for concurrent stealers; `status` and the
+// counters are atomic; `schedtick`, `gfree`, `stacks` and `blocks` are touched only by the M holding the P,
 // and a P changes hands only under `Sched::lock` or through an M's note.
 unsafe impl Sync for P {}
 
@@ -61,7 +69,10 @@ impl P {
             schedtick: Cell::new(0),
             gfree: UnsafeCell::new(Vec::new()),
             stacks: UnsafeCell::new(Vec::new()),
+            blocks: BlockCache::new(),
             ran: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            exited: AtomicU64::new(0),
         }
     }
 
@@ -77,9 +88,10 @@ impl P {
         self.status.store(s as u8, Ordering::Relaxed);
     }
 
-    /// Count one more slice run (holder only: a plain load+store, no lock prefix).
-    pub(crate) fn count_run(&self) {
-        self.ran.store(self.ran.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    /// Add one to one of this P's counters. Holder only: a plain load and
+    /// store, no locked instruction; readers see a slightly stale value.
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }
 

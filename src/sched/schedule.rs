@@ -207,7 +207,7 @@ impl Sched {
         if !inherit {
             p.schedtick.set(p.schedtick.get().wrapping_add(1));
         }
-        p.count_run();
+        P::count(&p.ran);
         // SAFETY: we own `g` (it came off a run queue or out of a park), so
         // its stack and context are ours to set up.
         if unsafe { (*g.stack.get()).is_none() } && !self.give_stack(&p, g) {
@@ -287,7 +287,7 @@ impl Sched {
                 self.stacks.put(&mut *p.stacks.get(), stack);
             }
         }
-        self.ngoroutine.fetch_sub(1, Ordering::Relaxed);
+        P::count(&p.exited);
         self.gfput(p, g);
     }
 }
@@ -337,8 +337,12 @@ pub(crate) fn newproc(
         *g.entry.get() = Some(task);
         *g.name.get() = name;
     }
-    sched.ngoroutine.fetch_add(1, Ordering::Relaxed);
-    sched.created.fetch_add(1, Ordering::Relaxed);
+    match p {
+        Some(p) => P::count(&p.created),
+        None => {
+            sched.created_outside.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     g.set_status(GStatus::Runnable);
     match p {
         Some(p) => sched.runqput(&p, g, true),

@@ -31,15 +31,18 @@ const WAITERS_MASK: u64 = COUNTER_ONE - 1;
 /// }
 /// wg.wait();
 /// ```
-#[derive(Default)]
 pub struct WaitGroup {
     state: AtomicU64,
     waiters: Mutex<Vec<Waiter>>,
 }
 
 impl WaitGroup {
-    pub fn new() -> WaitGroup {
-        WaitGroup::default()
+    /// A WaitGroup with a zero counter; `const`, so it can be a `static`.
+    pub const fn new() -> WaitGroup {
+        WaitGroup {
+            state: AtomicU64::new(0),
+            waiters: Mutex::new(Vec::new()),
+        }
     }
 
     /// Add `n` to the counter.
@@ -98,6 +101,12 @@ impl WaitGroup {
                 return;
             }
         }
+    }
+}
+
+impl Default for WaitGroup {
+    fn default() -> WaitGroup {
+        WaitGroup::new()
     }
 }
 

@@ -1,163 +1,32 @@
 //! Goroutines as users see them: `go`, `goroutine::Builder`, `JoinHandle`,
 //! `scope`, `current`, `yield_now` (std::thread's shape, Go's semantics).
 //!
-//! A spawn makes one allocation, a `Job`: the closure, a lock-free result
-//! `Packet`, and an exit hook (used by `scope`), shared by the scheduler's
-//! `Task` and the `JoinHandle`. The body runs inside `catch_unwind`, so a
-//! panic is printed by the panic hook (like a std thread's), stored as
-//! `Err`, and the runtime goes on. If the body is dropped without running
-//! (its stack could not be allocated, or its runtime shut down first), the
-//! job is abandoned: the packet gets an `Err`, so `join` never hangs.
+//! A spawn makes one allocation, a job (`job.rs`): the closure, a
+//! lock-free result slot and an exit hook, shared by the scheduler's `Task`
+//! and the `JoinHandle`. The body runs inside `catch_unwind`, so a panic is
+//! printed by the panic hook (like a std thread's), stored as `Err`, and the
+//! runtime goes on. If the body is dropped without running (its stack could
+//! not be allocated, or its runtime shut down first), the job is abandoned:
+//! its handle gets an `Err`, so `join` never hangs.
 //!
 //! `scope` borrows like `std::thread::scope`: every goroutine spawned in it
 //! has finished — its closure and result dropped — before `scope` returns,
 //! so they may borrow from the enclosing stack frame.
 
 use std::any::Any;
-use std::cell::UnsafeCell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use crate::runtime::with_current;
-use crate::sched::{Runnable, Sched, Task, WaitCell, WaitReason, Waiter, current_m, newproc, park_if};
+use crate::sched::{Sched, WaitCell, WaitReason, current_m, newproc};
+use job::{ExitHook, JobHandle};
+
+mod job;
 use crate::stack::{SignalBuf, check_stack_size};
-
-/// One-shot result slot between a goroutine and its handle: lock-free.
-/// The goroutine writes the result, then swaps the state to `DONE`; a joiner
-/// stores its waiter, then moves `EMPTY` to `WAITING` — on g0, after it is
-/// parked (`park_if`) — unless the result is already there. Exactly one of
-/// them sees the other, so the joiner is woken exactly once or not parked.
-struct Packet<T> {
-    state: AtomicU8,
-    result: UnsafeCell<Option<std::thread::Result<T>>>,
-    waiter: UnsafeCell<Option<Waiter>>,
-}
-
-const EMPTY: u8 = 0;
-const WAITING: u8 = 1;
-const DONE: u8 = 2;
-
-impl<T> Packet<T> {
-    fn new() -> Packet<T> {
-        Packet {
-            state: AtomicU8::new(EMPTY),
-            result: UnsafeCell::new(None),
-            waiter: UnsafeCell::new(None),
-        }
-    }
-
-    /// Goroutine side, once.
-    fn complete(&self, result: std::thread::Result<T>) {
-        // SAFETY: until the swap below publishes DONE, only this side
-        // touches `result`.
-        unsafe { *self.result.get() = Some(result) };
-        // AcqRel: Release publishes `result` to the joiner; Acquire pairs
-        // with the joiner's CAS, making its `waiter` write visible.
-        if self.state.swap(DONE, Ordering::AcqRel) == WAITING {
-            // SAFETY: WAITING means the joiner stored its waiter and will
-            // not touch it again until woken.
-            let waiter = unsafe { (*self.waiter.get()).take() };
-            waiter.expect("WAITING without a waiter").wake();
-        }
-    }
-
-    /// Handle side, once (the handle is consumed by `join`).
-    fn join(&self) -> std::thread::Result<T> {
-        if self.state.load(Ordering::Acquire) != DONE {
-            // SAFETY: before our CAS succeeds the goroutine side never reads
-            // `waiter`; if the CAS fails it never will.
-            unsafe { *self.waiter.get() = Some(Waiter::current()) };
-            park_if(
-                // AcqRel: Release publishes `waiter`; Acquire (on failure
-                // too) pairs with `complete`'s swap.
-                || {
-                    self.state
-                        .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                },
-                WaitReason::Join,
-            );
-        }
-        debug_assert_eq!(self.state.load(Ordering::Acquire), DONE);
-        // SAFETY: DONE was published with Release after the write, and
-        // we read it with Acquire (above, or in the CAS failure, or through
-        // the wake-up, which orders like a lock hand-off).
-        unsafe { (*self.result.get()).take() }.expect("result taken twice")
-    }
-}
-
-/// A goroutine's body, result and exit hook in one allocation.
-struct Job<F, T, X> {
-    packet: Packet<T>,
-    /// The body and the exit hook: taken by exactly one of `run`/`abandon`.
-    body: UnsafeCell<Option<(F, X)>>,
-}
-
-// SAFETY: `body` is touched once, by whichever of run/abandon the scheduler
-// calls (one, once); `packet` is the synchronised hand-off above. F, T, X
-// are Send, so moving them to the goroutine's or joiner's thread is fine.
-unsafe impl<F: Send, T: Send, X: Send> Sync for Job<F, T, X> {}
-
-impl<F, T, X> Runnable for Job<F, T, X>
-where
-    F: FnOnce() -> T + Send,
-    T: Send,
-    X: FnOnce(bool) + Send,
-{
-    fn run(self: Arc<Self>) {
-        // SAFETY: run is called once and never together with abandon.
-        let (f, on_exit) = unsafe { (*self.body.get()).take() }.expect("goroutine body run twice");
-        let result = catch_unwind(AssertUnwindSafe(f));
-        let panicked = result.is_err();
-        self.packet.complete(result);
-        // The exit hook runs after our reference (and so maybe the result)
-        // is gone: `scope` relies on it.
-        drop(self);
-        on_exit(panicked);
-    }
-
-    fn abandon(self: Arc<Self>) {
-        // SAFETY: abandon is called once and never together with run.
-        let body = unsafe { (*self.body.get()).take() };
-        if let Some((f, on_exit)) = body {
-            drop(f);
-            let why: Box<dyn Any + Send> = Box::new("goroutine never ran: no stack, or its runtime shut down");
-            self.packet.complete(Err(why));
-            drop(self);
-            on_exit(false);
-        }
-    }
-}
-
-/// What a join handle needs of a job, whatever its body type.
-trait JoinTarget<T>: Send + Sync {
-    fn packet(&self) -> &Packet<T>;
-}
-
-impl<F: Send, T: Send, X: Send> JoinTarget<T> for Job<F, T, X> {
-    fn packet(&self) -> &Packet<T> {
-        &self.packet
-    }
-}
-
-/// Package `f` (and an exit hook) as a job: the scheduler's `Task` and the
-/// handle's view of the same allocation.
-fn job<'a, F, T, X>(f: F, on_exit: X) -> (Arc<dyn Runnable + 'a>, Arc<dyn JoinTarget<T> + 'a>)
-where
-    F: FnOnce() -> T + Send + 'a,
-    T: Send + 'a,
-    X: FnOnce(bool) + Send + 'a,
-{
-    let job = Arc::new(Job {
-        packet: Packet::new(),
-        body: UnsafeCell::new(Some((f, on_exit))),
-    });
-    (job.clone(), job)
-}
 
 /// Spawn `f` on `sched`. Used by every spawning entry point.
 #[track_caller]
@@ -180,10 +49,11 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (task, target) = job(f, |_| {});
-    let id = newproc(sched, Task::new(task), name.clone(), stack_size, location);
+    // SAFETY: everything is 'static.
+    let (task, job) = unsafe { job::job(f, None) };
+    let id = newproc(sched, task, name.clone(), stack_size, location);
     JoinHandle {
-        target,
+        job,
         goroutine: Goroutine { id, name },
     }
 }
@@ -207,7 +77,7 @@ where
 /// An owned permission to join a goroutine (std's `JoinHandle`). Dropping
 /// it detaches the goroutine.
 pub struct JoinHandle<T> {
-    target: Arc<dyn JoinTarget<T>>,
+    job: JobHandle<'static, T>,
     goroutine: Goroutine,
 }
 
@@ -215,7 +85,7 @@ impl<T> JoinHandle<T> {
     /// Wait for the goroutine to finish: a goroutine parks, a plain thread
     /// blocks. `Err` carries the panic payload if it panicked.
     pub fn join(self) -> Result<T, Box<dyn Any + Send + 'static>> {
-        self.target.packet().join()
+        self.job.join()
     }
 
     /// The goroutine this handle joins.
@@ -424,7 +294,7 @@ impl<'scope> Scope<'scope, '_> {
             false
         });
         let state = Arc::clone(&self.state);
-        let (task, target) = job(f, move |panicked| {
+        let on_exit: ExitHook<'scope> = Box::new(move |panicked| {
             if panicked {
                 state.unjoined_panics.fetch_add(1, Ordering::Relaxed);
             }
@@ -434,14 +304,12 @@ impl<'scope> Scope<'scope, '_> {
             });
         });
         // SAFETY: `scope` does not return before `running` drops to zero,
-        // which the exit hook does only after the body has run (or been
-        // dropped unrun) and the job's reference from the goroutine side is
-        // gone; what remains is the handle's, which cannot outlive 'scope.
-        // So nothing borrowed for 'scope is used after 'scope ends.
-        let task: Arc<dyn Runnable + 'static> = unsafe { std::mem::transmute(task) };
-        let id = with_current(|s| newproc(s, Task::new(task), None, s.stack_size(), location));
+        // which only the exit hook does, after the task has run or been
+        // dropped unrun. The handle's reference cannot outlive 'scope.
+        let (task, job) = unsafe { job::job(f, Some(on_exit)) };
+        let id = with_current(|s| newproc(s, task, None, s.stack_size(), location));
         ScopedJoinHandle {
-            target,
+            job,
             goroutine: Goroutine { id, name: None },
             state: Arc::clone(&self.state),
             scope: PhantomData,
@@ -451,7 +319,7 @@ impl<'scope> Scope<'scope, '_> {
 
 /// A handle to join a scoped goroutine.
 pub struct ScopedJoinHandle<'scope, T> {
-    target: Arc<dyn JoinTarget<T> + 'scope>,
+    job: JobHandle<'scope, T>,
     goroutine: Goroutine,
     state: Arc<ScopeState>,
     scope: PhantomData<&'scope ()>,
@@ -461,7 +329,7 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// Wait for the goroutine; `Err` carries its panic. A joined panic does
     /// not make `scope` panic.
     pub fn join(self) -> Result<T, Box<dyn Any + Send + 'static>> {
-        let result = self.target.packet().join();
+        let result = self.job.join();
         if result.is_err() {
             self.state.unjoined_panics.fetch_sub(1, Ordering::Relaxed);
         }
