@@ -58,6 +58,7 @@ pub mod runtime;
 mod sched;
 mod stack;
 pub mod sync;
+pub mod time;
 
 pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, current, go, scope, yield_now};
 pub use runtime::{Error, Runtime, run};

@@ -10,7 +10,7 @@
 mod report;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use report::{check, emit, info, not_available};
 
@@ -31,6 +31,7 @@ const ALL: &[&str] = &[
 ];
 
 const SPAWN_N: u64 = 1_000_000;
+const TIMERS_N: u64 = 100_000;
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,6 +44,7 @@ fn main() {
     };
     match name.as_str() {
         "spawn" => gort::run(spawn),
+        "timers" => gort::run(timers),
         "syscall_block_spawnblocking" => not_available(&name, "same_as_syscall_block"),
         n if ALL.contains(&n) => not_available(n, "not-yet"),
         other => {
@@ -84,4 +86,53 @@ fn spawn() {
         ),
     );
     emit("spawn", elapsed.as_nanos() as f64 / SPAWN_N as f64, "ns/goroutine");
+}
+
+/// 8: TIMERS_N goroutines; goroutine i sleeps (i mod 100) + 1 ms with
+/// gort's own sleep and records how late it woke.
+fn timers() {
+    static LATE_SUM_NS: AtomicU64 = AtomicU64::new(0);
+    static LATE_MAX_NS: AtomicU64 = AtomicU64::new(0);
+    static EARLY: AtomicU64 = AtomicU64::new(0);
+    static FINISHED: AtomicU64 = AtomicU64::new(0);
+    static WG: gort::sync::WaitGroup = gort::sync::WaitGroup::new();
+    WG.add(TIMERS_N as u32);
+    let start = Instant::now();
+    for i in 0..TIMERS_N {
+        gort::go(move || {
+            let d = Duration::from_millis(i % 100 + 1);
+            let t0 = Instant::now();
+            gort::time::sleep(d);
+            match t0.elapsed().checked_sub(d) {
+                Some(late) => {
+                    let late = late.as_nanos() as u64;
+                    LATE_SUM_NS.fetch_add(late, Ordering::Relaxed);
+                    LATE_MAX_NS.fetch_max(late, Ordering::Relaxed);
+                }
+                None => {
+                    EARLY.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            FINISHED.fetch_add(1, Ordering::Relaxed);
+            WG.done();
+        });
+    }
+    let spawned = start.elapsed();
+    WG.wait();
+    let elapsed = start.elapsed();
+    let finished = FINISHED.load(Ordering::Relaxed);
+    check("timers", finished == TIMERS_N, || {
+        format!("finished={finished} want {TIMERS_N}")
+    });
+    info(
+        "timers",
+        format!(
+            "mean_lateness_ms={:.3} max_lateness_ms={:.3} early_wakeups={} spawn_loop_ms={:.1}",
+            LATE_SUM_NS.load(Ordering::Relaxed) as f64 / TIMERS_N as f64 / 1e6,
+            LATE_MAX_NS.load(Ordering::Relaxed) as f64 / 1e6,
+            EARLY.load(Ordering::Relaxed),
+            spawned.as_secs_f64() * 1e3
+        ),
+    );
+    emit("timers", elapsed.as_secs_f64() * 1e3, "ms");
 }

@@ -11,6 +11,7 @@
 //! even `SA_RESTART` futex waits return early (DESIGN.md §3a).
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 const UNSET: u32 = 0;
 const SET: u32 = 1;
@@ -34,6 +35,22 @@ impl Note {
         // wrote before waking us (an M's `nextp`, say) is visible here.
         while self.word.load(Ordering::Acquire) == UNSET {
             futex_wait(&self.word, UNSET);
+        }
+    }
+
+    /// Like `sleep`, but give up at `deadline`; returns whether the note was
+    /// set. Any thread, one sleeper at a time.
+    pub(crate) fn sleep_until(&self, deadline: Instant) -> bool {
+        loop {
+            // Acquire: as in `sleep`.
+            if self.word.load(Ordering::Acquire) == SET {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            futex_wait_for(&self.word, UNSET, deadline - now);
         }
     }
 
@@ -62,6 +79,24 @@ fn futex_wait(word: &AtomicU32, expected: u32) {
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
             std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+fn futex_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: as in `futex_wait`; the timeout (relative, as FUTEX_WAIT
+    // takes it) lives on our stack for the duration of the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
         );
     }
 }

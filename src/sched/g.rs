@@ -58,6 +58,26 @@ pub(crate) enum WaitReason {
     Scope,
     /// `WaitGroup::wait`.
     WaitGroup,
+    /// Sending on a channel.
+    ChanSend,
+    /// Receiving from a channel.
+    ChanReceive,
+    /// `select!` with no ready case.
+    Select,
+    /// `time::sleep`.
+    Sleep,
+    /// `sync::Mutex` (and `RwLock`'s writers and readers).
+    Mutex,
+    RwLockRead,
+    RwLockWrite,
+    /// `sync::Condvar::wait`.
+    Condvar,
+    /// `sync::Semaphore::acquire`.
+    Semaphore,
+    /// `sync::Barrier::wait`.
+    Barrier,
+    /// `sync::Once` / `OnceLock` initialisation by another goroutine.
+    Once,
 }
 
 /// A goroutine's body as the scheduler sees it: a type-erased pointer with

@@ -57,8 +57,8 @@
 //!    fully parked;
 //! 2. `Sched::lock` (global run queue, idle Ps, idle Ms);
 //! 3. `Sched::gfree` (global free list of dead Gs);
-//! 4. `Sched::allgs`, the stack caches' and allocator's locks, `Sched::threads`
-//!    (leaves).
+//! 4. `Sched::allgs`, a P's timer heap, the stack caches' and allocator's
+//!    locks, `Sched::threads` (leaves). Timer callbacks run with none held.
 //!
 //! Several locks of level 1 are never held at once except by `select`, which
 //! takes them in address order (and says so).
@@ -84,11 +84,14 @@ mod p;
 mod park;
 mod runq;
 mod schedule;
+pub(crate) mod timers;
 
 pub(crate) use blocks::{BLOCK_ALIGN, BLOCK_SIZE, alloc_block, free_block};
 pub(crate) use g::{GPtr, Task, WaitReason};
 pub(crate) use m::current_m;
-pub(crate) use park::{WaitCell, Waiter, park_if, park_releasing, yield_now};
+pub(crate) use park::{
+    Claim, TIMED_OUT, WaitCell, WaitToken, Waiter, gopark, goready, park_if, park_releasing, yield_now,
+};
 pub(crate) use schedule::newproc;
 
 use std::collections::VecDeque;
@@ -150,6 +153,9 @@ pub(crate) struct Locked {
     runq: VecDeque<GPtr>,
     pidle: Vec<PPtr>,
     midle: Vec<MPtr>,
+    /// The M sleeping until the earliest timer while every P is idle, and
+    /// that deadline (`timers.rs`).
+    timer_m: Option<(MPtr, u64)>,
     thread_limit_warned: bool,
 }
 
@@ -171,6 +177,7 @@ impl Sched {
                 runq: VecDeque::new(),
                 pidle: Vec::new(),
                 midle: Vec::new(),
+                timer_m: None,
                 thread_limit_warned: false,
             }),
             runqsize: AtomicUsize::new(0),

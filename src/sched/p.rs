@@ -17,12 +17,14 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::NonNull;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::blocks::BlockCache;
 use super::g::{G, GPtr};
 use super::m::M;
 use super::runq::RunQueue;
+use super::timers::{NO_TIMER, TimerHeap};
 use super::{Locked, MAX_PROCS, Sched, lock};
 use crate::stack::LocalStacks;
 
@@ -46,6 +48,10 @@ pub(crate) struct P {
     pub(crate) stacks: UnsafeCell<LocalStacks>,
     /// Free memory blocks for goroutine jobs. Holder only.
     pub(crate) blocks: BlockCache,
+    /// Timers started on this P, and the earliest deadline among them
+    /// (`timers::NO_TIMER` if none), readable without the lock.
+    pub(crate) timers: Mutex<TimerHeap>,
+    pub(crate) timer0: AtomicU64,
     /// Goroutine slices run on this P.
     pub(crate) ran: AtomicU64,
     /// Goroutines spawned and finished on this P. Per P rather than shared,
@@ -70,6 +76,8 @@ impl P {
             gfree: UnsafeCell::new(Vec::new()),
             stacks: UnsafeCell::new(Vec::new()),
             blocks: BlockCache::new(),
+            timers: Mutex::new(TimerHeap::default()),
+            timer0: AtomicU64::new(NO_TIMER),
             ran: AtomicU64::new(0),
             created: AtomicU64::new(0),
             exited: AtomicU64::new(0),
@@ -140,7 +148,7 @@ impl Sched {
     }
 
     /// Take an idle P. `Sched::lock` held.
-    fn pidleget(&self, l: &mut Locked) -> Option<PPtr> {
+    pub(crate) fn pidleget(&self, l: &mut Locked) -> Option<PPtr> {
         let p = l.pidle.pop()?;
         self.npidle.store(l.pidle.len(), std::sync::atomic::Ordering::SeqCst);
         Some(p)

@@ -24,7 +24,9 @@
 //! objects (join packets, scopes). User-facing modules build on `gopark`,
 //! `goready` and `Waiter` the same way.
 
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use super::g::{GPtr, GStatus, WaitReason};
 use super::lock;
@@ -189,6 +191,146 @@ impl<S> WaitCell<S> {
         };
         if let Some(w) = waiter {
             w.wake();
+        }
+    }
+}
+
+/// The winner's tag when a deadline, not an event, ended the wait.
+pub(crate) const TIMED_OUT: usize = usize::MAX;
+
+const PARKED: u8 = 1;
+const CLAIMED: u8 = 2;
+const DONE: u8 = 4;
+
+/// A one-shot wake-up for one waiter registered in possibly several places
+/// at once — every channel of a `select`, a wait queue plus a deadline
+/// timer — of which exactly one may win (Go's sudog plus `selectDone`).
+///
+/// A waker first `claim`s the token (a CAS: only one ever succeeds; the
+/// others skip this waiter), then does its part of the hand-off (copy a
+/// value into the waiter's slot, say), then calls `Claim::done`, which
+/// resumes the waiter. The waiter announces that it is parked only on g0,
+/// after its context is saved (`PARKED` bit): `done` readies it if that bit
+/// is set, and otherwise the waiter sees `DONE` in its park callback and
+/// does not park at all. So a waiter is resumed exactly once, never before
+/// the winner's hand-off is complete, and no wake-up is lost.
+pub(crate) struct WaitToken {
+    state: AtomicU8,
+    tag: AtomicUsize,
+    waiter: Waiter,
+}
+
+/// The right to complete a waiter's wait, won by `WaitToken::claim`.
+pub(crate) struct Claim<'a> {
+    token: &'a WaitToken,
+}
+
+impl WaitToken {
+    /// A token for the running goroutine (or thread).
+    pub(crate) fn new() -> Arc<WaitToken> {
+        Arc::new(WaitToken {
+            state: AtomicU8::new(0),
+            tag: AtomicUsize::new(0),
+            waiter: Waiter::current(),
+        })
+    }
+
+    /// Try to become the one who completes this wait; `tag` tells the
+    /// waiter who it was (a select case index, or `TIMED_OUT`). Any thread.
+    pub(crate) fn claim(&self, tag: usize) -> Option<Claim<'_>> {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if s & CLAIMED != 0 {
+                return None;
+            }
+            // Acquire pairs with the waiter's Release `fetch_or(PARKED)`
+            // and with whatever it published before registering.
+            match self
+                .state
+                .compare_exchange_weak(s, s | CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    self.tag.store(tag, Ordering::Relaxed);
+                    return Some(Claim { token: self });
+                }
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Whether some waker has claimed this token already.
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLAIMED != 0
+    }
+
+    /// Park until a claim completes, or `deadline` passes; returns the
+    /// winner's tag (`TIMED_OUT` for the deadline). The caller must have
+    /// registered the token wherever a waker will look for it, and must
+    /// withdraw the losing registrations afterwards.
+    pub(crate) fn wait(self: &Arc<Self>, deadline: Option<Instant>, reason: WaitReason) -> usize {
+        match &self.waiter {
+            Waiter::Goroutine(_) => {
+                let timer = deadline.map(|d| {
+                    let token = Arc::clone(self);
+                    crate::sched::timers::start_timer(
+                        d,
+                        Box::new(move || {
+                            if let Some(c) = token.claim(TIMED_OUT) {
+                                c.done();
+                            }
+                        }),
+                    )
+                });
+                gopark(
+                    // Release pairs with the claimer's Acquire: what we
+                    // wrote before parking is visible to the winner.
+                    || self.state.fetch_or(PARKED, Ordering::AcqRel) & DONE == 0,
+                    reason,
+                );
+                if let Some(t) = timer {
+                    t.cancel();
+                }
+            }
+            Waiter::Thread(parker) => {
+                let woken = match deadline {
+                    None => {
+                        parker.note.sleep();
+                        true
+                    }
+                    Some(d) => parker.note.sleep_until(d),
+                };
+                if !woken {
+                    // Time is up: claim it ourselves, unless a waker beat us
+                    // to it, in which case its wake-up is on the way.
+                    match self.claim(TIMED_OUT) {
+                        Some(c) => c.done(),
+                        None => parker.note.sleep(),
+                    }
+                }
+                parker.note.clear();
+            }
+        }
+        // Acquire pairs with `Claim::done`'s Release: the winner's hand-off
+        // (a value written into our slot) is visible.
+        debug_assert!(self.state.load(Ordering::Acquire) & DONE != 0);
+        self.tag.load(Ordering::Relaxed)
+    }
+}
+
+impl Claim<'_> {
+    /// The hand-off is complete: resume the waiter.
+    pub(crate) fn done(self) {
+        let token = self.token;
+        // Release publishes the hand-off; Acquire pairs with the waiter's
+        // `fetch_or(PARKED)`.
+        let old = token.state.fetch_or(DONE, Ordering::AcqRel);
+        match &token.waiter {
+            Waiter::Goroutine(g) => {
+                if old & PARKED != 0 {
+                    goready(*g);
+                }
+            }
+            Waiter::Thread(t) => t.note.wakeup(),
         }
     }
 }

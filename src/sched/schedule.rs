@@ -8,11 +8,13 @@
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::g::{G, GPtr, GStatus, Task};
 use super::m::{M, Pending, current_m};
 use super::p::{P, PPtr};
 use super::runq::RunQueue;
+use super::timers::{NO_TIMER, nanotime};
 use super::{Sched, lock};
 use crate::arch::{Context, switch};
 
@@ -112,6 +114,9 @@ impl Sched {
                 continue 'top;
             }
             let p = m.p();
+            if p.timer0.load(Ordering::Relaxed) != NO_TIMER {
+                self.run_timers(&p, nanotime(Instant::now()));
+            }
             if p.schedtick.get().is_multiple_of(GLOBAL_CHECK_TICKS)
                 && let Some(g) = self.globrunqget(&p, 1)
             {
@@ -122,6 +127,11 @@ impl Sched {
             }
             if let Some(g) = self.globrunqget(&p, usize::MAX) {
                 return Some((g, false));
+            }
+            // Timers of idle Ps are ours to run; what they ready lands on our P.
+            let next_timer = self.run_all_timers();
+            if let Some((g, inherit)) = p.runq.pop() {
+                return Some((GPtr::from_non_null(g), inherit));
             }
 
             // Spin only while fewer than half of the busy Ps have a spinner:
@@ -158,6 +168,9 @@ impl Sched {
                 self.acquirep(m, p);
                 m.spinning.set(true);
                 self.nmspinning.fetch_add(1, Ordering::SeqCst);
+                continue 'top;
+            }
+            if next_timer != NO_TIMER && self.sleep_for_timers(m, next_timer) {
                 continue 'top;
             }
             self.stopm(m);

@@ -1,0 +1,285 @@
+//! Timers: a 4-ary min-heap per P, run by the scheduler (Go 1.14+'s
+//! design, time.go).
+//!
+//! A timer is a deadline and a callback. It lives in the heap of the P
+//! that started it (a thread without a P uses P 0), under that heap's own
+//! lock. The earliest deadline of each heap is mirrored in an atomic
+//! (`P::timer0`), so `find_runnable` can tell without locking — and without
+//! reading the clock when a P has no timers — whether anything is due.
+//!
+//! Who runs due timers: an M running its P's scheduler loop checks that P's
+//! heap on every pass; an M that has found no work runs the due timers of
+//! every P, idle ones included; and when every P is idle, one M — the
+//! *timer sleeper*, `Locked::timer_m` — sleeps on its note exactly until the
+//! earliest deadline of all heaps. Starting a timer earlier than the timer
+//! sleeper's deadline wakes it to sleep less (Go's `wakeNetPoller`).
+//!
+//! Callbacks run on g0 or on the thread that found them due, outside every
+//! heap lock; they must not block or park (they ready goroutines, claim
+//! wait tokens, send on buffered channels without blocking).
+//!
+//! Stopping is lazy: `TimerRef::cancel` flips the timer's state, and its
+//! heap entry is dropped when it reaches the top, or by a sweep once more
+//! than half of a heap is cancelled entries.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use super::m::current_m;
+use super::p::PPtr;
+use super::{MAX_PROCS, Sched, lock};
+
+/// `P::timer0` when the heap is empty.
+pub(crate) const NO_TIMER: u64 = u64::MAX;
+
+const PENDING: u8 = 0;
+const FIRED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+type Callback = Box<dyn FnOnce() + Send>;
+
+struct TimerState {
+    state: AtomicU8,
+    /// Taken by whoever moves `state` from PENDING to FIRED.
+    f: UnsafeCell<Option<Callback>>,
+}
+
+// SAFETY: `f` is accessed only by the single winner of the PENDING→FIRED
+// CAS (or dropped with the last reference); Callback is Send.
+unsafe impl Sync for TimerState {}
+
+/// A started timer; `cancel` stops it if it has not fired.
+pub(crate) struct TimerRef(Arc<TimerState>);
+
+impl TimerRef {
+    /// Stop the timer. Returns true if this prevented the callback.
+    pub(crate) fn cancel(&self) -> bool {
+        self.0
+            .state
+            .compare_exchange(PENDING, CANCELLED, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+struct Entry {
+    when: u64,
+    seq: u64,
+    timer: Arc<TimerState>,
+}
+
+impl Entry {
+    fn key(&self) -> (u64, u64) {
+        (self.when, self.seq)
+    }
+}
+
+/// One P's timers.
+#[derive(Default)]
+pub(crate) struct TimerHeap {
+    entries: Vec<Entry>,
+    seq: u64,
+    /// Pushes since the last look for cancelled entries: looking costs
+    /// O(n), so it is done once per n pushes (amortised O(1)).
+    pushes_since_sweep: usize,
+}
+
+impl TimerHeap {
+    fn push(&mut self, when: u64, timer: Arc<TimerState>) {
+        self.seq += 1;
+        self.pushes_since_sweep += 1;
+        self.entries.push(Entry {
+            when,
+            seq: self.seq,
+            timer,
+        });
+        self.sift_up(self.entries.len() - 1);
+    }
+
+    fn pop(&mut self) -> Option<Entry> {
+        let last = self.entries.pop()?;
+        if self.entries.is_empty() {
+            return Some(last);
+        }
+        let top = std::mem::replace(&mut self.entries[0], last);
+        self.sift_down(0);
+        Some(top)
+    }
+
+    fn peek_when(&self) -> u64 {
+        self.entries.first().map_or(NO_TIMER, |e| e.when)
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 4;
+            if self.entries[i].key() >= self.entries[parent].key() {
+                break;
+            }
+            self.entries.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.entries.len();
+        loop {
+            let first = 4 * i + 1;
+            if first >= n {
+                break;
+            }
+            let smallest = (first..(first + 4).min(n))
+                .min_by_key(|&c| self.entries[c].key())
+                .expect("at least one child");
+            if self.entries[smallest].key() >= self.entries[i].key() {
+                break;
+            }
+            self.entries.swap(i, smallest);
+            i = smallest;
+        }
+    }
+
+    /// Drop cancelled entries if they are the majority, looking once per
+    /// `entries.len()` pushes.
+    fn sweep_if_mostly_cancelled(&mut self) {
+        if self.entries.len() < 64 || self.pushes_since_sweep < self.entries.len() {
+            return;
+        }
+        self.pushes_since_sweep = 0;
+        let live = |e: &Entry| e.timer.state.load(Ordering::Relaxed) == PENDING;
+        if self.entries.iter().filter(|e| live(e)).count() * 2 > self.entries.len() {
+            return;
+        }
+        self.entries.retain(live);
+        for i in (0..self.entries.len()).rev() {
+            self.sift_down(i);
+        }
+    }
+}
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// Nanoseconds since a process-wide epoch: the timers' clock.
+pub(crate) fn nanotime(t: Instant) -> u64 {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    t.saturating_duration_since(epoch)
+        .as_nanos()
+        .min(u128::from(NO_TIMER - 1)) as u64
+}
+
+/// The instant of a `nanotime` value.
+pub(crate) fn instant_of(t: u64) -> Instant {
+    nanotime(Instant::now());
+    let epoch = *EPOCH.get().expect("set by nanotime");
+    epoch
+        .checked_add(std::time::Duration::from_nanos(t))
+        .unwrap_or(epoch + std::time::Duration::from_secs(1 << 32))
+}
+
+/// Run `f` at (or soon after) `when` unless cancelled first. Any thread; on
+/// the current runtime (the caller's, else the default one).
+pub(crate) fn start_timer(when: Instant, f: Callback) -> TimerRef {
+    let timer = Arc::new(TimerState {
+        state: AtomicU8::new(PENDING),
+        f: UnsafeCell::new(Some(f)),
+    });
+    let when = nanotime(when);
+    crate::runtime::with_current(|sched| {
+        let p = current_m()
+            .filter(|m| std::ptr::eq(&*m.sched, &**sched))
+            .and_then(|m| m.p.get())
+            .or_else(|| sched.p(0))
+            .expect("a runtime has P 0");
+        {
+            let mut heap = lock(&p.timers);
+            heap.push(when, Arc::clone(&timer));
+            p.timer0.store(heap.peek_when(), Ordering::SeqCst);
+        }
+        sched.wake_for_timer(when);
+    });
+    TimerRef(timer)
+}
+
+impl Sched {
+    /// Run `p`'s due timers. Any thread that may run callbacks (g0 or a
+    /// thread holding no runtime lock).
+    pub(crate) fn run_timers(&self, p: &PPtr, now: u64) {
+        if p.timer0.load(Ordering::Relaxed) > now {
+            return;
+        }
+        let mut due = Vec::new();
+        {
+            let mut heap = lock(&p.timers);
+            while heap.peek_when() <= now {
+                let e = heap.pop().expect("peeked");
+                if e.timer
+                    .state
+                    .compare_exchange(PENDING, FIRED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    due.push(e.timer);
+                }
+            }
+            heap.sweep_if_mostly_cancelled();
+            p.timer0.store(heap.peek_when(), Ordering::SeqCst);
+        }
+        for t in due {
+            // SAFETY: we won the PENDING→FIRED CAS, so `f` is ours alone.
+            if let Some(f) = unsafe { (*t.f.get()).take() } {
+                f();
+            }
+        }
+    }
+
+    /// Every P ever created (retired ones may still hold timers).
+    fn all_ps(&self) -> impl Iterator<Item = PPtr> + '_ {
+        (0..MAX_PROCS).map_while(|i| self.p(i))
+    }
+
+    /// Run the due timers of every P; returns the earliest deadline left.
+    pub(crate) fn run_all_timers(&self) -> u64 {
+        let mut next = self
+            .all_ps()
+            .map(|p| p.timer0.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(NO_TIMER);
+        if next == NO_TIMER {
+            return next;
+        }
+        let now = nanotime(Instant::now());
+        if next <= now {
+            for p in self.all_ps() {
+                self.run_timers(&p, now);
+            }
+            next = self
+                .all_ps()
+                .map(|p| p.timer0.load(Ordering::SeqCst))
+                .min()
+                .unwrap_or(NO_TIMER);
+        }
+        next
+    }
+
+    /// A timer due at `when` was started: make sure some M will run it.
+    fn wake_for_timer(&self, when: u64) {
+        {
+            let l = lock(&self.lock);
+            match l.timer_m {
+                // Woken under the lock: the sleeper clears `timer_m` under
+                // it too, so it cannot have moved on to another sleep.
+                Some((m, deadline)) => {
+                    if deadline > when {
+                        m.get().park.wakeup();
+                    }
+                    return;
+                }
+                None => {}
+            }
+        }
+        // Nobody sleeps on the timers: if every P is idle, start an M so
+        // that one becomes the timer sleeper; busy Ms check their heaps on
+        // every scheduling pass anyway.
+        self.wakep();
+    }
+}

@@ -1,0 +1,59 @@
+//! Time (Go's package time, runtime/time.go): goroutine-aware sleeping.
+//!
+//! `sleep` parks the calling goroutine on a `WaitToken` whose only waker is
+//! a timer in its P's heap (`sched/timers.rs`); the thread runs other
+//! goroutines meanwhile, and an idle runtime sleeps exactly until the next
+//! deadline. A sleep never ends early: timers fire at or after their
+//! deadline. From a plain OS thread, `sleep` is `std::thread::sleep`.
+//!
+//! Durations follow Go: zero (or a deadline in the past) returns at once;
+//! one too large to represent as an `Instant` sleeps forever, never
+//! overflows.
+
+use std::time::{Duration, Instant};
+
+use crate::sched::{WaitReason, WaitToken, current_m};
+
+/// Pause the calling goroutine for at least `d` (Go's `time.Sleep`).
+///
+/// ```
+/// let t = std::time::Instant::now();
+/// gort::go(|| gort::time::sleep(std::time::Duration::from_millis(5))).join().unwrap();
+/// assert!(t.elapsed() >= std::time::Duration::from_millis(5));
+/// ```
+pub fn sleep(d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    match Instant::now().checked_add(d) {
+        Some(deadline) => sleep_until(deadline),
+        None => park_forever(),
+    }
+}
+
+/// Pause the calling goroutine until `deadline` (at least).
+pub fn sleep_until(deadline: Instant) {
+    if Instant::now() >= deadline {
+        return;
+    }
+    if !in_goroutine() {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        return;
+    }
+    WaitToken::new().wait(Some(deadline), WaitReason::Sleep);
+}
+
+fn in_goroutine() -> bool {
+    current_m().is_some_and(|m| m.curg.get().is_some())
+}
+
+/// A sleep longer than the clock can represent.
+fn park_forever() {
+    if in_goroutine() {
+        WaitToken::new().wait(None, WaitReason::Sleep);
+    } else {
+        loop {
+            std::thread::park();
+        }
+    }
+}

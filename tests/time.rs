@@ -1,0 +1,99 @@
+//! Goroutine-aware time: sleeps park the goroutine (not the thread), fire in
+//! deadline order, and never early. No test asserts an upper bound on time.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gort::Runtime;
+
+#[test]
+fn sleeps_never_end_early() {
+    let hs: Vec<_> = (1..=20u64)
+        .map(|ms| {
+            gort::go(move || {
+                let d = Duration::from_millis(ms);
+                let t = Instant::now();
+                gort::time::sleep(d);
+                t.elapsed() >= d
+            })
+        })
+        .collect();
+    assert!(hs.into_iter().all(|h| h.join().unwrap()));
+}
+
+#[test]
+fn timers_fire_in_deadline_order_on_one_p() {
+    let rt = Runtime::builder().procs(1).build().unwrap();
+    let order = rt.block_on(|| {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // Spawned in reverse so spawn order cannot explain the result.
+        let hs: Vec<_> = (0..10u64)
+            .rev()
+            .map(|i| {
+                let order = Arc::clone(&order);
+                gort::go(move || {
+                    gort::time::sleep(Duration::from_millis(5 + 10 * i));
+                    order.lock().unwrap().push(i);
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        Arc::try_unwrap(order).unwrap().into_inner().unwrap()
+    });
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_sleeping_goroutine_does_not_hold_its_thread() {
+    // One P: while one goroutine sleeps, another must be able to run, and
+    // the sleeper must come back afterwards.
+    let rt = Runtime::builder().procs(1).build().unwrap();
+    let (slept, ran_meanwhile) = rt.block_on(|| {
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let d = Arc::clone(&done);
+        let sleeper = gort::go(move || {
+            gort::time::sleep(Duration::from_millis(30));
+            d.lock().unwrap().push("sleeper");
+        });
+        let d = Arc::clone(&done);
+        let worker = gort::go(move || d.lock().unwrap().push("worker"));
+        worker.join().unwrap();
+        sleeper.join().unwrap();
+        let done = done.lock().unwrap().clone();
+        (done.contains(&"sleeper"), done.first() == Some(&"worker"))
+    });
+    assert!(slept && ran_meanwhile);
+}
+
+#[test]
+fn zero_and_huge_durations() {
+    gort::go(|| gort::time::sleep(Duration::ZERO)).join().unwrap();
+    gort::go(|| gort::time::sleep_until(Instant::now() - Duration::from_secs(1)))
+        .join()
+        .unwrap();
+    // A sleep of Duration::MAX parks forever without overflowing; we only
+    // check that starting it neither panics nor returns early.
+    let forever = gort::go(|| gort::time::sleep(Duration::MAX));
+    gort::time::sleep(Duration::from_millis(10));
+    assert!(gort::runtime::num_goroutine() >= 1);
+    drop(forever);
+}
+
+#[test]
+fn many_sleepers_all_wake() {
+    let rt = Runtime::builder().procs(2).build().unwrap();
+    let n = rt.block_on(|| {
+        let hs: Vec<_> = (0..10_000u64)
+            .map(|i| gort::go(move || gort::time::sleep(Duration::from_millis(1 + i % 20))))
+            .collect();
+        hs.into_iter().map(|h| h.join().is_ok() as usize).sum::<usize>()
+    });
+    assert_eq!(n, 10_000);
+}
+
+#[test]
+fn sleep_from_a_plain_thread_blocks_that_thread() {
+    let t = Instant::now();
+    gort::time::sleep(Duration::from_millis(3));
+    assert!(t.elapsed() >= Duration::from_millis(3));
+}
