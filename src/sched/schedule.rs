@@ -25,6 +25,8 @@ use crate::arch::{Context, switch};
 const GLOBAL_CHECK_TICKS: u32 = 61;
 /// Passes over all Ps a spinning M makes before giving up (Go: 4).
 const STEAL_TRIES: usize = 4;
+/// Stacks an idle M releases to the kernel before looking for work again.
+const SCAVENGE_BATCH: usize = 256;
 
 impl Sched {
     /// Put `g` on `p`'s local queue (on `runnext` if `next`); spill half the
@@ -145,6 +147,12 @@ impl Sched {
                 if let Some(g) = self.steal_work(m) {
                     return Some((g, false));
                 }
+            }
+
+            // Nothing to run: a good time to return cached stacks' memory,
+            // a batch at a time, looking for work in between.
+            if self.stacks.scavenge(SCAVENGE_BATCH) {
+                continue 'top;
             }
 
             // Nothing anywhere: give the P back and sleep.

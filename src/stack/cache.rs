@@ -6,10 +6,17 @@
 //! kept in its P's cache with its pages still mapped and warm, it costs no
 //! system call and no page fault to reuse. A P's cache beyond `LOCAL_MAX`
 //! spills half to a runtime-wide cache (a P that only spawns refills from
-//! it), which keeps at most `GLOBAL_MAX` stacks dirty; stacks beyond that
-//! are released to the allocator, which returns their memory to the kernel.
-//! Only stacks of the runtime's default size are cached; others are
-//! allocated and released individually.
+//! it).
+//!
+//! Returning memory to the kernel is deferred to idle time, like Go's
+//! background scavenger: the global cache may grow past `GLOBAL_KEEP`, and
+//! an M that has found no work calls `scavenge`, which releases the excess
+//! a batch at a time (adjacent stacks in one `madvise`), re-checking for
+//! work between batches. Releasing on the spot would put a system call and
+//! a TLB shootdown on the path of every exiting goroutine in a burst. So a
+//! program that never idles keeps the stacks of its peak; one that idles
+//! returns all but `GLOBAL_KEEP` of them. Only stacks of the runtime's
+//! default size are cached; others are allocated and released one by one.
 //!
 //! Ownership: a `LocalStacks` belongs to one P and is used only by the M
 //! holding that P; the global cache is behind its own mutex (a leaf lock).
@@ -23,8 +30,9 @@ use super::{Stack, StackAllocator};
 const LOCAL_MAX: usize = 64;
 /// Stacks a P takes from the global cache at once.
 const LOCAL_REFILL: usize = 16;
-/// Dirty stacks the global cache keeps (at one touched page each, 4 MiB).
-const GLOBAL_MAX: usize = 1024;
+/// Dirty stacks the global cache keeps through scavenging (at one touched
+/// page each, 4 MiB).
+const GLOBAL_KEEP: usize = 1024;
 
 /// One P's stack cache.
 pub(crate) type LocalStacks = Vec<Stack>;
@@ -85,13 +93,24 @@ impl StackPool {
         local.push(stack);
         if local.len() > LOCAL_MAX {
             let mut global = self.global.lock().unwrap_or_else(PoisonError::into_inner);
-            for s in local.drain(LOCAL_MAX / 2..) {
-                if global.len() < GLOBAL_MAX {
-                    global.push(s);
-                } else {
-                    self.allocator.release(s);
-                }
-            }
+            global.extend(local.drain(LOCAL_MAX / 2..));
         }
+    }
+
+    /// Release up to `batch` of the cached stacks beyond `GLOBAL_KEEP` to
+    /// the kernel. Returns whether excess remains. Any thread; meant for Ms
+    /// with nothing else to do.
+    pub(crate) fn scavenge(&self, batch: usize) -> bool {
+        let (excess, more) = {
+            let mut global = self.global.lock().unwrap_or_else(PoisonError::into_inner);
+            let over = global.len().saturating_sub(GLOBAL_KEEP);
+            let take = over.min(batch);
+            let at = global.len() - take;
+            (global.drain(at..).collect::<Vec<_>>(), over > take)
+        };
+        if !excess.is_empty() {
+            self.allocator.release_many(excess);
+        }
+        more
     }
 }
