@@ -247,6 +247,12 @@ unsafe fn run_job<F: FnOnce() -> T + Send, T: Send>(p: NonNull<()>) {
     // SAFETY: run is called once and never together with abandon.
     let (f, on_exit) = unsafe { (*job.get().body.get()).take() }.expect("goroutine body run twice");
     let result = catch_unwind(AssertUnwindSafe(f));
+    // Goroutine-locals go before the result is published, so a joiner sees
+    // their destructors done; a panicking destructor counts as a panic.
+    let result = match (result, catch_unwind(super::local::drop_goroutine_locals)) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    };
     let panicked = result.is_err();
     job.get().packet.complete(result);
     drop(job);

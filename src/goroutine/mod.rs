@@ -24,8 +24,11 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use crate::runtime::with_current;
 use crate::sched::{Sched, WaitCell, WaitReason, current_m, newproc};
 use job::{ExitHook, JobHandle};
+pub use local::LocalKey;
+pub(crate) use local::LocalMap;
 
 mod job;
+mod local;
 use crate::stack::{SignalBuf, check_stack_size};
 
 /// Spawn `f` on `sched`. Used by every spawning entry point.

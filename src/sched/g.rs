@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use super::p::P;
 use super::{Sched, lock};
 use crate::arch::Context;
+use crate::goroutine::LocalMap;
 use crate::stack::Stack;
 
 /// Dead Gs a P keeps before spilling half to the global list.
@@ -131,6 +132,8 @@ pub(crate) struct G {
     pub(crate) name: UnsafeCell<Option<Arc<str>>>,
     pub(crate) spawned_at: Cell<&'static Location<'static>>,
     pub(crate) wait_reason: Cell<WaitReason>,
+    /// Goroutine-local values (`gort::local!`), created on first use.
+    pub(crate) locals: UnsafeCell<Option<Box<LocalMap>>>,
 }
 
 // SAFETY: `status` is atomic; every other field is accessed only by the G's
@@ -257,6 +260,7 @@ impl Sched {
             name: UnsafeCell::new(None),
             spawned_at: Cell::new(Location::caller()),
             wait_reason: Cell::new(WaitReason::None),
+            locals: UnsafeCell::new(None),
         });
         let g = GPtr(NonNull::from(Box::leak(g)));
         lock(&self.allgs).push(g);
