@@ -85,6 +85,7 @@ mod park;
 mod runq;
 mod schedule;
 pub(crate) mod timers;
+mod wakestate;
 
 pub(crate) use blocks::{BLOCK_ALIGN, BLOCK_SIZE, alloc_block, free_block};
 pub(crate) use g::{GPtr, Task, WaitReason};

@@ -24,7 +24,7 @@
 //! objects (join packets, scopes). User-facing modules build on `gopark`,
 //! `goready` and `Waiter` the same way.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -32,6 +32,7 @@ use super::g::{GPtr, GStatus, WaitReason};
 use super::lock;
 use super::m::{Pending, current_m};
 use super::schedule::mcall;
+use super::wakestate::WakeState;
 use crate::os::Note;
 
 /// Park the running goroutine; `unlock` runs on g0 once it is suspended and
@@ -198,10 +199,6 @@ impl<S> WaitCell<S> {
 /// The winner's tag when a deadline, not an event, ended the wait.
 pub(crate) const TIMED_OUT: usize = usize::MAX;
 
-const PARKED: u8 = 1;
-const CLAIMED: u8 = 2;
-const DONE: u8 = 4;
-
 /// A one-shot wake-up for one waiter registered in possibly several places
 /// at once — every channel of a `select`, a wait queue plus a deadline
 /// timer — of which exactly one may win (Go's sudog plus `selectDone`).
@@ -210,12 +207,11 @@ const DONE: u8 = 4;
 /// others skip this waiter), then does its part of the hand-off (copy a
 /// value into the waiter's slot, say), then calls `Claim::done`, which
 /// resumes the waiter. The waiter announces that it is parked only on g0,
-/// after its context is saved (`PARKED` bit): `done` readies it if that bit
-/// is set, and otherwise the waiter sees `DONE` in its park callback and
-/// does not park at all. So a waiter is resumed exactly once, never before
-/// the winner's hand-off is complete, and no wake-up is lost.
+/// after its context is saved; the state machine (`wakestate.rs`, checked
+/// with loom) makes sure a waiter is resumed exactly once, never before the
+/// winner's hand-off is complete, and that no wake-up is lost.
 pub(crate) struct WaitToken {
-    state: AtomicU8,
+    state: WakeState,
     tag: AtomicUsize,
     waiter: Waiter,
 }
@@ -229,7 +225,7 @@ impl WaitToken {
     /// A token for the running goroutine (or thread).
     pub(crate) fn new() -> Arc<WaitToken> {
         Arc::new(WaitToken {
-            state: AtomicU8::new(0),
+            state: WakeState::new(),
             tag: AtomicUsize::new(0),
             waiter: Waiter::current(),
         })
@@ -238,29 +234,17 @@ impl WaitToken {
     /// Try to become the one who completes this wait; `tag` tells the
     /// waiter who it was (a select case index, or `TIMED_OUT`). Any thread.
     pub(crate) fn claim(&self, tag: usize) -> Option<Claim<'_>> {
-        let mut s = self.state.load(Ordering::Relaxed);
-        loop {
-            if s & CLAIMED != 0 {
-                return None;
-            }
-            // Acquire pairs with the waiter's Release `fetch_or(PARKED)`
-            // and with whatever it published before registering.
-            match self
-                .state
-                .compare_exchange_weak(s, s | CLAIMED, Ordering::Acquire, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    self.tag.store(tag, Ordering::Relaxed);
-                    return Some(Claim { token: self });
-                }
-                Err(now) => s = now,
-            }
+        if !self.state.claim() {
+            return None;
         }
+        // Relaxed: published to the waiter by `complete`'s Release.
+        self.tag.store(tag, Ordering::Relaxed);
+        Some(Claim { token: self })
     }
 
     /// Whether some waker has claimed this token already.
     pub(crate) fn is_claimed(&self) -> bool {
-        self.state.load(Ordering::Acquire) & CLAIMED != 0
+        self.state.is_claimed()
     }
 
     /// Park until a claim completes, or `deadline` passes; returns the
@@ -281,12 +265,7 @@ impl WaitToken {
                         }),
                     )
                 });
-                gopark(
-                    // Release pairs with the claimer's Acquire: what we
-                    // wrote before parking is visible to the winner.
-                    || self.state.fetch_or(PARKED, Ordering::AcqRel) & DONE == 0,
-                    reason,
-                );
+                gopark(|| self.state.announce_parked(), reason);
                 if let Some(t) = timer {
                     t.cancel();
                 }
@@ -310,9 +289,10 @@ impl WaitToken {
                 parker.note.clear();
             }
         }
-        // Acquire pairs with `Claim::done`'s Release: the winner's hand-off
-        // (a value written into our slot) is visible.
-        debug_assert!(self.state.load(Ordering::Acquire) & DONE != 0);
+        // `is_complete`'s Acquire pairs with `complete`'s Release: the
+        // winner's hand-off (a value written into our slot) is visible.
+        let complete = self.state.is_complete();
+        debug_assert!(complete);
         self.tag.load(Ordering::Relaxed)
     }
 }
@@ -321,12 +301,10 @@ impl Claim<'_> {
     /// The hand-off is complete: resume the waiter.
     pub(crate) fn done(self) {
         let token = self.token;
-        // Release publishes the hand-off; Acquire pairs with the waiter's
-        // `fetch_or(PARKED)`.
-        let old = token.state.fetch_or(DONE, Ordering::AcqRel);
+        let parked = token.state.complete();
         match &token.waiter {
             Waiter::Goroutine(g) => {
-                if old & PARKED != 0 {
+                if parked {
                     goready(*g);
                 }
             }
