@@ -263,20 +263,16 @@ impl Sched {
 
     /// A timer due at `when` was started: make sure some M will run it.
     fn wake_for_timer(&self, when: u64) {
-        {
-            let l = lock(&self.lock);
-            match l.timer_m {
-                // Woken under the lock: the sleeper clears `timer_m` under
-                // it too, so it cannot have moved on to another sleep.
-                Some((m, deadline)) => {
-                    if deadline > when {
-                        m.get().park.wakeup();
-                    }
-                    return;
-                }
-                None => {}
+        let l = lock(&self.lock);
+        if let Some((m, deadline)) = l.timer_m {
+            // Woken under the lock: the sleeper clears `timer_m` under it
+            // too, so it cannot have moved on to another sleep.
+            if deadline > when {
+                m.get().park.wakeup();
             }
+            return;
         }
+        drop(l);
         // Nobody sleeps on the timers: if every P is idle, start an M so
         // that one becomes the timer sleeper; busy Ms check their heaps on
         // every scheduling pass anyway.

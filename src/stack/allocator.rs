@@ -304,11 +304,8 @@ mod tests {
         for s in &again {
             assert!(tops.contains(&s.top()), "slots are reused");
             // SAFETY: as above.
-            assert_eq!(
-                unsafe { ((s.top() - 8) as *const u64).read() },
-                0,
-                "released pages read as zero"
-            );
+            let top_word = unsafe { ((s.top() - 8) as *const u64).read() };
+            assert_eq!(top_word, 0, "released pages read as zero");
         }
     }
 

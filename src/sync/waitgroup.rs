@@ -3,18 +3,20 @@
 //!
 //! The counter and the number of waiters share one atomic word (counter in
 //! the high 32 bits, waiters in the low 32), so `done` on the hot path is a
-//! single `fetch_sub` and touches the waiter list only when it brings the
-//! counter to zero with waiters present. A waiter registers under the
-//! `waiters` lock with a CAS that also checks the counter is still nonzero,
-//! and stays holding that lock until it is parked (the park callback
-//! releases it); the `done` that reaches zero takes the same lock before
-//! waking, so it either sees the waiter registered or the waiter's CAS fails
-//! and it re-reads a zero counter. No wake-up is lost.
+//! single `fetch_sub` and touches the waiter queue only when it brings the
+//! counter to zero with waiters present. A waiter registers in `waiters`
+//! (the shared `WaitQueue`, see `sema.rs`, behind its internal lock) with a
+//! CAS, under that lock, that also checks the counter is still nonzero; the
+//! `done` that reaches zero takes the same lock before waking, so it either
+//! finds the waiter queued or the waiter's CAS fails and it re-reads a zero
+//! counter. A waiter woken before it has parked does not park. No wake-up
+//! is lost.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
-use crate::sched::{WaitReason, Waiter, park_releasing};
+use super::sema::{WaitQueue, lock};
+use crate::sched::WaitReason;
 
 const COUNTER_ONE: u64 = 1 << 32;
 const WAITERS_MASK: u64 = COUNTER_ONE - 1;
@@ -33,7 +35,7 @@ const WAITERS_MASK: u64 = COUNTER_ONE - 1;
 /// ```
 pub struct WaitGroup {
     state: AtomicU64,
-    waiters: Mutex<Vec<Waiter>>,
+    waiters: Mutex<WaitQueue<()>>,
 }
 
 impl WaitGroup {
@@ -41,7 +43,7 @@ impl WaitGroup {
     pub const fn new() -> WaitGroup {
         WaitGroup {
             state: AtomicU64::new(0),
-            waiters: Mutex::new(Vec::new()),
+            waiters: Mutex::new(WaitQueue::new()),
         }
     }
 
@@ -72,13 +74,11 @@ impl WaitGroup {
         }
         if old >> 32 == 1 && old & WAITERS_MASK != 0 {
             let woken = {
-                let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut waiters = lock(&self.waiters);
                 self.state.fetch_and(!WAITERS_MASK, Ordering::Relaxed);
                 std::mem::take(&mut *waiters)
             };
-            for w in woken {
-                w.wake();
-            }
+            woken.wake_all();
         }
     }
 
@@ -90,14 +90,15 @@ impl WaitGroup {
             if s >> 32 == 0 {
                 return;
             }
-            let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut waiters = lock(&self.waiters);
             if self
                 .state
                 .compare_exchange(s, s + 1, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                waiters.push(Waiter::current());
-                park_releasing(waiters, WaitReason::WaitGroup);
+                let token = waiters.push((), false);
+                drop(waiters);
+                token.wait(None, WaitReason::WaitGroup);
                 return;
             }
         }
