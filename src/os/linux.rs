@@ -34,7 +34,7 @@ impl Note {
         // Acquire pairs with the Release swap in `wakeup`: whatever the waker
         // wrote before waking us (an M's `nextp`, say) is visible here.
         while self.word.load(Ordering::Acquire) == UNSET {
-            futex_wait(&self.word, UNSET);
+            futex_wait(&self.word, UNSET, None);
         }
     }
 
@@ -50,7 +50,7 @@ impl Note {
             if now >= deadline {
                 return false;
             }
-            futex_wait_for(&self.word, UNSET, deadline - now);
+            futex_wait(&self.word, UNSET, Some(deadline - now));
         }
     }
 
@@ -68,35 +68,25 @@ impl Note {
     }
 }
 
-fn futex_wait(word: &AtomicU32, expected: u32) {
+/// Sleep while `*word == expected`, at most `timeout` (relative, as
+/// FUTEX_WAIT takes it). EINTR, EAGAIN (the word changed) and ETIMEDOUT all
+/// send the caller back to its loop, which re-checks.
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: FUTEX_WAIT_PRIVATE reads the aligned u32 behind `word`, which
-    // lives as long as this borrow; a null timeout means "no timeout". EINTR
-    // and EAGAIN (the word changed) both send the caller back to its loop.
+    // lives as long as this borrow; `ts_ptr` is null (no timeout) or points
+    // to `ts`, alive for the call.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
-            std::ptr::null::<libc::timespec>(),
-        );
-    }
-}
-
-fn futex_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: as in `futex_wait`; the timeout (relative, as FUTEX_WAIT
-    // takes it) lives on our stack for the duration of the call.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            &ts as *const libc::timespec,
+            ts_ptr,
         );
     }
 }
