@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::g::{G, GPtr, GStatus, Task};
 use super::m::{M, Pending, current_m};
-use super::p::{P, PPtr};
+use super::p::{P, PPtr, PStatus};
 use super::runq::RunQueue;
 use super::timers::{NO_TIMER, nanotime};
 use super::{Sched, lock};
@@ -25,6 +25,8 @@ use crate::arch::{Context, switch};
 const GLOBAL_CHECK_TICKS: u32 = 61;
 /// Passes over all Ps a spinning M makes before giving up (Go: 4).
 const STEAL_TRIES: usize = 4;
+/// How long a thief leaves a running P's `runnext` alone.
+const RUNNEXT_GRACE: std::time::Duration = std::time::Duration::from_micros(3);
 /// Stacks an idle M releases to the kernel before looking for work again.
 const SCAVENGE_BATCH: usize = 256;
 
@@ -73,6 +75,7 @@ impl Sched {
         let p = m.p();
         let n = self.gomaxprocs();
         for pass in 0..STEAL_TRIES {
+            let last = pass == STEAL_TRIES - 1;
             let start = (m.fastrand() % n as u64) as usize;
             for i in 0..n {
                 let id = (start + i) % n;
@@ -80,7 +83,19 @@ impl Sched {
                     continue;
                 }
                 let Some(victim) = self.p(id) else { continue };
-                if let Some(g) = victim.runq.steal_into(&p.runq, pass == STEAL_TRIES - 1) {
+                let mut stolen = victim.runq.steal_into(&p.runq, false);
+                if stolen.is_none() && last {
+                    if victim.status() == PStatus::Running {
+                        // A running P's `runnext` is usually the partner of
+                        // the goroutine running there (a channel peer it just
+                        // readied), about to run within microseconds.
+                        // Stealing it would split the pair across cores; give
+                        // the owner that long first (Go waits 3 µs too).
+                        runnext_grace();
+                    }
+                    stolen = victim.runq.steal_into(&p.runq, true);
+                }
+                if let Some(g) = stolen {
                     self.steals.fetch_add(1, Ordering::Relaxed);
                     return Some(GPtr::from_non_null(g));
                 }
@@ -335,6 +350,18 @@ pub(crate) fn mcall(pending: Pending) {
     // SAFETY: g is the running G, so saving into its context is ours to do;
     // g0's context was saved by `execute` on this M and is alive.
     unsafe { switch(g.ctx.get(), m.g0.get()) };
+}
+
+/// Wait about `RUNNEXT_GRACE` before stealing a running P's `runnext`.
+fn runnext_grace() {
+    let start = Instant::now();
+    // The clock is read once per 32 pauses: a clock read costs more than a
+    // pause, and the grace needs no precision.
+    while start.elapsed() < RUNNEXT_GRACE {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// Create a goroutine running `f` (Go's `newproc`): put it on the current
