@@ -8,7 +8,11 @@
 //! 2. join values and panics: `join` returns the value or the panic;
 //! 3. scoped goroutines borrowing the caller's stack (`gort::scope`);
 //! 4. cooperative `yield_now` on a single P;
-//! 5. changing GOMAXPROCS (`runtime::set_procs`) while goroutines run.
+//! 5. changing GOMAXPROCS (`runtime::set_procs`) while goroutines run;
+//! 6. skynet: a million goroutines in a tree, summing over channels;
+//! 7. ping-pong over unbuffered (rendezvous) channels;
+//! 8. `select!` over channels with a timeout, and a goroutine-aware mutex;
+//! 9. ten thousand sleeping goroutines and how late they woke.
 //!
 //! Run with `cargo run --release --example tour`.
 
@@ -26,6 +30,10 @@ fn main() {
     scoped_borrowing();
     cooperative_yield();
     gomaxprocs_at_run_time();
+    gort::run(skynet);
+    gort::run(ping_pong);
+    gort::run(select_with_timeout);
+    gort::run(sleepers);
     println!("\ntour finished: every check passed");
 }
 
@@ -209,4 +217,108 @@ fn gomaxprocs_at_run_time() {
         workers.into_iter().for_each(|h| h.join().unwrap());
         row("worker steps", thousands(steps.load(Ordering::Relaxed)));
     });
+}
+
+fn skynet_node(out: gort::chan::Sender<u64>, num: u64, size: u64) {
+    if size == 1 {
+        out.send(num).unwrap();
+        return;
+    }
+    let (tx, rx) = gort::chan::bounded(0);
+    for i in 0..10 {
+        let tx = tx.clone();
+        gort::go(move || skynet_node(tx, num + i * (size / 10), size / 10));
+    }
+    drop(tx);
+    out.send(rx.iter().sum()).unwrap();
+}
+
+fn skynet() {
+    heading("skynet: 1,111,111 goroutines in a tree of channels");
+    let start = Instant::now();
+    let (tx, rx) = gort::chan::bounded(0);
+    gort::go(move || skynet_node(tx, 0, 1_000_000));
+    let sum = rx.recv().unwrap();
+    assert_eq!(sum, 499_999_500_000);
+    row("sum", thousands(sum));
+    row("elapsed", format!("{:.1} ms", start.elapsed().as_secs_f64() * 1e3));
+}
+
+fn ping_pong() {
+    heading("ping-pong over unbuffered channels");
+    const N: u64 = 200_000;
+    let (ping_tx, ping_rx) = gort::chan::bounded::<u64>(0);
+    let (pong_tx, pong_rx) = gort::chan::bounded::<u64>(0);
+    let start = Instant::now();
+    let ponger = gort::go(move || ping_rx.iter().for_each(|v| pong_tx.send(v + 1).unwrap()));
+    for i in 0..N {
+        ping_tx.send(i).unwrap();
+        assert_eq!(pong_rx.recv().unwrap(), i + 1);
+    }
+    drop(ping_tx);
+    ponger.join().unwrap();
+    row("round trips", thousands(N));
+    row(
+        "per round trip",
+        format!("{:.0} ns", start.elapsed().as_nanos() as f64 / N as f64),
+    );
+}
+
+fn select_with_timeout() {
+    heading("select! with a timeout, and a goroutine-aware Mutex");
+    let (tx, rx) = gort::chan::bounded::<&str>(0);
+    let slow = gort::go(move || {
+        gort::time::sleep(Duration::from_millis(50));
+        let _ = tx.send("too late");
+    });
+    let start = Instant::now();
+    let outcome = gort::select! {
+        recv(rx) -> msg => msg.unwrap_or("closed"),
+        default(Duration::from_millis(10)) => "timed out",
+    };
+    assert_eq!(outcome, "timed out");
+    row(
+        "select! outcome",
+        format!("{outcome} after {:.1} ms", start.elapsed().as_secs_f64() * 1e3),
+    );
+    assert_eq!(rx.recv().unwrap(), "too late");
+    slow.join().unwrap();
+
+    static COUNT: gort::sync::Mutex<u64> = gort::sync::Mutex::new(0);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..100)
+        .map(|_| gort::go(|| (0..1000).for_each(|_| *COUNT.lock() += 1)))
+        .collect();
+    workers.into_iter().for_each(|h| h.join().unwrap());
+    assert_eq!(*COUNT.lock(), 100_000);
+    row(
+        "100 x 1000 locks",
+        format!("{:.1} ns/lock", start.elapsed().as_nanos() as f64 / 100_000.0),
+    );
+}
+
+fn sleepers() {
+    heading("10,000 goroutines sleeping 1..100 ms");
+    static WORST_NS: AtomicU64 = AtomicU64::new(0);
+    let start = Instant::now();
+    let hs: Vec<_> = (0..10_000u64)
+        .map(|i| {
+            gort::go(move || {
+                let d = Duration::from_millis(i % 100 + 1);
+                let t = Instant::now();
+                gort::time::sleep(d);
+                let late = t.elapsed().checked_sub(d).expect("a sleep never ends early");
+                WORST_NS.fetch_max(late.as_nanos() as u64, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    hs.into_iter().for_each(|h| h.join().unwrap());
+    row(
+        "all woke after",
+        format!("{:.1} ms (ideal ~100)", start.elapsed().as_secs_f64() * 1e3),
+    );
+    row(
+        "worst lateness",
+        format!("{:.2} ms", WORST_NS.load(Ordering::Relaxed) as f64 / 1e6),
+    );
 }

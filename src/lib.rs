@@ -52,6 +52,7 @@
 )]
 
 mod arch;
+pub mod chan;
 pub mod goroutine;
 mod os;
 pub mod runtime;

@@ -97,3 +97,81 @@ fn sleep_from_a_plain_thread_blocks_that_thread() {
     gort::time::sleep(Duration::from_millis(3));
     assert!(t.elapsed() >= Duration::from_millis(3));
 }
+
+#[test]
+fn after_delivers_once_and_not_early() {
+    let start = Instant::now();
+    let rx = gort::time::after(Duration::from_millis(5));
+    let fired = gort::go(move || {
+        let t = rx.recv().unwrap();
+        (t, rx.recv_timeout(Duration::from_millis(20)).is_err())
+    })
+    .join()
+    .unwrap();
+    assert!(fired.0 >= start + Duration::from_millis(5));
+    assert!(fired.1, "after() delivers exactly one value");
+}
+
+#[test]
+fn stopped_timer_never_delivers() {
+    gort::go(|| {
+        let t = gort::time::Timer::new(Duration::from_millis(5));
+        assert!(t.stop(), "a pending timer reports it was stopped");
+        assert!(!t.stop(), "a second stop finds nothing pending");
+        gort::time::sleep(Duration::from_millis(20));
+        assert!(t.receiver().try_recv().is_err());
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn reset_and_stop_racing_the_deadline_leave_no_stale_value() {
+    // Stop or reset right around the deadline, many times: whatever the
+    // interleaving, after stop() nothing arrives, and after reset() only
+    // the new arming's value does (Go 1.23 semantics).
+    let hs: Vec<_> = (0..200u64)
+        .map(|i| {
+            gort::go(move || {
+                let t = gort::time::Timer::new(Duration::from_micros(200));
+                gort::time::sleep(Duration::from_micros(150 + (i % 10) * 10));
+                if i % 2 == 0 {
+                    t.stop();
+                    gort::time::sleep(Duration::from_millis(1));
+                    t.receiver().try_recv().is_err()
+                } else {
+                    let reset_at = Instant::now();
+                    t.reset(Duration::from_millis(2));
+                    let got = t.receiver().recv().unwrap();
+                    got >= reset_at + Duration::from_millis(2)
+                }
+            })
+        })
+        .collect();
+    assert!(hs.into_iter().all(|h| h.join().unwrap()));
+}
+
+#[test]
+fn a_ticker_ticks_and_stops() {
+    gort::go(|| {
+        let t = gort::time::Ticker::new(Duration::from_millis(2));
+        let first = t.receiver().recv().unwrap();
+        let second = t.receiver().recv().unwrap();
+        assert!(second >= first + Duration::from_millis(1), "ticks are a period apart");
+        t.stop();
+        gort::time::sleep(Duration::from_millis(10));
+        assert!(t.receiver().try_recv().is_err(), "no tick after stop");
+        t.reset(Duration::from_millis(1));
+        assert!(t.receiver().recv().is_ok(), "reset restarts it");
+        let rx = gort::time::tick(Duration::from_millis(1));
+        assert!(rx.recv().is_ok() && rx.recv().is_ok());
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+#[should_panic(expected = "non-positive interval")]
+fn a_zero_ticker_panics_like_go() {
+    gort::time::Ticker::new(Duration::ZERO);
+}

@@ -7,6 +7,7 @@
 //! those of `peers/common/src/lib.rs` and `peers/go/benches.go`; benchmark
 //! bodies run inside a goroutine, never on a bare thread.
 
+mod chans;
 mod report;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,12 @@ fn main() {
     match name.as_str() {
         "spawn" => gort::run(spawn),
         "timers" => gort::run(timers),
+        "skynet" => gort::run(chans::skynet),
+        "pingpong" => gort::run(chans::pingpong),
+        "ring" => gort::run(chans::ring),
+        "chan_mpmc" => gort::run(chans::chan_mpmc),
+        "mutex" => gort::run(chans::mutex),
+        "parked_mem" => gort::run(chans::parked_mem),
         "syscall_block_spawnblocking" => not_available(&name, "same_as_syscall_block"),
         n if ALL.contains(&n) => not_available(n, "not-yet"),
         other => {

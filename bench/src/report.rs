@@ -47,12 +47,22 @@ pub fn check(name: &str, ok: bool, msg: impl FnOnce() -> String) {
     }
 }
 
-/// Peak resident set size (VmHWM) of this process.
-pub fn peak_rss_bytes() -> u64 {
+/// A `kB` field of /proc/self/status, in bytes.
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Peak resident set size (VmHWM) of this process.
+pub fn peak_rss_bytes() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// Resident set size (VmRSS) of this process.
+pub fn rss_bytes() -> u64 {
+    status_bytes("VmRSS:")
 }

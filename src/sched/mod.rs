@@ -90,9 +90,7 @@ mod wakestate;
 pub(crate) use blocks::{BLOCK_ALIGN, BLOCK_SIZE, alloc_block, free_block};
 pub(crate) use g::{GPtr, Task, WaitReason};
 pub(crate) use m::current_m;
-pub(crate) use park::{
-    Claim, TIMED_OUT, WaitCell, WaitToken, Waiter, gopark, goready, park_if, park_releasing, yield_now,
-};
+pub(crate) use park::{Claim, TIMED_OUT, WaitCell, WaitToken, Waiter, park_if, yield_now};
 pub(crate) use schedule::newproc;
 
 use std::collections::VecDeque;

@@ -242,11 +242,6 @@ impl WaitToken {
         Some(Claim { token: self })
     }
 
-    /// Whether some waker has claimed this token already.
-    pub(crate) fn is_claimed(&self) -> bool {
-        self.state.is_claimed()
-    }
-
     /// Park until a claim completes, or `deadline` passes; returns the
     /// winner's tag (`TIMED_OUT` for the deadline). The caller must have
     /// registered the token wherever a waker will look for it, and must

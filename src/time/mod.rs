@@ -1,4 +1,5 @@
-//! Time (Go's package time, runtime/time.go): goroutine-aware sleeping.
+//! Time (Go's package time, runtime/time.go): goroutine-aware sleeping, and
+//! channel timers (`timer.rs`).
 //!
 //! `sleep` parks the calling goroutine on a `WaitToken` whose only waker is
 //! a timer in its P's heap (`sched/timers.rs`); the thread runs other
@@ -13,6 +14,10 @@
 use std::time::{Duration, Instant};
 
 use crate::sched::{WaitReason, WaitToken, current_m};
+
+mod timer;
+
+pub use timer::{Ticker, Timer, after, tick};
 
 /// Pause the calling goroutine for at least `d` (Go's `time.Sleep`).
 ///

@@ -1,0 +1,600 @@
+//! The channel itself (Go's `hchan` in runtime/chan.go): a buffer, two wait
+//! queues of sudogs, and one lock over all of it.
+//!
+//! # Layout
+//!
+//! `Chan<T>` is shared by every `Sender` and `Receiver` through one `Arc`.
+//! Its `lock` is a `Mutex<()>` and the guarded data sits beside it in an
+//! `UnsafeCell<State<T>>`: the lock is not generic, so `select` can hold the
+//! locks of channels of different element types at once (one `MutexGuard<()>`
+//! each). `State` is touched only through `Chan::lock` (typed operations) or
+//! by a `Port` method whose caller holds the lock (select).
+//!
+//! Guarded by `lock`: everything in `State` — the ring buffer `buf`, the
+//! buffer slots `reserved` by a `Select` that will send later, the FIFO
+//! queues `sendq`/`recvq` of parked operations, and the two disconnection
+//! flags. Lock-free: `cap` (immutable) and the handle counts `senders` /
+//! `receivers`, which only decide who runs the disconnection.
+//!
+//! # Sudogs and the hand-off
+//!
+//! A parked operation is a `Sudog`: its waiter's `WaitToken` (shared by every
+//! case of a select), its case index (the claim tag), and a pointer to its
+//! value slot on the waiter's stack — an `Option<T>` holding the value for a
+//! send, an `Option<Result<T, RecvError>>` to fill for a receive — or null for
+//! a `Select` builder's send, which has no value yet (see `select.rs`).
+//!
+//! Whoever finds a sudog in a queue pops it and claims its token (`Won`).
+//! A failed claim means the waiter is already taken — by another case of its
+//! select, or by its deadline — and the sudog is dropped and the next one
+//! tried. The winner then does the hand-off under the lock (write the value
+//! into a receiver's slot, or take it from a sender's), releases the lock,
+//! and calls `done`, which resumes the waiter. The slot pointer stays valid
+//! until then because a claimed waiter cannot resume before `done`. A waiter
+//! that wakes without having been dequeued (deadline, losing select cases)
+//! withdraws its sudogs itself, under the lock.
+//!
+//! # Invariants (all under `lock`)
+//!
+//! - A live (unclaimed) value-carrying sender in `sendq` implies a full
+//!   buffer: `buf.len() + reserved == cap`. So a receiver that frees a buffer
+//!   slot admits the first live sender's value at the tail (Go's `recv` on a
+//!   full buffered channel), and a receiver finding an empty buffer takes a
+//!   waiting sender's value directly (an unbuffered channel).
+//! - A live receiver in `recvq` implies an empty buffer; a sender serves the
+//!   first live receiver before touching the buffer.
+//! - Once `receivers_gone` is set, `sendq` and `buf` are empty and stay so;
+//!   once `senders_gone` is set, `recvq` is empty and stays so. Every waiter
+//!   that was queued has been claimed and resumed: senders keep their value
+//!   (and get it back in the error), receivers get `Err(RecvError)`.
+//!
+//! Values of `T` are never dropped under the lock (a drop could run user
+//! code that touches this channel again): disconnection moves the buffer out
+//! and drops it after unlocking.
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError};
+use super::select::{Poll, Port, Reservation};
+use crate::sched::{Claim, TIMED_OUT, WaitReason, WaitToken};
+
+/// `cap` of an unbounded channel.
+pub(super) const UNBOUNDED: usize = usize::MAX;
+
+/// A receiver's slot: `None` until a sender (or the disconnection) fills it.
+pub(super) type RecvSlot<T> = Option<Result<T, RecvError>>;
+
+/// How long an operation may wait.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    /// Not at all: try once.
+    Never,
+    /// Until this instant.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+impl Wait {
+    /// Wait at most `d`; a `d` so large that the deadline is not
+    /// representable means forever.
+    pub fn timeout(d: Duration) -> Wait {
+        match Instant::now().checked_add(d) {
+            Some(t) => Wait::Until(t),
+            None => Wait::Forever,
+        }
+    }
+
+    /// `None`: give up now (`Never`, or a deadline already past); else the
+    /// deadline to park with (`None` inside: no deadline).
+    pub(super) fn deadline(self) -> Option<Option<Instant>> {
+        match self {
+            Wait::Never => None,
+            Wait::Until(t) => (Instant::now() < t).then_some(Some(t)),
+            Wait::Forever => Some(None),
+        }
+    }
+}
+
+/// What a select case (or a plain operation) does on its channel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Kind {
+    Recv,
+    /// A send whose value is in its slot (`send`, `select!`).
+    Send,
+    /// A send whose value comes after selection (`Select::send`); its sudog
+    /// has a null slot.
+    SendLater,
+}
+
+/// A parked operation (Go's `sudog`).
+pub(super) struct Sudog {
+    pub(super) token: Arc<WaitToken>,
+    /// The claim tag: which case of the waiter's select this is.
+    pub(super) case: usize,
+    /// `*mut Option<T>` (send), `*mut RecvSlot<T>` (receive), or null
+    /// (`Kind::SendLater`). Dereferenced only by the winner of `token`.
+    pub(super) slot: *mut (),
+}
+
+/// A waiter's token, claimed: the right — and the duty — to finish its wait
+/// with `done`. Owns the token so it can outlive the sudog it came from.
+pub(crate) struct Won {
+    // Declared before `_token`, so dropped first.
+    claim: Claim<'static>,
+    _token: Arc<WaitToken>,
+}
+
+impl Won {
+    /// Claim `sg`'s waiter for its case; `None` if someone else already has.
+    pub(super) fn claim(sg: Sudog) -> Option<(Won, *mut ())> {
+        // SAFETY: the reference points into the Arc's allocation, which
+        // `_token` keeps alive as long as the `Claim` exists: the Claim is
+        // consumed by `done` or dropped before `_token` (field order).
+        let token: &'static WaitToken = unsafe { &*Arc::as_ptr(&sg.token) };
+        let claim = token.claim(sg.case)?;
+        Some((
+            Won {
+                claim,
+                _token: sg.token,
+            },
+            sg.slot,
+        ))
+    }
+
+    /// The hand-off is complete: resume the waiter. Call it without holding
+    /// the channel lock.
+    pub(super) fn done(self) {
+        self.claim.done();
+    }
+}
+
+/// Resume a claimed waiter, if there is one.
+pub(super) fn wake(won: Option<Won>) {
+    if let Some(w) = won {
+        w.done();
+    }
+}
+
+/// Pop sudogs until one can be claimed.
+fn pop_live(q: &mut VecDeque<Sudog>) -> Option<(Won, *mut ())> {
+    while let Some(sg) = q.pop_front() {
+        if let Some(won) = Won::claim(sg) {
+            return Some(won);
+        }
+    }
+    None
+}
+
+/// Fill a claimed receiver's slot.
+///
+/// # Safety
+/// `slot` is the `RecvSlot<T>` of a receive sudog of a `Chan<T>` whose token
+/// the caller has won, and `done` has not been called yet.
+unsafe fn deliver<T>(slot: *mut (), r: Result<T, RecvError>) {
+    // SAFETY: by the contract the slot is alive (its waiter cannot resume
+    // before `done`) and only the winner writes it. It holds `None`, or at
+    // worst a result its owner never took (a `SelectedOperation` dropped
+    // uncompleted); `write` leaks that rather than dropping it here, under
+    // the lock.
+    unsafe { slot.cast::<RecvSlot<T>>().write(Some(r)) }
+}
+
+/// Take a claimed sender's value.
+///
+/// # Safety
+/// `slot` is the `Option<T>` of a value-carrying send sudog of a `Chan<T>`
+/// whose token the caller has won, and `done` has not been called yet.
+unsafe fn take_sent<T>(slot: *mut ()) -> T {
+    // SAFETY: as in `deliver`.
+    let v = unsafe { (*slot.cast::<Option<T>>()).take() };
+    v.expect("a parked sender holds its value")
+}
+
+/// Laid out so that what every operation touches — the lock, `cap`, and the
+/// start of `State` (buffer, `reserved`, flags) — shares one cache line, and
+/// the wait queues, written only when someone parks, sit in the next one:
+/// under contention fewer lines bounce between cores.
+#[repr(C, align(64))]
+pub(crate) struct Chan<T> {
+    lock: Mutex<()>,
+    cap: usize,
+    state: UnsafeCell<State<T>>,
+    senders: AtomicUsize,
+    receivers: AtomicUsize,
+}
+
+// SAFETY: `state` is accessed only under `lock`; the values it holds (and
+// the ones moved through sudog slots) cross threads, hence `T: Send`.
+unsafe impl<T: Send> Send for Chan<T> {}
+// SAFETY: as above: all shared access to `state` is serialized by `lock`.
+unsafe impl<T: Send> Sync for Chan<T> {}
+
+#[repr(C)]
+struct State<T> {
+    buf: VecDeque<T>,
+    /// Buffer slots promised to `Select` sends not completed yet.
+    reserved: usize,
+    senders_gone: bool,
+    receivers_gone: bool,
+    sendq: VecDeque<Sudog>,
+    recvq: VecDeque<Sudog>,
+}
+
+impl<T> State<T> {
+    fn queue(&mut self, kind: Kind) -> &mut VecDeque<Sudog> {
+        match kind {
+            Kind::Recv => &mut self.recvq,
+            Kind::Send | Kind::SendLater => &mut self.sendq,
+        }
+    }
+}
+
+/// `State` with the lock held.
+struct Locked<'a, T> {
+    state: &'a mut State<T>,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl<T> Deref for Locked<'_, T> {
+    type Target = State<T>;
+    fn deref(&self) -> &State<T> {
+        self.state
+    }
+}
+
+impl<T> DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut State<T> {
+        self.state
+    }
+}
+
+/// Take a channel lock.
+pub(super) fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    // Nothing panics while a channel lock is held except on a broken
+    // invariant, and the state is consistent between operations anyway.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<T> Chan<T> {
+    /// A channel with one sender and one receiver handle counted.
+    pub(super) fn new(cap: usize) -> Chan<T> {
+        Chan {
+            lock: Mutex::new(()),
+            cap,
+            state: UnsafeCell::new(State {
+                buf: VecDeque::new(),
+                reserved: 0,
+                senders_gone: false,
+                receivers_gone: false,
+                sendq: VecDeque::new(),
+                recvq: VecDeque::new(),
+            }),
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+        }
+    }
+
+    fn lock(&self) -> Locked<'_, T> {
+        let guard = lock(&self.lock);
+        // SAFETY: we hold `lock`, and the reference lives no longer than
+        // the guard it is packaged with.
+        let state = unsafe { &mut *self.state.get() };
+        Locked { state, _guard: guard }
+    }
+
+    /// `None` for an unbounded channel.
+    pub(super) fn capacity(&self) -> Option<usize> {
+        Some(self.cap).filter(|&c| c != UNBOUNDED)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    /// Always true for `bounded(0)`, never for an unbounded channel.
+    pub(super) fn is_full(&self) -> bool {
+        self.len() >= self.cap
+    }
+
+    /// Where a send would go now (Go's `chansend` order: closed, a waiting
+    /// receiver, buffer room). `None`: it would block.
+    fn target(&self, st: &mut State<T>) -> Option<Reservation> {
+        if st.receivers_gone {
+            return Some(Reservation::Disconnected);
+        }
+        if let Some((won, slot)) = pop_live(&mut st.recvq) {
+            return Some(Reservation::Receiver(won, slot));
+        }
+        (st.buf.len() + st.reserved < self.cap).then_some(Reservation::Buffer)
+    }
+
+    /// Send without blocking; on success, the receiver to resume once the
+    /// lock is released. `Timeout` means "would block".
+    fn try_send_locked(&self, st: &mut State<T>, v: T) -> Result<Option<Won>, SendTimeoutError<T>> {
+        match self.target(st) {
+            Some(Reservation::Receiver(won, slot)) => {
+                // SAFETY: a receive sudog of this channel, claimed just now.
+                unsafe { deliver(slot, Ok(v)) };
+                Ok(Some(won))
+            }
+            Some(Reservation::Buffer) => {
+                st.buf.push_back(v);
+                Ok(None)
+            }
+            Some(Reservation::Disconnected) => Err(SendTimeoutError::Disconnected(v)),
+            None => Err(SendTimeoutError::Timeout(v)),
+        }
+    }
+
+    /// Receive without blocking (Go's `chanrecv` order: buffer, a waiting
+    /// sender, closed). Returns the result (`None`: would block) and a
+    /// sender to resume once the lock is released — the one whose value
+    /// was taken or admitted to the buffer, or a `Select` send woken to come
+    /// back (it has no value to take).
+    fn try_recv_locked(&self, st: &mut State<T>) -> (Option<Result<T, RecvError>>, Option<Won>) {
+        if let Some(v) = st.buf.pop_front() {
+            return (Some(Ok(v)), self.admit(st));
+        }
+        match pop_live(&mut st.sendq) {
+            Some((won, slot)) if slot.is_null() => (None, Some(won)),
+            // SAFETY: a value-carrying send sudog of this channel, claimed
+            // just now.
+            Some((won, slot)) => (Some(Ok(unsafe { take_sent(slot) })), Some(won)),
+            None if st.senders_gone => (Some(Err(RecvError)), None),
+            None => (None, None),
+        }
+    }
+
+    /// A buffer slot was just freed: let the first live waiting sender in.
+    fn admit(&self, st: &mut State<T>) -> Option<Won> {
+        let (won, slot) = pop_live(&mut st.sendq)?;
+        if !slot.is_null() {
+            // SAFETY: a value-carrying send sudog of this channel, claimed
+            // just now.
+            st.buf.push_back(unsafe { take_sent(slot) });
+        }
+        Some(won)
+    }
+
+    /// `send`, `try_send`, `send_timeout`: one lock round trip on the fast
+    /// path; otherwise park on `sendq` with the value in a slot on this stack.
+    pub(super) fn send(&self, v: T, wait: Wait) -> Result<(), SendTimeoutError<T>> {
+        let mut st = self.lock();
+        let v = match self.try_send_locked(&mut st, v) {
+            Ok(won) => {
+                drop(st);
+                wake(won);
+                return Ok(());
+            }
+            Err(SendTimeoutError::Timeout(v)) => v,
+            Err(e) => return Err(e),
+        };
+        let Some(deadline) = wait.deadline() else {
+            return Err(SendTimeoutError::Timeout(v));
+        };
+        let token = WaitToken::new();
+        let mut slot = Some(v);
+        st.sendq.push_back(Sudog {
+            token: Arc::clone(&token),
+            case: 0,
+            slot: (&raw mut slot).cast(),
+        });
+        drop(st);
+        let tag = token.wait(deadline, WaitReason::ChanSend);
+        if tag == TIMED_OUT {
+            self.withdraw(Kind::Send, &token, 0);
+        }
+        // Taken by a receiver, or still ours: time-out or disconnection.
+        match slot.take() {
+            None => Ok(()),
+            Some(v) if tag == TIMED_OUT => Err(SendTimeoutError::Timeout(v)),
+            Some(v) => Err(SendTimeoutError::Disconnected(v)),
+        }
+    }
+
+    /// `recv`, `try_recv`, `recv_timeout`: like `send`, parking on `recvq`.
+    pub(super) fn recv(&self, wait: Wait) -> Result<T, RecvTimeoutError> {
+        loop {
+            let mut st = self.lock();
+            let (got, won) = self.try_recv_locked(&mut st);
+            let deadline = match got {
+                Some(r) => {
+                    drop(st);
+                    wake(won);
+                    return r.map_err(RecvTimeoutError::from);
+                }
+                None => wait.deadline(),
+            };
+            let Some(deadline) = deadline else {
+                drop(st);
+                wake(won);
+                return Err(RecvTimeoutError::Timeout);
+            };
+            let token = WaitToken::new();
+            let mut slot: RecvSlot<T> = None;
+            st.recvq.push_back(Sudog {
+                token: Arc::clone(&token),
+                case: 0,
+                slot: (&raw mut slot).cast(),
+            });
+            drop(st);
+            wake(won);
+            if token.wait(deadline, WaitReason::ChanReceive) == TIMED_OUT {
+                self.withdraw(Kind::Recv, &token, 0);
+                return Err(RecvTimeoutError::Timeout);
+            }
+            if let Some(r) = slot {
+                return r.map_err(RecvTimeoutError::from);
+            }
+            // Resumed with nothing: a `Select` that had reserved us for its
+            // send was dropped without sending. Try again.
+        }
+    }
+
+    /// Remove a waiter's sudog for `case` if no waker has dequeued it.
+    pub(super) fn withdraw(&self, kind: Kind, token: &Arc<WaitToken>, case: usize) {
+        let mut st = self.lock();
+        let q = st.queue(kind);
+        if let Some(i) = q.iter().position(|sg| sg.case == case && Arc::ptr_eq(&sg.token, token)) {
+            q.remove(i);
+        }
+    }
+
+    /// Complete a `Select` send with its value.
+    pub(super) fn complete(&self, r: Reservation, v: T) -> Result<(), SendError<T>> {
+        match r {
+            Reservation::Disconnected => Err(SendError(v)),
+            Reservation::Receiver(won, slot) => {
+                // SAFETY: a receive sudog of this channel (the caller checked
+                // the channel), claimed by the select and not resumed since.
+                unsafe { deliver(slot, Ok(v)) };
+                won.done();
+                Ok(())
+            }
+            Reservation::Buffer => {
+                let mut st = self.lock();
+                st.reserved -= 1;
+                // The slot just unreserved guarantees room, so this fails
+                // only if every receiver has gone meanwhile.
+                match self.try_send_locked(&mut st, v) {
+                    Ok(won) => {
+                        drop(st);
+                        wake(won);
+                        Ok(())
+                    }
+                    Err(e) => Err(SendError(e.into_inner())),
+                }
+            }
+        }
+    }
+
+    pub(super) fn add_sender(&self) {
+        // Relaxed: the new handle is made from a live one, as in `Arc::clone`.
+        self.senders.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn add_receiver(&self) {
+        // Relaxed: as in `add_sender`.
+        self.receivers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A `Sender` is dropped; the last one wakes every parked receiver with
+    /// `Err(RecvError)` (Go's `closechan`).
+    pub(super) fn release_sender(&self) {
+        // AcqRel pairs with the other senders' decrements, as in Arc's drop:
+        // the last one disconnects after every other sender is done.
+        if self.senders.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let waiters = {
+            let mut st = self.lock();
+            st.senders_gone = true;
+            std::mem::take(&mut st.recvq)
+        };
+        for sg in waiters {
+            if let Some((won, slot)) = Won::claim(sg) {
+                // SAFETY: a receive sudog of this channel, claimed just now.
+                unsafe { deliver::<T>(slot, Err(RecvError)) };
+                won.done();
+            }
+        }
+    }
+
+    /// A `Receiver` is dropped; the last one wakes every parked sender with
+    /// its value still in its slot, and drops what is buffered.
+    pub(super) fn release_receiver(&self) {
+        // AcqRel: as in `release_sender`.
+        if self.receivers.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let (waiters, buffered) = {
+            let mut st = self.lock();
+            st.receivers_gone = true;
+            (std::mem::take(&mut st.sendq), std::mem::take(&mut st.buf))
+        };
+        for sg in waiters {
+            if let Some((won, _)) = Won::claim(sg) {
+                won.done();
+            }
+        }
+        drop(buffered);
+    }
+}
+
+impl<T> Port for Chan<T> {
+    fn mutex(&self) -> &Mutex<()> {
+        &self.lock
+    }
+
+    unsafe fn poll(&self, kind: Kind, slot: *mut ()) -> Poll {
+        // SAFETY: the caller holds our lock (the trait's contract), and
+        // this is the only reference to the state while we run.
+        let st = unsafe { &mut *self.state.get() };
+        match kind {
+            Kind::Recv => match self.try_recv_locked(st) {
+                (Some(r), won) => {
+                    // SAFETY: the caller's own receive slot for this channel.
+                    unsafe { deliver(slot, r) };
+                    Poll::Ready(won)
+                }
+                (None, won) => Poll::Pending(won),
+            },
+            Kind::Send => {
+                // SAFETY: the caller's own send slot for this channel,
+                // holding the value.
+                let slot = unsafe { &mut *slot.cast::<Option<T>>() };
+                let v = slot.take().expect("a send case holds its value");
+                match self.try_send_locked(st, v) {
+                    Ok(won) => Poll::Ready(won),
+                    Err(SendTimeoutError::Disconnected(v)) => {
+                        *slot = Some(v);
+                        Poll::Ready(None)
+                    }
+                    Err(SendTimeoutError::Timeout(v)) => {
+                        *slot = Some(v);
+                        Poll::Pending(None)
+                    }
+                }
+            }
+            Kind::SendLater => match self.target(st) {
+                Some(Reservation::Buffer) => {
+                    st.reserved += 1;
+                    Poll::Reserved(Reservation::Buffer)
+                }
+                Some(r) => Poll::Reserved(r),
+                None => Poll::Pending(None),
+            },
+        }
+    }
+
+    unsafe fn enqueue(&self, kind: Kind, sudog: Sudog) {
+        // SAFETY: as in `poll`.
+        let st = unsafe { &mut *self.state.get() };
+        st.queue(kind).push_back(sudog);
+    }
+
+    fn withdraw(&self, kind: Kind, token: &Arc<WaitToken>, case: usize) {
+        Chan::withdraw(self, kind, token, case);
+    }
+
+    unsafe fn received(&self, slot: *mut ()) -> bool {
+        // SAFETY: the caller's own receive slot for this channel, written
+        // (if at all) by a waker that has called `done` since.
+        unsafe { (*slot.cast::<RecvSlot<T>>()).is_some() }
+    }
+
+    fn unreserve(&self) {
+        let mut st = self.lock();
+        st.reserved -= 1;
+        let won = self.admit(&mut st);
+        drop(st);
+        wake(won);
+    }
+}

@@ -1,0 +1,215 @@
+//! Channel timers: `after`, `tick`, `Timer`, `Ticker` (Go's time.After,
+//! time.Tick, time.Timer, time.Ticker, with Go 1.23's semantics).
+//!
+//! Each is a runtime timer (`sched/timers.rs`) whose callback sends the
+//! current `Instant` on a one-slot channel with `try_send`: callbacks run on
+//! a scheduler thread and must never block, and a receiver that is slow
+//! simply misses ticks, as in Go. A `Ticker` re-arms its timer from the
+//! callback, one period after the previous deadline, so ticks do not drift.
+//!
+//! Stop and reset never let a stale value through (Go 1.23): every arming
+//! has a generation number; the callback sends only if its generation is
+//! still current, and `stop`/`reset` bump the generation and empty the
+//! channel — all three under the timer's own small lock, so a callback
+//! racing with `stop` either delivers before `stop` empties the channel or
+//! not at all. `stop` and `reset` return whether the timer was pending.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::chan::{Receiver, Sender, TrySendError, bounded};
+use crate::sched::timers::{TimerRef, start_timer};
+
+/// Receive the current time once, after `d` (Go's `time.After`).
+///
+/// ```
+/// let rx = gort::time::after(std::time::Duration::from_millis(2));
+/// let fired = gort::go(move || rx.recv().unwrap()).join().unwrap();
+/// assert!(fired.elapsed() < std::time::Duration::from_secs(60));
+/// ```
+pub fn after(d: Duration) -> Receiver<Instant> {
+    Timer::new(d).into_receiver()
+}
+
+/// Receive the time every `d` (Go's `time.Tick`); ticks a slow receiver
+/// misses are dropped.
+///
+/// # Panics
+/// If `d` is zero.
+pub fn tick(d: Duration) -> Receiver<Instant> {
+    Ticker::new(d).into_receiver()
+}
+
+/// What the timer callback needs: the sending side and the arming state.
+/// The callback holds a strong reference, so a timer whose handle is gone
+/// (`after`, `tick`) still delivers; a ticker stops re-arming once every
+/// receiver is gone.
+struct Shared {
+    tx: Sender<Instant>,
+    armed: Mutex<Armed>,
+}
+
+struct Armed {
+    generation: u64,
+    timer: Option<TimerRef>,
+    /// `Some(period)` for a ticker.
+    period: Option<Duration>,
+}
+
+impl Shared {
+    /// A new timer (or ticker, with `period`) armed to fire after `d`.
+    fn start(d: Duration, period: Option<Duration>) -> (Arc<Shared>, Receiver<Instant>) {
+        let (tx, rx) = bounded(1);
+        let shared = Arc::new(Shared {
+            tx,
+            armed: Mutex::new(Armed {
+                generation: 0,
+                timer: None,
+                period,
+            }),
+        });
+        if let Some(when) = Instant::now().checked_add(d) {
+            let mut armed = shared.lock();
+            shared.arm(&mut armed, when);
+        }
+        (shared, rx)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Armed> {
+        self.armed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Arm for `when` in a new generation. Lock held (`armed`).
+    fn arm(self: &Arc<Self>, armed: &mut Armed, when: Instant) {
+        armed.generation += 1;
+        let generation = armed.generation;
+        let this = Arc::clone(self);
+        armed.timer = Some(start_timer(when, Box::new(move || this.fire(generation, when))));
+    }
+
+    /// The timer callback (scheduler context: never blocks).
+    fn fire(self: &Arc<Self>, generation: u64, when: Instant) {
+        let mut armed = self.lock();
+        if armed.generation != generation {
+            return;
+        }
+        let receivers_gone = matches!(self.tx.try_send(Instant::now()), Err(TrySendError::Disconnected(_)));
+        armed.timer = None;
+        if let Some(period) = armed.period
+            && !receivers_gone
+            && let Some(next) = when.checked_add(period)
+        {
+            self.arm(&mut armed, next);
+        }
+    }
+
+    /// Disarm; empty `rx`; report whether a timer was pending.
+    fn disarm(&self, armed: &mut Armed, rx: &Receiver<Instant>) -> bool {
+        armed.generation += 1;
+        let pending = armed.timer.take().is_some_and(|t| t.cancel());
+        while rx.try_recv().is_ok() {}
+        pending
+    }
+}
+
+/// A single event at a deadline, delivered on a channel (Go's time.Timer).
+///
+/// ```
+/// use std::time::Duration;
+/// let t = gort::time::Timer::new(Duration::from_secs(3600));
+/// assert!(t.stop()); // it was pending
+/// assert!(t.receiver().try_recv().is_err()); // and nothing will arrive
+/// ```
+pub struct Timer {
+    shared: Arc<Shared>,
+    rx: Receiver<Instant>,
+}
+
+impl Timer {
+    /// A timer that fires once after `d`.
+    pub fn new(d: Duration) -> Timer {
+        let (shared, rx) = Shared::start(d, None);
+        Timer { shared, rx }
+    }
+
+    /// The channel the time is delivered on.
+    pub fn receiver(&self) -> &Receiver<Instant> {
+        &self.rx
+    }
+
+    fn into_receiver(self) -> Receiver<Instant> {
+        self.rx
+    }
+
+    /// Stop the timer; true if it was pending. After `stop` returns, no
+    /// value from before it will be received.
+    pub fn stop(&self) -> bool {
+        let mut armed = self.shared.lock();
+        self.shared.disarm(&mut armed, &self.rx)
+    }
+
+    /// Re-arm the timer to fire after `d`; true if it was pending. No
+    /// value from the earlier arming will be received afterwards.
+    pub fn reset(&self, d: Duration) -> bool {
+        let mut armed = self.shared.lock();
+        let pending = self.shared.disarm(&mut armed, &self.rx);
+        if let Some(when) = Instant::now().checked_add(d) {
+            self.shared.arm(&mut armed, when);
+        }
+        pending
+    }
+}
+
+/// Periodic events on a channel (Go's time.Ticker).
+///
+/// ```
+/// let t = gort::time::Ticker::new(std::time::Duration::from_millis(1));
+/// let got = gort::go(move || { t.receiver().recv().unwrap(); t.receiver().recv().unwrap() < std::time::Instant::now() + std::time::Duration::from_secs(1) });
+/// assert!(got.join().unwrap());
+/// ```
+pub struct Ticker {
+    shared: Arc<Shared>,
+    rx: Receiver<Instant>,
+}
+
+impl Ticker {
+    /// A ticker with period `d`.
+    ///
+    /// # Panics
+    /// If `d` is zero (Go: "non-positive interval for NewTicker").
+    pub fn new(d: Duration) -> Ticker {
+        assert!(!d.is_zero(), "non-positive interval for Ticker::new");
+        let (shared, rx) = Shared::start(d, Some(d));
+        Ticker { shared, rx }
+    }
+
+    /// The channel ticks are delivered on.
+    pub fn receiver(&self) -> &Receiver<Instant> {
+        &self.rx
+    }
+
+    /// The ticker goes on for as long as some receiver exists.
+    fn into_receiver(self) -> Receiver<Instant> {
+        self.rx
+    }
+
+    /// Stop the ticker; no tick from before it will be received.
+    pub fn stop(&self) {
+        let mut armed = self.shared.lock();
+        self.shared.disarm(&mut armed, &self.rx);
+    }
+
+    /// Change the period and restart the ticker from now.
+    ///
+    /// # Panics
+    /// If `d` is zero.
+    pub fn reset(&self, d: Duration) {
+        assert!(!d.is_zero(), "non-positive interval for Ticker::reset");
+        let mut armed = self.shared.lock();
+        self.shared.disarm(&mut armed, &self.rx);
+        armed.period = Some(d);
+        if let Some(when) = Instant::now().checked_add(d) {
+            self.shared.arm(&mut armed, when);
+        }
+    }
+}
