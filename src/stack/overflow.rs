@@ -268,7 +268,8 @@ mod tests {
     }
 
     /// Only one forking test at a time: a concurrent fork would inherit our
-    /// pipe's write end and delay its end-of-file.
+    /// pipe's write end and delay its end-of-file, and the expected guard
+    /// range (a static) must not change between setting it and forking.
     static FORK: Mutex<()> = Mutex::new(());
 
     /// Runs `body` in a forked child with stderr on a pipe; returns the
@@ -276,8 +277,10 @@ mod tests {
     /// handler and this thread's alternate stack, and only does
     /// async-signal-safe things, so forking a multi-threaded test process is
     /// fine.
-    fn in_child(body: impl FnOnce()) -> (libc::c_int, String) {
+    fn in_child(expected: &Stack, body: impl FnOnce()) -> (libc::c_int, String) {
         let _serial = FORK.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the lock: the guard range is shared by every forking test.
+        expect_guard(expected);
         install_overflow_handler(describe_test_guard);
         let _alt = AltStack::install().unwrap();
         let mut fds = [0; 2];
@@ -340,9 +343,8 @@ mod tests {
     fn guard_hit_reports_and_aborts() {
         let a = StackAllocator::new();
         let stack = a.alloc(64 * 1024).unwrap();
-        expect_guard(&stack);
         let lo = stack.lo();
-        let (status, err) = in_child(|| touch(lo - 1));
+        let (status, err) = in_child(&stack, || touch(lo - 1));
         assert_eq!(
             killed_by(status),
             Some(libc::SIGABRT),
@@ -357,9 +359,8 @@ mod tests {
         let _serial = MAPPING_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let a = StackAllocator::with_guards(GuardMode::Mprotect, usize::MAX);
         let stack = a.alloc(64 * 1024).unwrap();
-        expect_guard(&stack);
         let bottom = stack.guard().start;
-        let (status, err) = in_child(|| touch(bottom));
+        let (status, err) = in_child(&stack, || touch(bottom));
         assert_eq!(
             killed_by(status),
             Some(libc::SIGABRT),
@@ -375,9 +376,8 @@ mod tests {
     fn recursion_overflow_reports_and_aborts() {
         let a = StackAllocator::new();
         let stack = a.alloc(64 * 1024).unwrap();
-        expect_guard(&stack);
         let top = stack.top();
-        let (status, err) = in_child(|| run_on_stack_forever(top));
+        let (status, err) = in_child(&stack, || run_on_stack_forever(top));
         assert_eq!(
             killed_by(status),
             Some(libc::SIGABRT),
@@ -421,8 +421,7 @@ mod tests {
     fn other_faults_are_passed_on() {
         let a = StackAllocator::new();
         let stack = a.alloc(64 * 1024).unwrap();
-        expect_guard(&stack);
-        let (status, err) = in_child(|| touch(8));
+        let (status, err) = in_child(&stack, || touch(8));
         assert_eq!(
             killed_by(status),
             Some(libc::SIGSEGV),
