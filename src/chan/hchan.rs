@@ -24,7 +24,7 @@
 //! send, an `Option<Result<T, RecvError>>` to fill for a receive — or null for
 //! a `Select` builder's send, which has no value yet (see `select.rs`).
 //!
-//! Whoever finds a sudog in a queue pops it and claims its token (`Won`).
+//! Whoever finds a sudog in a queue pops it and claims its token (a `Claim`).
 //! A failed claim means the waiter is already taken — by another case of its
 //! select, or by its deadline — and the sudog is dropped and the next one
 //! tried. The winner then does the hand-off under the lock (write the value
@@ -123,49 +123,26 @@ pub(super) struct Sudog {
     pub(super) slot: *mut (),
 }
 
-/// A waiter's token, claimed: the right — and the duty — to finish its wait
-/// with `done`. Owns the token so it can outlive the sudog it came from.
-pub(crate) struct Won {
-    // Declared before `_token`, so dropped first.
-    claim: Claim<'static>,
-    _token: Arc<WaitToken>,
-}
-
-impl Won {
-    /// Claim `sg`'s waiter for its case; `None` if someone else already has.
-    pub(super) fn claim(sg: Sudog) -> Option<(Won, *mut ())> {
-        // SAFETY: the reference points into the Arc's allocation, which
-        // `_token` keeps alive as long as the `Claim` exists: the Claim is
-        // consumed by `done` or dropped before `_token` (field order).
-        let token: &'static WaitToken = unsafe { &*Arc::as_ptr(&sg.token) };
-        let claim = token.claim(sg.case)?;
-        Some((
-            Won {
-                claim,
-                _token: sg.token,
-            },
-            sg.slot,
-        ))
-    }
-
-    /// The hand-off is complete: resume the waiter. Call it without holding
-    /// the channel lock.
-    pub(super) fn done(self) {
-        self.claim.done();
+impl Sudog {
+    /// Claim this sudog's waiter for its case, with the waiter's slot;
+    /// `None` if someone else already has.
+    pub(super) fn claim(self) -> Option<(Claim, *mut ())> {
+        let slot = self.slot;
+        WaitToken::claim(self.token, self.case).map(|won| (won, slot))
     }
 }
 
 /// Resume a claimed waiter, if there is one.
-pub(super) fn wake(won: Option<Won>) {
+pub(super) fn wake(won: Option<Claim>) {
     if let Some(w) = won {
         w.done();
     }
 }
 
 /// Pop sudogs until one can be claimed.
-fn pop_live(q: &mut VecDeque<Sudog>) -> Option<(Won, *mut ())> {
+fn pop_live(q: &mut VecDeque<Sudog>) -> Option<(Claim, *mut ())> {
     while let Some(sg) = q.pop_front() {
-        if let Some(won) = Won::claim(sg) {
+        if let Some(won) = sg.claim() {
             return Some(won);
         }
     }
@@ -317,7 +294,7 @@ impl<T> Chan<T> {
 
     /// Send without blocking; on success, the receiver to resume once the
     /// lock is released. `Timeout` means "would block".
-    fn try_send_locked(&self, st: &mut State<T>, v: T) -> Result<Option<Won>, SendTimeoutError<T>> {
+    fn try_send_locked(&self, st: &mut State<T>, v: T) -> Result<Option<Claim>, SendTimeoutError<T>> {
         match self.target(st) {
             Some(Reservation::Receiver(won, slot)) => {
                 // SAFETY: a receive sudog of this channel, claimed just now.
@@ -338,7 +315,7 @@ impl<T> Chan<T> {
     /// sender to resume once the lock is released — the one whose value
     /// was taken or admitted to the buffer, or a `Select` send woken to come
     /// back (it has no value to take).
-    fn try_recv_locked(&self, st: &mut State<T>) -> (Option<Result<T, RecvError>>, Option<Won>) {
+    fn try_recv_locked(&self, st: &mut State<T>) -> (Option<Result<T, RecvError>>, Option<Claim>) {
         if let Some(v) = st.buf.pop_front() {
             return (Some(Ok(v)), self.admit(st));
         }
@@ -353,7 +330,7 @@ impl<T> Chan<T> {
     }
 
     /// A buffer slot was just freed: let the first live waiting sender in.
-    fn admit(&self, st: &mut State<T>) -> Option<Won> {
+    fn admit(&self, st: &mut State<T>) -> Option<Claim> {
         let (won, slot) = pop_live(&mut st.sendq)?;
         if !slot.is_null() {
             // SAFETY: a value-carrying send sudog of this channel, claimed
@@ -499,7 +476,7 @@ impl<T> Chan<T> {
             std::mem::take(&mut st.recvq)
         };
         for sg in waiters {
-            if let Some((won, slot)) = Won::claim(sg) {
+            if let Some((won, slot)) = sg.claim() {
                 // SAFETY: a receive sudog of this channel, claimed just now.
                 unsafe { deliver::<T>(slot, Err(RecvError)) };
                 won.done();
@@ -520,7 +497,7 @@ impl<T> Chan<T> {
             (std::mem::take(&mut st.sendq), std::mem::take(&mut st.buf))
         };
         for sg in waiters {
-            if let Some((won, _)) = Won::claim(sg) {
+            if let Some((won, _)) = sg.claim() {
                 won.done();
             }
         }

@@ -59,8 +59,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::{RecvError, SelectTimeoutError, SendError, TrySelectError};
-use super::hchan::{Chan, Kind, RecvSlot, Sudog, Wait, Won, lock, wake};
+use super::hchan::{Chan, Kind, RecvSlot, Sudog, Wait, lock, wake};
 use super::{Receiver, Sender};
+use crate::sched::Claim;
 use crate::sched::{TIMED_OUT, WaitReason, WaitToken};
 
 /// A channel as the select engine sees it, whatever its element type.
@@ -100,9 +101,9 @@ pub(super) trait Port {
 pub(super) enum Poll {
     /// Done (a value moved, or the channel is disconnected); resume this
     /// peer, if any, once unlocked.
-    Ready(Option<Won>),
+    Ready(Option<Claim>),
     /// Not ready; resume this peer (a `Select` send to come back) anyway.
-    Pending(Option<Won>),
+    Pending(Option<Claim>),
     /// A `SendLater` case is ready and reserved.
     Reserved(Reservation),
 }
@@ -112,7 +113,7 @@ pub(super) enum Reservation {
     /// Every receiver is gone: the send will fail.
     Disconnected,
     /// This parked receiver is claimed and waits for the value; its slot.
-    Receiver(Won, *mut ()),
+    Receiver(Claim, *mut ()),
     /// A buffer slot is counted in `reserved`.
     Buffer,
 }
@@ -130,7 +131,7 @@ pub struct Case<'a> {
     /// of each channel (in lock order) holds it.
     guard: Option<MutexGuard<'a, ()>>,
     /// A peer claimed while polling, to resume after unlocking.
-    wake: Option<Won>,
+    wake: Option<Claim>,
 }
 
 impl<'a> Case<'a> {

@@ -216,9 +216,11 @@ pub(crate) struct WaitToken {
     waiter: Waiter,
 }
 
-/// The right to complete a waiter's wait, won by `WaitToken::claim`.
-pub(crate) struct Claim<'a> {
-    token: &'a WaitToken,
+/// The right — and the duty — to complete a waiter's wait, won by
+/// `WaitToken::claim`. It owns the token, so it may outlive whatever queue
+/// entry it was found in.
+pub(crate) struct Claim {
+    token: Arc<WaitToken>,
 }
 
 impl WaitToken {
@@ -232,14 +234,16 @@ impl WaitToken {
     }
 
     /// Try to become the one who completes this wait; `tag` tells the
-    /// waiter who it was (a select case index, or `TIMED_OUT`). Any thread.
-    pub(crate) fn claim(&self, tag: usize) -> Option<Claim<'_>> {
-        if !self.state.claim() {
+    /// waiter who it was (a select case index, or `TIMED_OUT`). Consumes a
+    /// reference to the token (wakers usually hold one from a queue entry).
+    /// Any thread.
+    pub(crate) fn claim(token: Arc<WaitToken>, tag: usize) -> Option<Claim> {
+        if !token.state.claim() {
             return None;
         }
         // Relaxed: published to the waiter by `complete`'s Release.
-        self.tag.store(tag, Ordering::Relaxed);
-        Some(Claim { token: self })
+        token.tag.store(tag, Ordering::Relaxed);
+        Some(Claim { token })
     }
 
     /// Park until a claim completes, or `deadline` passes; returns the
@@ -254,7 +258,7 @@ impl WaitToken {
                     crate::sched::timers::start_timer(
                         d,
                         Box::new(move || {
-                            if let Some(c) = token.claim(TIMED_OUT) {
+                            if let Some(c) = WaitToken::claim(token, TIMED_OUT) {
                                 c.done();
                             }
                         }),
@@ -276,7 +280,7 @@ impl WaitToken {
                 if !woken {
                     // Time is up: claim it ourselves, unless a waker beat us
                     // to it, in which case its wake-up is on the way.
-                    match self.claim(TIMED_OUT) {
+                    match WaitToken::claim(Arc::clone(self), TIMED_OUT) {
                         Some(c) => c.done(),
                         None => parker.note.sleep(),
                     }
@@ -292,10 +296,10 @@ impl WaitToken {
     }
 }
 
-impl Claim<'_> {
+impl Claim {
     /// The hand-off is complete: resume the waiter.
     pub(crate) fn done(self) {
-        let token = self.token;
+        let token = &self.token;
         let parked = token.state.complete();
         match &token.waiter {
             Waiter::Goroutine(g) => {

@@ -116,7 +116,7 @@ impl Wakeup {
     /// Resume the waiter. False if its deadline had claimed it already: it
     /// is resuming as timed out, and the caller should wake someone else.
     pub(super) fn wake(self) -> bool {
-        match self.0.claim(0) {
+        match WaitToken::claim(self.0, 0) {
             Some(claim) => {
                 claim.done();
                 true
