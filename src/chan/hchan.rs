@@ -4,10 +4,12 @@
 //! # Layout
 //!
 //! `Chan<T>` is shared by every `Sender` and `Receiver` through one `Arc`.
-//! Its `lock` is a `Mutex<()>` and the guarded data sits beside it in an
-//! `UnsafeCell<State<T>>`: the lock is not generic, so `select` can hold the
-//! locks of channels of different element types at once (one `MutexGuard<()>`
-//! each). `State` is touched only through `Chan::lock` (typed operations) or
+//! Its `lock` is a runtime lock (`sched/lock.rs`: spins long before it
+//! sleeps, since holders are running Ms with tiny critical sections — with
+//! std's mutex, chan_mpmc spent a third of its time in futex calls) and the
+//! guarded data sits beside it in an `UnsafeCell<State<T>>`: the lock is not
+//! generic, so `select` can hold the locks of channels of different element
+//! types at once (one guard each). `State` is touched only through `Chan::lock` (typed operations) or
 //! by a `Port` method whose caller holds the lock (select).
 //!
 //! Guarded by `lock`: everything in `State` — the ring buffer `buf`, the
@@ -55,13 +57,13 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError};
 use super::select::{Poll, Port, Reservation};
-use crate::sched::{Claim, TIMED_OUT, WaitReason, WaitToken};
+use crate::sched::{Claim, RuntimeLock, RuntimeLockGuard, TIMED_OUT, WaitReason, WaitToken};
 
 /// `cap` of an unbounded channel.
 pub(super) const UNBOUNDED: usize = usize::MAX;
@@ -180,7 +182,7 @@ unsafe fn take_sent<T>(slot: *mut ()) -> T {
 /// under contention fewer lines bounce between cores.
 #[repr(C, align(64))]
 pub(crate) struct Chan<T> {
-    lock: Mutex<()>,
+    lock: RuntimeLock,
     cap: usize,
     state: UnsafeCell<State<T>>,
     senders: AtomicUsize,
@@ -216,7 +218,7 @@ impl<T> State<T> {
 /// `State` with the lock held.
 struct Locked<'a, T> {
     state: &'a mut State<T>,
-    _guard: MutexGuard<'a, ()>,
+    _guard: RuntimeLockGuard<'a>,
 }
 
 impl<T> Deref for Locked<'_, T> {
@@ -232,18 +234,11 @@ impl<T> DerefMut for Locked<'_, T> {
     }
 }
 
-/// Take a channel lock.
-pub(super) fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
-    // Nothing panics while a channel lock is held except on a broken
-    // invariant, and the state is consistent between operations anyway.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl<T> Chan<T> {
     /// A channel with one sender and one receiver handle counted.
     pub(super) fn new(cap: usize) -> Chan<T> {
         Chan {
-            lock: Mutex::new(()),
+            lock: RuntimeLock::new(),
             cap,
             state: UnsafeCell::new(State {
                 buf: VecDeque::new(),
@@ -259,7 +254,7 @@ impl<T> Chan<T> {
     }
 
     fn lock(&self) -> Locked<'_, T> {
-        let guard = lock(&self.lock);
+        let guard = self.lock.lock();
         // SAFETY: we hold `lock`, and the reference lives no longer than
         // the guard it is packaged with.
         let state = unsafe { &mut *self.state.get() };
@@ -506,7 +501,7 @@ impl<T> Chan<T> {
 }
 
 impl<T> Port for Chan<T> {
-    fn mutex(&self) -> &Mutex<()> {
+    fn mutex(&self) -> &RuntimeLock {
         &self.lock
     }
 

@@ -55,19 +55,19 @@
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{RecvError, SelectTimeoutError, SendError, TrySelectError};
-use super::hchan::{Chan, Kind, RecvSlot, Sudog, Wait, lock, wake};
+use super::hchan::{Chan, Kind, RecvSlot, Sudog, Wait, wake};
 use super::{Receiver, Sender};
-use crate::sched::Claim;
+use crate::sched::{Claim, RuntimeLock, RuntimeLockGuard};
 use crate::sched::{TIMED_OUT, WaitReason, WaitToken};
 
 /// A channel as the select engine sees it, whatever its element type.
 pub(super) trait Port {
     /// The channel's lock; its address is the select lock order.
-    fn mutex(&self) -> &Mutex<()>;
+    fn mutex(&self) -> &RuntimeLock;
 
     /// Try to perform the case now.
     ///
@@ -129,7 +129,7 @@ pub struct Case<'a> {
     index: usize,
     /// This channel's lock while the select holds it; only the first case
     /// of each channel (in lock order) holds it.
-    guard: Option<MutexGuard<'a, ()>>,
+    guard: Option<RuntimeLockGuard<'a>>,
     /// A peer claimed while polling, to resume after unlocking.
     wake: Option<Claim>,
 }
@@ -146,7 +146,7 @@ impl<'a> Case<'a> {
         }
     }
 
-    fn addr(&self) -> *const Mutex<()> {
+    fn addr(&self) -> *const RuntimeLock {
         self.port.mutex()
     }
 }
@@ -187,7 +187,7 @@ fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>
         cases.sort_unstable_by_key(Case::addr);
         for i in 0..n {
             if i == 0 || cases[i - 1].addr() != cases[i].addr() {
-                cases[i].guard = Some(lock(cases[i].port.mutex()));
+                cases[i].guard = Some(cases[i].port.mutex().lock());
             }
         }
 

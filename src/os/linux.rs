@@ -71,7 +71,7 @@ impl Note {
 /// Sleep while `*word == expected`, at most `timeout` (relative, as
 /// FUTEX_WAIT takes it). EINTR, EAGAIN (the word changed) and ETIMEDOUT all
 /// send the caller back to its loop, which re-checks.
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -91,7 +91,7 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     }
 }
 
-fn futex_wake(word: &AtomicU32) {
+pub(crate) fn futex_wake(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE_PRIVATE only uses the address as a key; it touches
     // no memory.
     unsafe {

@@ -5,4 +5,4 @@
 
 mod linux;
 
-pub(crate) use linux::Note;
+pub(crate) use linux::{Note, futex_wait, futex_wake};

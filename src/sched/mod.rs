@@ -79,6 +79,7 @@
 mod blocks;
 mod g;
 mod idle;
+mod lock;
 mod m;
 mod p;
 mod park;
@@ -89,6 +90,7 @@ mod wakestate;
 
 pub(crate) use blocks::{BLOCK_ALIGN, BLOCK_SIZE, alloc_block, free_block};
 pub(crate) use g::{GPtr, Task, WaitReason};
+pub(crate) use lock::{RuntimeLock, RuntimeLockGuard};
 pub(crate) use m::current_m;
 pub(crate) use park::{Claim, TIMED_OUT, WaitCell, WaitToken, Waiter, park_if, yield_now};
 pub(crate) use schedule::newproc;

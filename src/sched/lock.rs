@@ -1,0 +1,98 @@
+//! The runtime lock (Go's lock_futex.go): a mutex for the runtime's own
+//! short critical sections — a channel's state, say — that a goroutine
+//! holds for tens of nanoseconds and never across a park.
+//!
+//! std's mutex spins only briefly before putting the thread to sleep in the
+//! kernel. Here the holder is another M that is running (the sections are
+//! short and never block), so it is worth spinning much longer before
+//! sleeping: a futex round trip costs microseconds, and a sleeping M holds
+//! its P hostage. After the spin the thread yields a few times, and only
+//! then sleeps on the futex.
+//!
+//! State: 0 unlocked, 1 locked, 2 locked with (possible) sleepers.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::os;
+
+const UNLOCKED: u32 = 0;
+const LOCKED: u32 = 1;
+const SLEEPING: u32 = 2;
+/// Spin rounds (each a few PAUSEs) before yielding the thread.
+const SPINS: u32 = 100;
+/// Thread yields before sleeping on the futex.
+const YIELDS: u32 = 4;
+
+pub(crate) struct RuntimeLock {
+    state: AtomicU32,
+}
+
+/// Proof that a `RuntimeLock` is held; unlocks on drop.
+pub(crate) struct RuntimeLockGuard<'a> {
+    lock: &'a RuntimeLock,
+}
+
+impl RuntimeLock {
+    pub(crate) const fn new() -> RuntimeLock {
+        RuntimeLock {
+            state: AtomicU32::new(UNLOCKED),
+        }
+    }
+
+    /// Acquire the lock. Any thread; never parks a goroutine.
+    #[inline]
+    pub(crate) fn lock(&self) -> RuntimeLockGuard<'_> {
+        // Acquire pairs with the Release in `unlock`.
+        if self
+            .state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+        RuntimeLockGuard { lock: self }
+    }
+
+    #[cold]
+    fn lock_contended(&self) {
+        for round in 0..SPINS + YIELDS {
+            let s = self.state.load(Ordering::Relaxed);
+            // Acquire pairs with the Release in `unlock`.
+            if s == UNLOCKED
+                && self
+                    .state
+                    .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            if round < SPINS {
+                for _ in 0..4 {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        // Sleep. Marking SLEEPING makes the unlocker wake someone; we take
+        // the lock as SLEEPING too, since others may still be asleep.
+        // Acquire pairs with the Release in `unlock`.
+        while self.state.swap(SLEEPING, Ordering::Acquire) != UNLOCKED {
+            os::futex_wait(&self.state, SLEEPING, None);
+        }
+    }
+
+    fn unlock(&self) {
+        // Release pairs with the Acquires in `lock`.
+        if self.state.swap(UNLOCKED, Ordering::Release) == SLEEPING {
+            os::futex_wake(&self.state);
+        }
+    }
+}
+
+impl Drop for RuntimeLockGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.unlock();
+    }
+}
