@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::p::P;
+use super::park::WaitToken;
 use super::{Sched, lock};
 use crate::arch::Context;
 use crate::goroutine::LocalMap;
@@ -132,6 +133,8 @@ pub(crate) struct G {
     pub(crate) name: UnsafeCell<Option<Arc<str>>>,
     pub(crate) spawned_at: Cell<&'static Location<'static>>,
     pub(crate) wait_reason: Cell<WaitReason>,
+    /// The goroutine's reusable wait token (`WaitToken::new`).
+    pub(crate) token: UnsafeCell<Option<Arc<WaitToken>>>,
     /// Goroutine-local values (`gort::local!`), created on first use.
     pub(crate) locals: UnsafeCell<Option<Box<LocalMap>>>,
 }
@@ -261,6 +264,7 @@ impl Sched {
             spawned_at: Cell::new(Location::caller()),
             wait_reason: Cell::new(WaitReason::None),
             locals: UnsafeCell::new(None),
+            token: UnsafeCell::new(None),
         });
         let g = GPtr(NonNull::from(Box::leak(g)));
         lock(&self.allgs).push(g);

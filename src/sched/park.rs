@@ -90,6 +90,8 @@ pub(crate) struct ThreadParker {
 
 thread_local! {
     static PARKER: Arc<ThreadParker> = Arc::new(ThreadParker { note: Note::new() });
+    /// A plain thread's reusable `WaitToken`.
+    static THREAD_TOKEN: std::cell::RefCell<Option<Arc<WaitToken>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Whoever waits: a goroutine or a plain thread.
@@ -224,13 +226,34 @@ pub(crate) struct Claim {
 }
 
 impl WaitToken {
-    /// A token for the running goroutine (or thread).
+    /// A token for the running goroutine (or thread). Each goroutine and
+    /// thread keeps one and reuses it whenever nothing else refers to it any
+    /// more (no queue entry, no timer), so waiting allocates only when an
+    /// old wait's token is still referenced somewhere.
     pub(crate) fn new() -> Arc<WaitToken> {
-        Arc::new(WaitToken {
-            state: WakeState::new(),
-            tag: AtomicUsize::new(0),
-            waiter: Waiter::current(),
-        })
+        fn reuse_or_make(slot: &mut Option<Arc<WaitToken>>, waiter: impl FnOnce() -> Waiter) -> Arc<WaitToken> {
+            match slot.as_mut().and_then(Arc::get_mut) {
+                Some(unique) => {
+                    unique.state.reset();
+                    unique.tag.store(0, Ordering::Relaxed);
+                }
+                None => {
+                    *slot = Some(Arc::new(WaitToken {
+                        state: WakeState::new(),
+                        tag: AtomicUsize::new(0),
+                        waiter: waiter(),
+                    }))
+                }
+            }
+            Arc::clone(slot.as_ref().expect("just filled"))
+        }
+        match current_m().and_then(|m| m.curg.get()) {
+            // SAFETY: only the running goroutine touches its own cached token.
+            Some(g) => reuse_or_make(unsafe { &mut *g.token.get() }, || Waiter::Goroutine(g)),
+            None => {
+                THREAD_TOKEN.with(|t| reuse_or_make(&mut t.borrow_mut(), || Waiter::Thread(PARKER.with(Arc::clone))))
+            }
+        }
     }
 
     /// Try to become the one who completes this wait; `tag` tells the

@@ -26,6 +26,12 @@ impl WakeState {
         WakeState(AtomicU8::new(0))
     }
 
+    /// Make a completed state fresh for the next wait; only its unique
+    /// owner can.
+    pub(crate) fn reset(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
     /// Waker: try to win the right to complete the wait. Any thread.
     pub(crate) fn claim(&self) -> bool {
         let mut s = self.0.load(Ordering::Relaxed);
