@@ -24,7 +24,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
 
-use crate::sched::{BLOCK_ALIGN, BLOCK_SIZE, Task, WaitReason, Waiter, alloc_block, free_block, park_if};
+use crate::sched::{BlockClass, Task, WaitReason, Waiter, alloc_block, free_block, park_if};
 
 /// Called once when a goroutine is finished (or dropped unrun), with
 /// whether it panicked.
@@ -112,7 +112,8 @@ impl<F: Send, T: Send> JoinTarget<T> for Job<'_, F, T> {
 /// The allocation: a reference count, where it lives, and the job.
 struct JobBox<J: ?Sized> {
     refs: AtomicUsize,
-    in_block: bool,
+    /// The job-block class the box lives in; `None`: a `Box`.
+    block: Option<BlockClass>,
     job: J,
 }
 
@@ -126,24 +127,21 @@ unsafe impl<J: ?Sized + Send + Sync> Sync for Shared<J> {}
 
 impl<J> Shared<J> {
     fn new(job: J) -> Shared<J> {
+        let block = BlockClass::for_layout(std::alloc::Layout::new::<JobBox<J>>());
         let value = JobBox {
             refs: AtomicUsize::new(1),
-            in_block: false,
+            block,
             job,
         };
-        let fits = size_of::<JobBox<J>>() <= BLOCK_SIZE && align_of::<JobBox<J>>() <= BLOCK_ALIGN;
-        if fits {
-            let block = alloc_block().cast::<JobBox<J>>();
-            // SAFETY: the block is fresh, large and aligned enough for a JobBox<J>.
-            unsafe {
-                block.write(JobBox {
-                    in_block: true,
-                    ..value
-                })
-            };
-            Shared(block)
-        } else {
-            Shared(NonNull::from(Box::leak(Box::new(value))))
+        match block {
+            Some(class) => {
+                let block = alloc_block(class).cast::<JobBox<J>>();
+                // SAFETY: the block is fresh, and its class is large and
+                // aligned enough for a JobBox<J> (`for_layout`).
+                unsafe { block.write(value) };
+                Shared(block)
+            }
+            None => Shared(NonNull::from(Box::leak(Box::new(value)))),
         }
     }
 
@@ -187,16 +185,17 @@ impl<J: ?Sized> Drop for Shared<J> {
             return;
         }
         fence(Ordering::Acquire);
-        let in_block = self.inner().in_block;
+        let block = self.inner().block;
         // SAFETY: we held the last reference. A block-backed box is dropped
-        // in place and its block returned; a Box-backed one was made by
-        // `Box::new` with this (possibly unsized-coerced) type.
+        // in place and its block returned to its class; a Box-backed one
+        // was made by `Box::new` with this (possibly unsized-coerced) type.
         unsafe {
-            if in_block {
-                std::ptr::drop_in_place(self.0.as_ptr());
-                free_block(self.0.cast());
-            } else {
-                drop(Box::from_raw(self.0.as_ptr()));
+            match block {
+                Some(class) => {
+                    std::ptr::drop_in_place(self.0.as_ptr());
+                    free_block(self.0.cast(), class);
+                }
+                None => drop(Box::from_raw(self.0.as_ptr())),
             }
         }
     }

@@ -6,7 +6,8 @@
 //! another thread than the one that allocated it: a spawning goroutine
 //! keeps its P while others steal and run what it spawned. A general
 //! allocator's thread caches cannot absorb that one-way flow, so it falls
-//! to its slow, locked path. Here jobs come in fixed-size blocks: a P keeps
+//! to its slow, locked path. Here jobs come in fixed-size blocks (two size
+//! classes): a P keeps
 //! a LIFO cache of free blocks; a cache past `LOCAL_MAX` spills half to a
 //! process-wide list, and an empty cache refills from it, so the blocks
 //! freed by the running P flow back to the spawning one in batches, one
@@ -24,91 +25,117 @@ use std::sync::{Mutex, PoisonError};
 
 use super::m::current_m;
 
-/// Size of a job block: fits the job of a closure capturing up to about
-/// 150 bytes; larger jobs use the global allocator.
-pub(crate) const BLOCK_SIZE: usize = 256;
-pub(crate) const BLOCK_ALIGN: usize = 16;
+/// A job block size class. Small fits the job of a closure capturing up to
+/// about 40 bytes (most spawns: a few handles); large, up to about 170.
+/// Larger jobs use the global allocator. Two classes rather than one keep a
+/// parked goroutine's job at 128 bytes in the common case.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum BlockClass {
+    Small = 0,
+    Large = 1,
+}
+
+const CLASS_SIZES: [usize; 2] = [128, 256];
+const BLOCK_ALIGN: usize = 16;
 const LOCAL_MAX: usize = 64;
 const GLOBAL_MAX: usize = 16 * 1024;
 
-fn layout() -> Layout {
-    Layout::from_size_align(BLOCK_SIZE, BLOCK_ALIGN).expect("valid block layout")
+impl BlockClass {
+    /// The smallest class that holds `layout`, if any.
+    pub(crate) fn for_layout(layout: Layout) -> Option<BlockClass> {
+        if layout.align() > BLOCK_ALIGN {
+            return None;
+        }
+        [BlockClass::Small, BlockClass::Large]
+            .into_iter()
+            .find(|c| layout.size() <= CLASS_SIZES[*c as usize])
+    }
+
+    fn layout(self) -> Layout {
+        Layout::from_size_align(CLASS_SIZES[self as usize], BLOCK_ALIGN).expect("valid block layout")
+    }
 }
 
-struct FreeBlocks(Vec<NonNull<u8>>);
+type FreeLists = [Vec<NonNull<u8>>; 2];
+
+struct FreeBlocks(FreeLists);
 
 // SAFETY: free blocks are unused memory; any thread may take one.
 unsafe impl Send for FreeBlocks {}
 
-static GLOBAL: Mutex<FreeBlocks> = Mutex::new(FreeBlocks(Vec::new()));
+static GLOBAL: Mutex<FreeBlocks> = Mutex::new(FreeBlocks([Vec::new(), Vec::new()]));
 
-/// A P's cache of free blocks.
-pub(crate) struct BlockCache(UnsafeCell<Vec<NonNull<u8>>>);
+/// A P's cache of free blocks, one list per class.
+pub(crate) struct BlockCache(UnsafeCell<FreeLists>);
 
 impl BlockCache {
     pub(crate) fn new() -> BlockCache {
-        BlockCache(UnsafeCell::new(Vec::new()))
+        BlockCache(UnsafeCell::new([Vec::new(), Vec::new()]))
     }
 }
 
 impl Drop for BlockCache {
     fn drop(&mut self) {
-        for b in self.0.get_mut().drain(..) {
-            // SAFETY: every cached block was allocated with `layout()` and
-            // is owned by the cache.
-            unsafe { std::alloc::dealloc(b.as_ptr(), layout()) };
+        for class in [BlockClass::Small, BlockClass::Large] {
+            for b in self.0.get_mut()[class as usize].drain(..) {
+                // SAFETY: every cached block of a class was allocated with
+                // that class's layout and is owned by the cache.
+                unsafe { std::alloc::dealloc(b.as_ptr(), class.layout()) };
+            }
         }
     }
 }
 
-/// The calling M's P's cache, if the caller holds a P.
-fn local_cache() -> Option<&'static mut Vec<NonNull<u8>>> {
+/// The calling M's P's free list of `class`, if the caller holds a P.
+fn local_cache(class: BlockClass) -> Option<&'static mut Vec<NonNull<u8>>> {
     let p = current_m()?.p.get()?;
-    let cache: *mut Vec<NonNull<u8>> = p.blocks.0.get();
+    let cache: *mut FreeLists = p.blocks.0.get();
     // SAFETY: only the M holding a P touches its cache, and we are that M
     // (`m.p` is only ever set on the M's own thread). The reference is used
     // before any switch (callers do not park while holding it); 'static
     // stands for "as long as the P", which outlives its runtime's Ms.
-    Some(unsafe { &mut *cache })
+    Some(unsafe { &mut (*cache)[class as usize] })
 }
 
-/// A block of `BLOCK_SIZE` bytes aligned to `BLOCK_ALIGN`. Any thread.
-pub(crate) fn alloc_block() -> NonNull<u8> {
-    if let Some(local) = local_cache() {
+/// A block of `class`, aligned to 16. Any thread.
+pub(crate) fn alloc_block(class: BlockClass) -> NonNull<u8> {
+    if let Some(local) = local_cache(class) {
         if local.is_empty() {
             let mut global = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
-            let at = global.0.len().saturating_sub(LOCAL_MAX / 2);
-            local.extend(global.0.drain(at..));
+            let list = &mut global.0[class as usize];
+            let at = list.len().saturating_sub(LOCAL_MAX / 2);
+            local.extend(list.drain(at..));
         }
         if let Some(b) = local.pop() {
             return b;
         }
     }
     // SAFETY: the layout has a non-zero size.
-    let p = unsafe { std::alloc::alloc(layout()) };
-    NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout()))
+    let p = unsafe { std::alloc::alloc(class.layout()) };
+    NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(class.layout()))
 }
 
 /// Return a block. Any thread.
 ///
 /// # Safety
-/// `block` came from `alloc_block` and is not used afterwards.
-pub(crate) unsafe fn free_block(block: NonNull<u8>) {
-    if let Some(local) = local_cache() {
+/// `block` came from `alloc_block(class)` and is not used afterwards.
+pub(crate) unsafe fn free_block(block: NonNull<u8>, class: BlockClass) {
+    if let Some(local) = local_cache(class) {
         local.push(block);
         if local.len() > LOCAL_MAX {
             let mut global = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
-            let room = GLOBAL_MAX.saturating_sub(global.0.len());
+            let list = &mut global.0[class as usize];
+            let room = GLOBAL_MAX.saturating_sub(list.len());
             let spill = local.len() - LOCAL_MAX / 2;
             let keep = spill.min(room);
-            global.0.extend(local.drain(local.len() - keep..));
+            list.extend(local.drain(local.len() - keep..));
             for b in local.drain(LOCAL_MAX / 2..) {
-                // SAFETY: allocated with `layout()`, owned by us.
-                unsafe { std::alloc::dealloc(b.as_ptr(), layout()) };
+                // SAFETY: allocated with the class's layout, owned by us.
+                unsafe { std::alloc::dealloc(b.as_ptr(), class.layout()) };
             }
         }
         return;
     }
-    // SAFETY: by the contract the block is ours and had `layout()`.
-    unsafe { std::alloc::dealloc(block.as_ptr(), layout()) };
+    // SAFETY: by the contract the block is ours and had the class's layout.
+    unsafe { std::alloc::dealloc(block.as_ptr(), class.layout()) };
 }

@@ -88,7 +88,7 @@ mod schedule;
 pub(crate) mod timers;
 mod wakestate;
 
-pub(crate) use blocks::{BLOCK_ALIGN, BLOCK_SIZE, alloc_block, free_block};
+pub(crate) use blocks::{BlockClass, alloc_block, free_block};
 pub(crate) use g::{GPtr, Task, WaitReason};
 pub(crate) use lock::{RuntimeLock, RuntimeLockGuard};
 pub(crate) use m::current_m;
