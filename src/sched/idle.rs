@@ -126,7 +126,12 @@ impl Sched {
                     }
                     return false;
                 }
-                None => l.timer_m = Some((MPtr::new(m), deadline)),
+                None => {
+                    l.timer_m = Some((MPtr::new(m), deadline));
+                    // SeqCst: ordered with the timer starters' heap updates
+                    // (see `wake_for_timer`).
+                    self.timer_sleep_until.store(deadline, Ordering::SeqCst);
+                }
             }
         }
         let wake_at = timers::instant_of(deadline);
@@ -134,6 +139,7 @@ impl Sched {
         let p = {
             let mut l = lock(&self.lock);
             l.timer_m = None;
+            self.timer_sleep_until.store(timers::NO_TIMER, Ordering::SeqCst);
             self.pidleget(&mut l)
         };
         // After clearing `timer_m` under the lock no waker can set the note

@@ -51,16 +51,19 @@
 //! Runtime locks, outermost first. A thread holding one may take only those
 //! below it:
 //!
-//! 1. a user-facing object's lock (a JoinHandle packet, a channel, a mutex's
-//!    wait queue): held across `gopark` and released on g0 by the park
-//!    callback, so a waker that needs it cannot ready the G before it is
-//!    fully parked;
-//! 2. `Sched::lock` (global run queue, idle Ps, idle Ms);
-//! 3. `Sched::gfree` (global free list of dead Gs);
-//! 4. `Sched::allgs`, a P's timer heap, the stack caches' and allocator's
-//!    locks, `Sched::threads` (leaves). Timer callbacks run with none held.
+//! 1. a channel-timer's arming lock (`time/timer.rs`);
+//! 2. a user-facing object's lock: a channel's runtime lock, a `sync`
+//!    primitive's wait-queue lock, a scope's `WaitCell`. A waiter registers
+//!    its `WaitToken` under it and releases it before parking (the token's
+//!    handshake makes that safe); only `WaitCell` hands its lock to g0
+//!    through `gopark`'s callback;
+//! 3. `Sched::lock` (global run queue, idle Ps, idle Ms, the timer sleeper);
+//! 4. `Sched::gfree` (global free list of dead Gs);
+//! 5. `Sched::allgs`, a P's timer heap, the stack caches' and allocator's
+//!    locks, the job-block lists, `Sched::threads` (leaves). Timer callbacks
+//!    run with none of 3–5 held.
 //!
-//! Several locks of level 1 are never held at once except by `select`, which
+//! Several locks of level 2 are never held at once except by `select`, which
 //! takes them in address order (and says so).
 //!
 //! # Invariants
@@ -73,8 +76,11 @@
 //!   retired by `set_procs` (`Dead`, in neither).
 //! - Runtime code never keeps a reference to its M across a switch: after a
 //!   G resumes it may be on another thread, so it calls `current_m()` again.
-//! - g0 never runs user code except the closures `gopark` hands it, which
-//!   only release locks and never block.
+//! - g0 never runs user code: only the runtime's own `gopark` callbacks
+//!   (which release a lock or flip a token's state, and never block) and
+//!   timer callbacks (which ready goroutines or `try_send`). User values are
+//!   dropped on goroutine stacks — with one exception: the closure of a
+//!   goroutine that cannot get a stack is dropped on g0 (`give_stack`).
 
 mod blocks;
 mod g;
@@ -130,6 +136,9 @@ pub(crate) struct Sched {
     /// skip locking when the global queue is empty.
     runqsize: AtomicUsize,
     npidle: AtomicUsize,
+    /// The timer sleeper's deadline (`Locked::timer_m`), `NO_TIMER` if none:
+    /// lets a timer start skip `lock` in the common case.
+    timer_sleep_until: AtomicU64,
     nmspinning: AtomicUsize,
     gfree: Mutex<Vec<GPtr>>,
     /// Every G ever allocated, for shutdown (and later, dumps).
@@ -183,6 +192,7 @@ impl Sched {
             }),
             runqsize: AtomicUsize::new(0),
             npidle: AtomicUsize::new(0),
+            timer_sleep_until: AtomicU64::new(timers::NO_TIMER),
             nmspinning: AtomicUsize::new(0),
             gfree: Mutex::new(Vec::new()),
             allgs: Mutex::new(Vec::new()),

@@ -263,6 +263,16 @@ impl Sched {
 
     /// A timer due at `when` was started: make sure some M will run it.
     fn wake_for_timer(&self, when: u64) {
+        // SeqCst, after our `timer0` store: if we see no sleeper, one may
+        // still register having scanned the heaps just before our timer
+        // landed; `wakep` then starts (or finds spinning) an M that scans
+        // every heap before it stops, sees our timer and wakes the sleeper
+        // (`sleep_for_timers`). A sleeper due no later than us needs nothing.
+        match self.timer_sleep_until.load(Ordering::SeqCst) {
+            NO_TIMER => return self.wakep(),
+            until if until <= when => return,
+            _ => {}
+        }
         let l = lock(&self.lock);
         if let Some((m, deadline)) = l.timer_m {
             // Woken under the lock: the sleeper clears `timer_m` under it
