@@ -29,6 +29,8 @@ const STEAL_TRIES: usize = 4;
 const RUNNEXT_GRACE: std::time::Duration = std::time::Duration::from_micros(3);
 /// Stacks an idle M releases to the kernel before looking for work again.
 const SCAVENGE_BATCH: usize = 256;
+/// An idle M scavenges only if no timer is due within this many nanoseconds.
+const SCAVENGE_MIN_IDLE_NS: u64 = 10_000_000;
 
 impl Sched {
     /// Put `g` on `p`'s local queue (on `runnext` if `next`); spill half the
@@ -164,9 +166,13 @@ impl Sched {
                 }
             }
 
-            // Nothing to run: a good time to return cached stacks' memory,
-            // a batch at a time, looking for work in between.
-            if self.stacks.scavenge(SCAVENGE_BATCH) {
+            // Nothing to run for a while: a good time to return cached
+            // stacks' memory, a batch at a time, looking for work in between.
+            // Not when a timer is due soon: releasing memory costs system
+            // calls and TLB shootdowns that would delay it.
+            let idle_for_long =
+                next_timer == NO_TIMER || next_timer.saturating_sub(nanotime(Instant::now())) > SCAVENGE_MIN_IDLE_NS;
+            if idle_for_long && self.stacks.scavenge(SCAVENGE_BATCH) {
                 continue 'top;
             }
 

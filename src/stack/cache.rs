@@ -10,9 +10,11 @@
 //!
 //! Returning memory to the kernel is deferred to idle time, like Go's
 //! background scavenger: the global cache may grow past `GLOBAL_KEEP`, and
-//! an M that has found no work calls `scavenge`, which releases the excess
-//! a batch at a time (adjacent stacks in one `madvise`), re-checking for
-//! work between batches. Releasing on the spot would put a system call and
+//! an M that has found no work — and no timer due within 10 ms, which the
+//! system calls would delay — calls `scavenge`, which releases the excess a
+//! batch at a time (adjacent stacks in one `madvise`), re-checking for work
+//! between batches. (A program whose timers never leave a 10 ms gap keeps
+//! its peak until sysmon, issue 5, scavenges in the background.) Releasing on the spot would put a system call and
 //! a TLB shootdown on the path of every exiting goroutine in a burst. So a
 //! program that never idles keeps the stacks of its peak; one that idles
 //! returns all but `GLOBAL_KEEP` of them. Only stacks of the runtime's
