@@ -50,6 +50,7 @@
     clippy::undocumented_unsafe_blocks,
     clippy::missing_safety_doc
 )]
+#![warn(missing_docs)]
 
 mod arch;
 pub mod chan;

@@ -122,6 +122,7 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// A builder with the runtime's defaults (no name, the runtime's stack size).
     pub fn new() -> Builder {
         Builder::default()
     }
@@ -165,10 +166,19 @@ pub struct Goroutine {
 }
 
 impl Goroutine {
+    /// The goroutine's id: unique within its runtime, never reused; the
+    /// first goroutine of a runtime is 1 (Go's goid).
+    ///
+    /// ```
+    /// let a = gort::go(|| gort::current().id()).join().unwrap();
+    /// let b = gort::go(|| gort::current().id()).join().unwrap();
+    /// assert_ne!(a, b);
+    /// ```
     pub fn id(&self) -> u64 {
         self.id
     }
 
+    /// The name given with `goroutine::Builder::name`, if any.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
