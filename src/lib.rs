@@ -55,6 +55,8 @@
 mod arch;
 pub mod chan;
 pub mod goroutine;
+pub mod net;
+mod netpoll;
 mod os;
 pub mod runtime;
 mod sched;

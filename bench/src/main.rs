@@ -8,6 +8,7 @@
 //! bodies run inside a goroutine, never on a bare thread.
 
 mod chans;
+mod net;
 mod report;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +53,7 @@ fn main() {
         "chan_mpmc" => gort::run(chans::chan_mpmc),
         "mutex" => gort::run(chans::mutex),
         "parked_mem" => gort::run(chans::parked_mem),
+        "tcp_echo" => gort::run(move || net::tcp_echo(&args[1..])),
         "syscall_block_spawnblocking" => not_available(&name, "same_as_syscall_block"),
         n if ALL.contains(&n) => not_available(n, "not-yet"),
         other => {

@@ -3,6 +3,9 @@
 //! are the allocator itself). Linux is the only target today; a port adds a
 //! sibling of `linux.rs`.
 
+mod epoll;
 mod linux;
+
+pub(crate) use epoll::{Epoll, Event, EventFd, INTEREST, READABLE, WRITABLE, empty_event};
 
 pub(crate) use linux::{Note, futex_wait, futex_wake};

@@ -80,6 +80,8 @@ pub(crate) enum WaitReason {
     Barrier,
     /// `sync::Once` / `OnceLock` initialisation by another goroutine.
     Once,
+    /// Waiting for a socket (`net`).
+    IoWait,
 }
 
 /// A goroutine's body as the scheduler sees it: a type-erased pointer with

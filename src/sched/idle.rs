@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use super::m::{M, MPtr, set_current_m};
 use super::p::PPtr;
-use super::{Sched, lock, timers};
+use super::{Sched, lock};
 use crate::stack::AltStack;
 
 impl Sched {
@@ -108,62 +108,19 @@ impl Sched {
         }
     }
 
-    /// Sleep `m` (holding no P) until the earliest timer, `deadline`, unless
-    /// another M already sleeps for an earlier one; then try to get a P to
-    /// run the timers with. Returns false if `m` should park as a plain
-    /// idle M instead (no P free, or someone else watches the timers).
-    pub(crate) fn sleep_for_timers(&self, m: &M, deadline: u64) -> bool {
-        {
-            let mut l = lock(&self.lock);
-            if self.is_shut_down() {
-                return false;
-            }
-            match l.timer_m {
-                Some((other, theirs)) => {
-                    if theirs > deadline {
-                        // Ours is earlier: let the sleeper recompute.
-                        other.get().park.wakeup();
-                    }
-                    return false;
-                }
-                None => {
-                    l.timer_m = Some((MPtr::new(m), deadline));
-                    // SeqCst: ordered with the timer starters' heap updates
-                    // (see `wake_for_timer`).
-                    self.timer_sleep_until.store(deadline, Ordering::SeqCst);
-                }
-            }
-        }
-        let wake_at = timers::instant_of(deadline);
-        m.park.sleep_until(wake_at);
-        let p = {
-            let mut l = lock(&self.lock);
-            l.timer_m = None;
-            self.timer_sleep_until.store(timers::NO_TIMER, Ordering::SeqCst);
-            self.pidleget(&mut l)
-        };
-        // After clearing `timer_m` under the lock no waker can set the note
-        // any more (see `wake_for_timer`).
-        m.park.clear();
-        match p {
-            Some(p) => {
-                self.acquirep(m, p);
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Stop accepting work and wake every idle M so that all threads exit.
     pub(crate) fn begin_shutdown(&self) {
+        if let Some(poller) = self.poller.get() {
+            poller.shut_down();
+        }
         let mut l = lock(&self.lock);
         // Release pairs with the Acquire in `is_shut_down`.
         self.shutdown.store(true, Ordering::Release);
         for m in std::mem::take(&mut l.midle) {
             m.get().park.wakeup();
         }
-        if let Some((m, _)) = l.timer_m {
-            m.get().park.wakeup();
+        if let Some(s) = l.sleeper {
+            self.wake_sleeper_locked(s);
         }
     }
 

@@ -51,6 +51,11 @@ pub(crate) struct M {
     pub(crate) pending: Cell<Pending>,
     /// xorshift state for victim selection.
     rng: Cell<u64>,
+    /// While this M polls the network (`collecting`), `goready` collects
+    /// the goroutines it readies in `ready_batch` instead of queueing them
+    /// one by one (`sched/poll.rs`).
+    pub(crate) collecting: Cell<bool>,
+    pub(crate) ready_batch: Cell<Vec<GPtr>>,
 }
 
 // SAFETY: all fields but `nextp`/`spinning` are touched only by the M's own
@@ -70,6 +75,8 @@ impl M {
             park: Note::new(),
             pending: Cell::new(Pending::None),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ (id.wrapping_add(1)).wrapping_mul(0xbf58_476d_1ce4_e5b9)),
+            collecting: Cell::new(false),
+            ready_batch: Cell::new(Vec::new()),
         }
     }
 

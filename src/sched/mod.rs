@@ -89,6 +89,7 @@ mod lock;
 mod m;
 mod p;
 mod park;
+mod poll;
 mod runq;
 mod schedule;
 pub(crate) mod timers;
@@ -103,9 +104,10 @@ pub(crate) use schedule::newproc;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
 
+use crate::netpoll::Poller;
 use crate::stack::StackPool;
 use m::MPtr;
 use p::{P, PPtr};
@@ -136,7 +138,7 @@ pub(crate) struct Sched {
     /// skip locking when the global queue is empty.
     runqsize: AtomicUsize,
     npidle: AtomicUsize,
-    /// The timer sleeper's deadline (`Locked::timer_m`), `NO_TIMER` if none:
+    /// The sleeper's deadline (`Locked::sleeper`), `NO_TIMER` if none:
     /// lets a timer start skip `lock` in the common case.
     timer_sleep_until: AtomicU64,
     nmspinning: AtomicUsize,
@@ -154,6 +156,9 @@ pub(crate) struct Sched {
     mcount: AtomicUsize,
     mnext: AtomicU64,
     steals: AtomicU64,
+    /// The network poller, created by the first socket (`poll.rs`).
+    poller: OnceLock<Arc<Poller>>,
+    poller_init: Mutex<()>,
     shutdown: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -163,13 +168,13 @@ pub(crate) struct Locked {
     runq: VecDeque<GPtr>,
     pidle: Vec<PPtr>,
     midle: Vec<MPtr>,
-    /// The M sleeping until the earliest timer while every P is idle, and
-    /// that deadline (`timers.rs`).
-    timer_m: Option<(MPtr, u64)>,
+    /// The M sleeping (in the network poll or on its note) until the
+    /// earliest timer while every P is idle (`poll.rs`).
+    sleeper: Option<poll::Sleeper>,
     thread_limit_warned: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Runtime critical sections never panic while holding a lock, and if a
     // user closure run under one did, its state is still consistent.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -187,7 +192,7 @@ impl Sched {
                 runq: VecDeque::new(),
                 pidle: Vec::new(),
                 midle: Vec::new(),
-                timer_m: None,
+                sleeper: None,
                 thread_limit_warned: false,
             }),
             runqsize: AtomicUsize::new(0),
@@ -204,6 +209,8 @@ impl Sched {
             mcount: AtomicUsize::new(0),
             mnext: AtomicU64::new(0),
             steals: AtomicU64::new(0),
+            poller: OnceLock::new(),
+            poller_init: Mutex::new(()),
             shutdown: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         });

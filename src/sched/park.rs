@@ -62,10 +62,16 @@ pub(crate) fn goready(g: GPtr) {
     g.wait_reason.set(WaitReason::None);
     g.set_status(GStatus::Runnable);
     let sched = g.sched();
-    match current_m()
-        .filter(|m| std::ptr::eq(&*m.sched, sched))
-        .and_then(|m| m.p.get())
+    let m = current_m().filter(|m| std::ptr::eq(&*m.sched, sched));
+    if let Some(m) = m
+        && m.collecting.get()
     {
+        let mut batch = m.ready_batch.take();
+        batch.push(g);
+        m.ready_batch.set(batch);
+        return;
+    }
+    match m.and_then(|m| m.p.get()) {
         Some(p) => sched.runqput(&p, g, true),
         None => sched.globrunqput(g),
     }

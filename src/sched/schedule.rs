@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::g::{G, GPtr, GStatus, Task};
 use super::m::{M, Pending, current_m};
 use super::p::{P, PPtr, PStatus};
+use super::poll::Woke;
 use super::runq::RunQueue;
 use super::timers::{NO_TIMER, nanotime};
 use super::{Sched, lock};
@@ -136,15 +137,21 @@ impl Sched {
             if p.timer0.load(Ordering::Relaxed) != NO_TIMER {
                 self.run_timers(&p, nanotime(Instant::now()));
             }
-            if p.schedtick.get().is_multiple_of(GLOBAL_CHECK_TICKS)
-                && let Some(g) = self.globrunqget(&p, 1)
-            {
-                return Some((g, false));
+            if p.schedtick.get().is_multiple_of(GLOBAL_CHECK_TICKS) {
+                if let Some(g) = self.globrunqget(&p, 1) {
+                    return Some((g, false));
+                }
+                if let Some(g) = self.poll_network_if_overdue(m) {
+                    return Some((g, false));
+                }
             }
             if let Some((g, inherit)) = p.runq.pop() {
                 return Some((GPtr::from_non_null(g), inherit));
             }
             if let Some(g) = self.globrunqget(&p, usize::MAX) {
+                return Some((g, false));
+            }
+            if let Some(g) = self.poll_network(m) {
                 return Some((g, false));
             }
             // Timers of idle Ps are ours to run; what they ready lands on our P.
@@ -199,8 +206,12 @@ impl Sched {
                 self.nmspinning.fetch_add(1, Ordering::SeqCst);
                 continue 'top;
             }
-            if next_timer != NO_TIMER && self.sleep_for_timers(m, next_timer) {
-                continue 'top;
+            if self.needs_sleeper(next_timer) {
+                match self.sleep_until_work(m, next_timer) {
+                    Some(Woke::WithP) => continue 'top,
+                    Some(Woke::Run(g)) => return Some((g, false)),
+                    Some(Woke::WithoutP) | None => {}
+                }
             }
             self.stopm(m);
         }

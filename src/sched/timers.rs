@@ -10,8 +10,8 @@
 //! Who runs due timers: an M running its P's scheduler loop checks that P's
 //! heap on every pass; an M that has found no work runs the due timers of
 //! every P, idle ones included; and when every P is idle, one M — the
-//! *timer sleeper*, `Locked::timer_m` — sleeps on its note exactly until the
-//! earliest deadline of all heaps. Starting a timer earlier than the timer
+//! *sleeper*, `Locked::sleeper` — sleeps (in the network poll, or on its
+//! note) exactly until the earliest deadline of all heaps (`sched/poll.rs`). Starting a timer earlier than the timer
 //! sleeper's deadline wakes it to sleep less (Go's `wakeNetPoller`).
 //!
 //! Callbacks run on g0 or on the thread that found them due, outside every
@@ -267,18 +267,16 @@ impl Sched {
         // still register having scanned the heaps just before our timer
         // landed; `wakep` then starts (or finds spinning) an M that scans
         // every heap before it stops, sees our timer and wakes the sleeper
-        // (`sleep_for_timers`). A sleeper due no later than us needs nothing.
+        // (`sleep_until_work`). A sleeper due no later than us needs nothing.
         match self.timer_sleep_until.load(Ordering::SeqCst) {
             NO_TIMER => return self.wakep(),
             until if until <= when => return,
             _ => {}
         }
         let l = lock(&self.lock);
-        if let Some((m, deadline)) = l.timer_m {
-            // Woken under the lock: the sleeper clears `timer_m` under it
-            // too, so it cannot have moved on to another sleep.
-            if deadline > when {
-                m.get().park.wakeup();
+        if let Some(s) = l.sleeper {
+            if s.until > when {
+                self.wake_sleeper_locked(s);
             }
             return;
         }

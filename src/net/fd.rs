@@ -1,0 +1,149 @@
+//! `NetFd`: a non-blocking socket registered with the netpoller, and the
+//! retry loop every operation runs (Go's `internal/poll.FD`).
+//!
+//! An operation first makes its system call directly: when data is there
+//! (the common case on a busy connection) it costs nothing more. Only on
+//! `WouldBlock` does it take the direction's lock — one waiter per
+//! direction, as a poll slot requires; other goroutines reading the same
+//! socket queue behind it, as in Go — and alternate "wait for an edge,
+//! retry" until the call succeeds, the socket is closed, or the deadline
+//! passes. `WouldBlock` therefore never reaches the user.
+//!
+//! Timeouts (`set_read_timeout`/`set_write_timeout`) are std's: each call
+//! gets at most that long, counted from when it first has to wait, and then
+//! fails with `TimedOut`. They are timers on the waiting goroutine's token,
+//! started only if it actually parks.
+//!
+//! Field order matters: `reg` is declared first so it is dropped first,
+//! taking the fd out of epoll before `sock` closes it.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::netpoll::{Direction, Registration, closed_error};
+use crate::sync::Mutex;
+
+/// No timeout (`AtomicU64` holds nanoseconds otherwise).
+const NO_TIMEOUT: u64 = 0;
+
+pub(crate) struct NetFd<S> {
+    reg: Registration,
+    read_lock: Mutex<()>,
+    write_lock: Mutex<()>,
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+    sock: S,
+}
+
+impl<S: AsRawFd> NetFd<S> {
+    /// Register `sock`, which must already be non-blocking.
+    pub(crate) fn new(sock: S) -> io::Result<NetFd<S>> {
+        Ok(NetFd {
+            reg: Registration::new(sock.as_raw_fd())?,
+            read_lock: Mutex::new(()),
+            write_lock: Mutex::new(()),
+            read_timeout: AtomicU64::new(NO_TIMEOUT),
+            write_timeout: AtomicU64::new(NO_TIMEOUT),
+            sock,
+        })
+    }
+
+    /// The socket itself, for calls that never wait (addresses, options).
+    pub(crate) fn sock(&self) -> &S {
+        &self.sock
+    }
+
+    /// Run `op` until it does not report `WouldBlock`, waiting for the
+    /// socket to become readable in between.
+    pub(crate) fn read<R>(&self, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        self.io(Direction::Read, op)
+    }
+
+    /// As `read`, for writability.
+    pub(crate) fn write<R>(&self, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        self.io(Direction::Write, op)
+    }
+
+    fn io<R>(&self, dir: Direction, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        if self.reg.is_closed() {
+            return Err(closed_error());
+        }
+        match op(&self.sock) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
+        let (lock, timeout) = match dir {
+            Direction::Read => (&self.read_lock, &self.read_timeout),
+            Direction::Write => (&self.write_lock, &self.write_timeout),
+        };
+        let deadline = match timeout.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            ns => Instant::now().checked_add(Duration::from_nanos(ns)),
+        };
+        let _one_waiter = lock.lock();
+        loop {
+            self.reg.wait(dir, deadline)?;
+            match op(&self.sock) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                done => return done,
+            }
+        }
+    }
+
+    /// Wait until the socket is writable once (a non-blocking `connect` in
+    /// progress), honouring `deadline`.
+    pub(crate) fn wait_writable(&self, deadline: Option<Instant>) -> io::Result<()> {
+        let _one_waiter = self.write_lock.lock();
+        self.reg.wait(Direction::Write, deadline)
+    }
+
+    /// std's `set_read_timeout`: `Some(0)` is an error.
+    pub(crate) fn set_timeout(&self, dir: Direction, t: Option<Duration>) -> io::Result<()> {
+        let ns = match t {
+            None => NO_TIMEOUT,
+            Some(d) if d.is_zero() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot set a 0 duration timeout",
+                ));
+            }
+            Some(d) => d.as_nanos().clamp(1, u128::from(u64::MAX)) as u64,
+        };
+        let slot = match dir {
+            Direction::Read => &self.read_timeout,
+            Direction::Write => &self.write_timeout,
+        };
+        slot.store(ns, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// std's `read_timeout`.
+    pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
+        let slot = match dir {
+            Direction::Read => &self.read_timeout,
+            Direction::Write => &self.write_timeout,
+        };
+        match slot.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// The socket, deregistered (`self` was its only handle).
+    pub(crate) fn into_inner(self) -> S {
+        let NetFd { reg, sock, .. } = self;
+        drop(reg);
+        sock
+    }
+
+    /// Go's `Close`: every goroutine blocked on this socket wakes with an
+    /// error, and every later operation fails; the descriptor itself is
+    /// closed when the last handle is dropped.
+    pub(crate) fn close(&self) {
+        self.reg.close();
+    }
+}

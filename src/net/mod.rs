@@ -1,0 +1,48 @@
+//! Networking that parks goroutines, not threads (Go's package net over
+//! its netpoller): std::net's types and names, backed by `netpoll`.
+//!
+//! A goroutine that reads a socket with no data parks; its thread runs
+//! other goroutines; the poller wakes it when data arrives. Called from a
+//! plain OS thread, the same types block that thread, and still work.
+//! `WouldBlock` never reaches the caller; an expired timeout is `TimedOut`;
+//! an operation on a socket that was `close`d — including one blocked at
+//! the time — fails with `NotConnected` ("use of closed network connection").
+//!
+//! A socket belongs to the runtime current when it was made (the caller's,
+//! else the default one), whose Ms poll it; goroutines of any runtime, and
+//! plain threads, may use it. If that runtime is dropped, operations on its
+//! sockets fail.
+
+mod fd;
+mod tcp;
+
+pub use tcp::{Incoming, TcpListener, TcpStream};
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// Try `f` on each address `addr` resolves to; the first success, or the
+/// last error.
+fn each_addr<A: ToSocketAddrs, T>(addr: A, mut f: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match f(a) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")))
+}
+
+/// `set_nonblocking(true)` is refused; `false` is what gort sockets already
+/// behave like.
+fn refuse_nonblocking(nonblocking: bool) -> io::Result<()> {
+    if nonblocking {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "gort sockets park the goroutine instead of returning WouldBlock; non-blocking mode is not supported",
+        ))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,444 @@
+//! TCP: `TcpListener` and `TcpStream` with std::net's names and shapes,
+//! parking the goroutine instead of blocking the thread (Go's net.TCPConn,
+//! net.TCPListener).
+//!
+//! Decisions (where std and Go differ):
+//! - Handles are shared, not duplicated: `try_clone` returns another handle
+//!   to the same descriptor (no `dup`), and `close` — Go's `Close` — wakes
+//!   every goroutine blocked on it with an error, whichever handle it used.
+//!   The descriptor is released when the last handle is dropped.
+//! - `set_nonblocking` is refused with `InvalidInput`: the descriptor is
+//!   always non-blocking underneath, and a blocked operation parks only the
+//!   goroutine. Use a goroutine per connection instead of polling.
+//! - Read and write timeouts behave as std's (per call), and expiring is
+//!   `TimedOut`, never `WouldBlock`.
+//! - Name resolution in `connect`/`bind` uses std's `ToSocketAddrs`, which
+//!   blocks the thread for names that are not literal addresses.
+//! - From a plain thread (not a goroutine) every call works and blocks the
+//!   thread.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use super::fd::NetFd;
+use super::{each_addr, refuse_nonblocking};
+use crate::netpoll::{Direction, timeout_error};
+
+/// A TCP socket server, listening for connections (std's `TcpListener`).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// gort::run(|| {
+///     let listener = gort::net::TcpListener::bind("127.0.0.1:0")?;
+///     let addr = listener.local_addr()?;
+///     let server = gort::go(move || -> std::io::Result<()> {
+///         let (mut conn, _) = listener.accept()?;
+///         let mut buf = [0; 5];
+///         conn.read_exact(&mut buf)?;
+///         conn.write_all(&buf)
+///     });
+///     let mut client = gort::net::TcpStream::connect(addr)?;
+///     client.write_all(b"hello")?;
+///     let mut echo = [0; 5];
+///     client.read_exact(&mut echo)?;
+///     assert_eq!(&echo, b"hello");
+///     server.join().unwrap()
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct TcpListener {
+    fd: Arc<NetFd<std::net::TcpListener>>,
+}
+
+impl TcpListener {
+    /// Bind to `addr` and listen (each resolved address is tried in turn).
+    ///
+    /// Unlike std (128), the backlog is the kernel's maximum
+    /// (`net.core.somaxconn`), as in Go, so that a burst of connections is
+    /// not answered with dropped SYNs and one-second retransmissions.
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        each_addr(addr, |a| {
+            let sock = Socket::new(
+                Domain::for_address(a),
+                Type::STREAM.nonblocking().cloexec(),
+                Some(Protocol::TCP),
+            )?;
+            // As std does on Unix: rebinding a port in TIME_WAIT is allowed.
+            sock.set_reuse_address(true)?;
+            sock.bind(&a.into())?;
+            // The kernel clamps the backlog to somaxconn.
+            sock.listen(i32::MAX)?;
+            Ok(TcpListener {
+                fd: Arc::new(NetFd::new(sock.into())?),
+            })
+        })
+    }
+
+    /// Wrap a listener made by std; it is switched to non-blocking mode.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener {
+            fd: Arc::new(NetFd::new(listener)?),
+        })
+    }
+
+    /// Turn this listener back into a blocking std one. Fails (returning
+    /// nothing) if other handles to it exist.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        let listener = unwrap_only_handle(self.fd)?;
+        listener.set_nonblocking(false)?;
+        Ok(listener)
+    }
+
+    /// Accept a connection, parking the goroutine until one arrives.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (sock, addr) = self
+            .fd
+            .read(|l| SockRef::from(l).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC))?;
+        let addr = addr
+            .as_socket()
+            .ok_or_else(|| io::Error::other("accepted a connection without an IP address"))?;
+        Ok((TcpStream::from_nonblocking(sock.into())?, addr))
+    }
+
+    /// An endless iterator of accepted connections (std's `incoming`).
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The address this listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.sock().local_addr()
+    }
+
+    /// Another handle to the same listener (no descriptor is duplicated).
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        Ok(self.clone())
+    }
+
+    /// Go's `Close`: wake every goroutine blocked in `accept` with an error
+    /// and fail later calls; the socket closes when the last handle drops.
+    pub fn close(&self) {
+        self.fd.close();
+    }
+
+    /// Refused: see the module documentation.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        refuse_nonblocking(nonblocking)
+    }
+
+    /// Set `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.fd.sock().set_ttl(ttl)
+    }
+
+    /// `IP_TTL`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.fd.sock().ttl()
+    }
+
+    /// Take the pending `SO_ERROR`.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.fd.sock().take_error()
+    }
+}
+
+impl TryFrom<std::net::TcpListener> for TcpListener {
+    type Error = io::Error;
+    fn try_from(l: std::net::TcpListener) -> io::Result<TcpListener> {
+        TcpListener::from_std(l)
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.sock().as_raw_fd()
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.sock().as_fd()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("addr", &self.local_addr().ok())
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+/// The iterator of [`TcpListener::incoming`]; never returns `None`.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
+/// A TCP connection (std's `TcpStream`). `Read` and `Write` are
+/// implemented for `&TcpStream` too, so one goroutine can read while
+/// another writes.
+#[derive(Clone)]
+pub struct TcpStream {
+    fd: Arc<NetFd<std::net::TcpStream>>,
+}
+
+impl TcpStream {
+    /// Connect to `addr` (each resolved address is tried in turn), parking
+    /// the goroutine while the handshake is in progress.
+    pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        each_addr(addr, |a| TcpStream::connect_deadline(&a, None))
+    }
+
+    /// Connect to one address, giving up with `TimedOut` after `timeout`.
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        TcpStream::connect_deadline(addr, Instant::now().checked_add(timeout))
+    }
+
+    fn connect_deadline(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+        let sock = Socket::new(
+            Domain::for_address(*addr),
+            Type::STREAM.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        )?;
+        let in_progress = match sock.connect(&(*addr).into()) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+            Err(e) => return Err(e),
+        };
+        let stream = TcpStream::from_nonblocking(sock.into())?;
+        if in_progress {
+            loop {
+                stream.fd.wait_writable(deadline)?;
+                if let Some(e) = stream.fd.sock().take_error()? {
+                    return Err(e);
+                }
+                // Writable without an error means connected, unless the edge
+                // was stale (see netpoll): then the peer is not known yet.
+                match stream.fd.sock().peer_addr() {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Err(timeout_error());
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(stream)
+    }
+
+    fn from_nonblocking(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            fd: Arc::new(NetFd::new(stream)?),
+        })
+    }
+
+    /// Wrap a connected std stream; it is switched to non-blocking mode.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        TcpStream::from_nonblocking(stream)
+    }
+
+    /// Turn this stream back into a blocking std one. Fails if other
+    /// handles to it exist.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        let stream = unwrap_only_handle(self.fd)?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.sock().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.sock().local_addr()
+    }
+
+    /// Shut down the read, write, or both halves (std's `shutdown`).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.fd.sock().shutdown(how)
+    }
+
+    /// Receive data without removing it from the queue, parking until some
+    /// arrives.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fd.read(|s| s.peek(buf))
+    }
+
+    /// Set `TCP_NODELAY`.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.fd.sock().set_nodelay(nodelay)
+    }
+
+    /// `TCP_NODELAY`.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.fd.sock().nodelay()
+    }
+
+    /// Set `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.fd.sock().set_ttl(ttl)
+    }
+
+    /// `IP_TTL`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.fd.sock().ttl()
+    }
+
+    /// Bound each read to `timeout` (None: no bound); a read that waits
+    /// longer fails with `TimedOut`. `Some(Duration::ZERO)` is an error, as in std.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.fd.set_timeout(Direction::Read, timeout)
+    }
+
+    /// As `set_read_timeout`, for writes.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.fd.set_timeout(Direction::Write, timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.fd.timeout(Direction::Read))
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.fd.timeout(Direction::Write))
+    }
+
+    /// Take the pending `SO_ERROR`.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.fd.sock().take_error()
+    }
+
+    /// Another handle to the same connection (no descriptor is duplicated).
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(self.clone())
+    }
+
+    /// Go's `Close`: wake every goroutine blocked on this connection with an
+    /// error and fail later calls; the socket closes when the last handle
+    /// drops.
+    pub fn close(&self) {
+        self.fd.close();
+    }
+
+    /// Refused: see the module documentation.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        refuse_nonblocking(nonblocking)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fd.read(|mut s| s.read(buf))
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.fd.read(|mut s| s.read_vectored(bufs))
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.fd.write(|mut s| s.write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.fd.write(|mut s| s.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TryFrom<std::net::TcpStream> for TcpStream {
+    type Error = io::Error;
+    fn try_from(s: std::net::TcpStream) -> io::Result<TcpStream> {
+        TcpStream::from_std(s)
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.sock().as_raw_fd()
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.sock().as_fd()
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("addr", &self.local_addr().ok())
+            .field("peer", &self.peer_addr().ok())
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+/// The socket inside `fd`, if `fd` is its only handle.
+fn unwrap_only_handle<S: AsRawFd>(fd: Arc<NetFd<S>>) -> io::Result<S> {
+    Arc::try_unwrap(fd).map(NetFd::into_inner).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "other handles to this socket exist (try_clone)",
+        )
+    })
+}

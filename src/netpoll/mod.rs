@@ -1,0 +1,392 @@
+//! The network poller: goroutines wait for sockets here (Go's netpoll.go
+//! and netpoll_epoll.go).
+//!
+//! # Design
+//!
+//! One epoll instance per runtime, created when its first socket is
+//! registered. Every socket is registered once, edge-triggered, for both
+//! directions, with a *poll descriptor* (`PollDesc`) as its event data. A
+//! descriptor has a read slot and a write slot (`slot.rs`): `READY` when an
+//! edge arrived that nobody consumed, or the `WaitToken` of the one
+//! goroutine (or plain thread) waiting for that direction.
+//!
+//! An I/O operation (`net/fd.rs`) tries its system call first; only on
+//! `EAGAIN` does it wait here: consume a pending edge and retry, or install
+//! its token and park. The poller fires the slots named by each event,
+//! which wakes their waiters through the token — so a deadline (a timer
+//! claiming the same token) and an edge can race, and exactly one of them
+//! ends the wait.
+//!
+//! Who polls (the scheduler side is `sched/poll.rs`): an M that finds no
+//! work polls without blocking before it steals; the last M to go idle
+//! blocks in `epoll_wait` until the earliest timer, as the runtime's one
+//! *sleeper*; an M running goroutines polls at its periodic global-queue
+//! check when nobody has for `OVERDUE`. A doorbell eventfd breaks the
+//! blocking poll (an earlier timer, shutdown).
+//!
+//! # Descriptor lifetime
+//!
+//! An event can be in flight in another M's result buffer after its socket
+//! was closed, so descriptors are never freed while the poller lives: a
+//! closed socket's descriptor goes to a free list and is reused. A stale
+//! event for a reused descriptor only marks it `READY`, which costs its new
+//! owner one extra system call that fails with `EAGAIN` — harmless, so no
+//! sequence number is kept. A socket is deregistered from epoll before its
+//! fd is closed (field order in `net/fd.rs`), so a reused fd number is never
+//! deregistered by mistake.
+//!
+//! # Closing
+//!
+//! `Registration::close` (Go's `pollDesc.evict`) marks the descriptor
+//! closing and fires both slots: a goroutine blocked on the socket wakes and
+//! fails with "use of closed network connection"; the fd itself is released
+//! only when its last user is gone, so no read ever reaches a reused fd.
+
+mod slot;
+
+use std::io;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::os::{Epoll, Event, EventFd, INTEREST, READABLE, WRITABLE, empty_event};
+use crate::sched::{Sched, TIMED_OUT, WaitReason, WaitToken, current_m, lock, timers};
+use slot::Slot;
+
+/// Event data of the doorbell (descriptors are addresses, never 0).
+const DOORBELL: u64 = 0;
+/// Events taken per `epoll_wait`.
+const EVENTS_PER_POLL: usize = 128;
+/// Descriptors allocated at once.
+const PD_CHUNK: usize = 64;
+/// A poll this old makes a busy M poll (Go's sysmon uses 10 ms too).
+pub(crate) const OVERDUE: Duration = Duration::from_millis(10);
+
+/// The direction an operation waits for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+struct PollDesc {
+    closing: AtomicBool,
+    read: Slot,
+    write: Slot,
+}
+
+impl PollDesc {
+    fn new() -> PollDesc {
+        PollDesc {
+            closing: AtomicBool::new(false),
+            read: Slot::new(),
+            write: Slot::new(),
+        }
+    }
+
+    fn slot(&self, dir: Direction) -> &Slot {
+        match dir {
+            Direction::Read => &self.read,
+            Direction::Write => &self.write,
+        }
+    }
+}
+
+#[derive(Default)]
+struct PdCache {
+    free: Vec<NonNull<PollDesc>>,
+    chunks: Vec<Box<[PollDesc]>>,
+}
+
+// SAFETY: the pointers name descriptors inside `chunks`, which this cache
+// owns; PollDesc is Sync (atomics only).
+unsafe impl Send for PdCache {}
+
+/// One runtime's epoll instance and its poll descriptors.
+pub(crate) struct Poller {
+    epoll: Epoll,
+    doorbell: EventFd,
+    /// The doorbell was rung and the ring not yet seen: ring once.
+    ringing: AtomicBool,
+    pds: Mutex<PdCache>,
+    /// Tokens installed in some slot now (Go's `netpollWaiters`): whether
+    /// an idle M should poll at all.
+    waiters: AtomicUsize,
+    /// `timers::nanotime` of the last poll; 0 while an M is blocked in one.
+    last_poll: AtomicU64,
+    shut_down: AtomicBool,
+    sched: Weak<Sched>,
+}
+
+impl Poller {
+    pub(crate) fn new(sched: Weak<Sched>) -> io::Result<Poller> {
+        let epoll = Epoll::new()?;
+        let doorbell = EventFd::new()?;
+        // Level-triggered: the doorbell stays readable until drained, so a
+        // ring is seen by the next poll whenever it comes.
+        epoll.add(doorbell.raw(), libc::EPOLLIN as u32, DOORBELL)?;
+        Ok(Poller {
+            epoll,
+            doorbell,
+            ringing: AtomicBool::new(false),
+            pds: Mutex::new(PdCache::default()),
+            waiters: AtomicUsize::new(0),
+            last_poll: AtomicU64::new(timers::nanotime(Instant::now()).max(1)),
+            shut_down: AtomicBool::new(false),
+            sched,
+        })
+    }
+
+    /// Watch `fd` (non-blocking) for readiness.
+    pub(crate) fn register(self: &Arc<Self>, fd: RawFd) -> io::Result<Registration> {
+        let pd = {
+            let mut cache = lock(&self.pds);
+            if cache.free.is_empty() {
+                let chunk: Box<[PollDesc]> = (0..PD_CHUNK).map(|_| PollDesc::new()).collect();
+                cache.free.extend(chunk.iter().map(NonNull::from));
+                cache.chunks.push(chunk);
+            }
+            cache.free.pop().expect("just refilled")
+        };
+        // SAFETY: descriptors live as long as the poller (module header).
+        let desc = unsafe { pd.as_ref() };
+        desc.closing.store(false, Ordering::Relaxed);
+        desc.read.reset();
+        desc.write.reset();
+        let reg = Registration {
+            poller: Arc::clone(self),
+            pd,
+            fd,
+        };
+        // On failure `reg`'s drop returns the descriptor (its epoll delete
+        // fails harmlessly with ENOENT).
+        self.epoll.add(fd, INTEREST, pd.as_ptr() as u64)?;
+        Ok(reg)
+    }
+
+    /// Whether some goroutine or thread waits for a descriptor.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether an M is blocked in `epoll_wait` right now.
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.last_poll.load(Ordering::SeqCst) == 0
+    }
+
+    /// Whether nobody has polled for `OVERDUE`.
+    pub(crate) fn is_overdue(&self, now: u64) -> bool {
+        let last = self.last_poll.load(Ordering::Relaxed);
+        last != 0 && now.saturating_sub(last) > OVERDUE.as_nanos() as u64
+    }
+
+    /// Poll once, waiting at most `timeout` (None: until an event or the
+    /// doorbell), and wake the waiters of every ready descriptor. The caller
+    /// collects the goroutines made ready (`sched/poll.rs`).
+    pub(crate) fn poll(&self, timeout: Option<Duration>) {
+        let blocking = timeout != Some(Duration::ZERO);
+        if blocking {
+            // SeqCst: a thread waiter registers, then reads this to decide
+            // whether it must start an M to poll (`Registration::wait`).
+            self.last_poll.store(0, Ordering::SeqCst);
+        }
+        let mut events = [empty_event(); EVENTS_PER_POLL];
+        let n = self.epoll.wait(&mut events, timeout);
+        self.last_poll
+            .store(timers::nanotime(Instant::now()).max(1), Ordering::SeqCst);
+        for ev in &events[..n] {
+            self.dispatch(ev);
+        }
+    }
+
+    fn dispatch(&self, ev: &Event) {
+        let (bits, data) = (ev.events, ev.u64);
+        if data == DOORBELL {
+            self.doorbell.drain();
+            self.ringing.store(false, Ordering::Release);
+            return;
+        }
+        // SAFETY: non-doorbell data is the address of a descriptor of this
+        // poller, alive as long as the poller (module header).
+        let pd = unsafe { &*(data as *const PollDesc) };
+        if bits & READABLE != 0 {
+            fire(&pd.read);
+        }
+        if bits & WRITABLE != 0 {
+            fire(&pd.write);
+        }
+    }
+
+    /// End a blocking poll early, if one is in progress (Go's
+    /// `netpollBreak`). Any thread.
+    pub(crate) fn wake_blocked(&self) {
+        // Ring once per poll: further rings would only make more syscalls.
+        if !self.ringing.swap(true, Ordering::AcqRel) {
+            self.doorbell.ring();
+        }
+    }
+
+    /// The runtime is shutting down: fail every current and future wait.
+    pub(crate) fn shut_down(&self) {
+        // SeqCst: ordered with the waiters' register-then-check, as closing is.
+        self.shut_down.store(true, Ordering::SeqCst);
+        // Fired outside the cache lock: waking takes scheduler locks.
+        let all: Vec<NonNull<PollDesc>> = {
+            let cache = lock(&self.pds);
+            cache.chunks.iter().flat_map(|c| c.iter().map(NonNull::from)).collect()
+        };
+        for pd in all {
+            // SAFETY: descriptors live as long as the poller.
+            let pd = unsafe { pd.as_ref() };
+            fire(&pd.read);
+            fire(&pd.write);
+        }
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::SeqCst)
+    }
+
+    /// Whether the running goroutine belongs to this poller's runtime (so
+    /// its M will poll when it goes idle).
+    fn polled_by_caller(&self) -> bool {
+        current_m().is_some_and(|m| m.curg.get().is_some() && std::ptr::eq(Arc::as_ptr(&m.sched), self.sched.as_ptr()))
+    }
+}
+
+/// Fire `slot` and wake the waiter it held.
+fn fire(slot: &Slot) {
+    if let Some(w) = slot.fire() {
+        // SAFETY: a slot holds the address of an `Arc<WaitToken>` whose
+        // reference it owns (`slot.rs`); `fire` moved it to us.
+        let token = unsafe { Arc::from_raw(w as *const WaitToken) };
+        if let Some(claim) = WaitToken::claim(token, 0) {
+            claim.done();
+        }
+    }
+}
+
+/// A socket's membership in a poller; dropping it deregisters the fd
+/// (before the fd is closed: see the module header).
+pub(crate) struct Registration {
+    poller: Arc<Poller>,
+    pd: NonNull<PollDesc>,
+    fd: RawFd,
+}
+
+// SAFETY: the descriptor is atomics only and outlives the registration
+// (the poller it belongs to is kept alive by `poller`).
+unsafe impl Send for Registration {}
+// SAFETY: as above.
+unsafe impl Sync for Registration {}
+
+/// The error of an operation on a closed socket (Go's `ErrNetClosing`).
+pub(crate) fn closed_error() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "use of closed network connection")
+}
+
+/// The error of an operation whose deadline passed (Go's `os.ErrDeadlineExceeded`).
+pub(crate) fn timeout_error() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "i/o timeout")
+}
+
+impl Registration {
+    /// Register `fd` with the current runtime's poller (the caller's
+    /// runtime, else the default one).
+    pub(crate) fn new(fd: RawFd) -> io::Result<Registration> {
+        crate::runtime::with_current(|sched| sched.poller()?.register(fd))
+    }
+
+    fn pd(&self) -> &PollDesc {
+        // SAFETY: the descriptor lives as long as `self.poller`.
+        unsafe { self.pd.as_ref() }
+    }
+
+    /// Wait until `dir` may be ready again after an `EAGAIN`, or until
+    /// `deadline`. `Ok` means "retry the system call". Callers serialise
+    /// waits per direction (one waiter per slot).
+    pub(crate) fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
+        let pd = self.pd();
+        let slot = pd.slot(dir);
+        self.check_open()?;
+        if slot.take_ready() {
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(timeout_error());
+        }
+        let token = WaitToken::new();
+        let raw = Arc::into_raw(Arc::clone(&token)) as usize;
+        if slot.register(raw).is_err() {
+            // SAFETY: not installed, so the reference is still ours.
+            drop(unsafe { Arc::from_raw(raw as *const WaitToken) });
+            return Ok(());
+        }
+        let poller = &self.poller;
+        poller.waiters.fetch_add(1, Ordering::SeqCst);
+        if !poller.polled_by_caller() && !poller.is_blocked() {
+            // A thread (or another runtime's goroutine) waits: its thread
+            // will not poll for us, so make sure an M of ours will. An M
+            // that goes idle after our increment sees the waiter and polls.
+            if let Some(sched) = poller.sched.upgrade() {
+                sched.wakep();
+            }
+        }
+        // SeqCst load after the SeqCst install: `close` stores the flag and
+        // then fires, so either we see the flag or it sees our token.
+        let tag = if (pd.closing.load(Ordering::SeqCst) || poller.is_shut_down()) && slot.withdraw(raw) {
+            // SAFETY: withdrawn, so the reference is ours again.
+            drop(unsafe { Arc::from_raw(raw as *const WaitToken) });
+            0
+        } else {
+            token.wait(deadline, WaitReason::IoWait)
+        };
+        poller.waiters.fetch_sub(1, Ordering::SeqCst);
+        if tag == TIMED_OUT {
+            if slot.withdraw(raw) {
+                // SAFETY: withdrawn, so the reference is ours again.
+                drop(unsafe { Arc::from_raw(raw as *const WaitToken) });
+            }
+            self.check_open()?;
+            return Err(timeout_error());
+        }
+        // Woken by an edge: consume it, since the retry will see its data.
+        slot.take_ready();
+        self.check_open()
+    }
+
+    fn check_open(&self) -> io::Result<()> {
+        if self.pd().closing.load(Ordering::SeqCst) {
+            return Err(closed_error());
+        }
+        if self.poller.is_shut_down() {
+            return Err(io::Error::other("the runtime this socket belongs to has shut down"));
+        }
+        Ok(())
+    }
+
+    /// Mark the socket closed and wake whoever waits on it (Go's `evict`).
+    pub(crate) fn close(&self) {
+        let pd = self.pd();
+        // SeqCst: see `wait`.
+        pd.closing.store(true, Ordering::SeqCst);
+        fire(&pd.read);
+        fire(&pd.write);
+    }
+
+    /// Whether `close` was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.pd().closing.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Nobody can be waiting: waiters borrow the registration. A failure
+        // (the fd was already closed by its owner) leaves nothing registered.
+        let _ = self.poller.epoll.delete(self.fd);
+        lock(&self.poller.pds).free.push(self.pd);
+    }
+}

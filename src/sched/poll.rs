@@ -1,0 +1,209 @@
+//! The scheduler's side of the network poller (the `netpoll` calls in Go's
+//! `findRunnable`, `injectglist`, and `netpollBreak`).
+//!
+//! Three kinds of M poll (`netpoll/` describes the poller itself):
+//!
+//! - an M that found no work in its queues polls without blocking before it
+//!   steals, unless another M is already blocked in a poll;
+//! - an M that runs goroutines back to back polls without blocking at its
+//!   periodic global-queue check once nobody has polled for
+//!   `netpoll::OVERDUE` (until sysmon does it);
+//! - the runtime's *sleeper* — the last M to go idle while goroutines wait
+//!   for timers or sockets (`Locked::sleeper`) — blocks in the poll until the
+//!   earliest timer. Without a poller it sleeps on its futex note instead.
+//!
+//! While an M polls it collects the goroutines the poll readies
+//! (`M::collecting`) and queues them in one batch: on its own P if it holds
+//! one, else on the global queue, and `wakep` starts help for the rest.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::g::GPtr;
+use super::m::{M, MPtr};
+use super::{Sched, lock, timers};
+use crate::netpoll::Poller;
+
+/// The M sleeping for the runtime while every P is idle, until `until`
+/// (a `timers::nanotime`, or `timers::NO_TIMER`).
+#[derive(Clone, Copy)]
+pub(crate) struct Sleeper {
+    pub(crate) m: MPtr,
+    pub(crate) until: u64,
+}
+
+/// How a sleeper's sleep ended.
+pub(crate) enum Woke {
+    /// It holds a P and should look for work (a timer is due, say).
+    WithP,
+    /// It holds a P and has this goroutine, made ready by the poll, to run.
+    Run(GPtr),
+    /// No P was free: it should stop as a plain idle M.
+    WithoutP,
+}
+
+impl Sched {
+    /// This runtime's poller, created on first use. Any thread.
+    pub(crate) fn poller(&self) -> io::Result<&Arc<Poller>> {
+        if let Some(p) = self.poller.get() {
+            return Ok(p);
+        }
+        let _creating = lock(&self.poller_init);
+        if self.poller.get().is_none() {
+            let poller = Arc::new(Poller::new(self.me.clone())?);
+            let _ = self.poller.set(poller);
+            // A sleeper on its futex note would not see socket events: wake
+            // it, so that it goes back to sleep in the poll.
+            self.wake_sleeper();
+        }
+        Ok(self.poller.get().expect("just set"))
+    }
+
+    /// Poll and return the goroutines that became ready. On g0.
+    fn netpoll(&self, m: &M, poller: &Poller, timeout: Option<Duration>) -> Vec<GPtr> {
+        m.collecting.set(true);
+        poller.poll(timeout);
+        m.collecting.set(false);
+        m.ready_batch.take()
+    }
+
+    /// Queue the goroutines a poll readied (Go's `injectglist`). If `m`
+    /// holds a P, the first is returned to run now and the rest go on that
+    /// P's queue; otherwise all go on the global queue. On g0.
+    fn inject_ready(&self, m: &M, mut ready: Vec<GPtr>) -> Option<GPtr> {
+        let mut first = None;
+        if !ready.is_empty() {
+            match m.p.get() {
+                Some(p) => {
+                    let mut gs = ready.drain(..);
+                    first = gs.next();
+                    for g in gs {
+                        self.runqput(&p, g, false);
+                    }
+                }
+                None => {
+                    let mut l = lock(&self.lock);
+                    l.runq.extend(ready.drain(..));
+                    self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+                }
+            }
+            if m.p.get().is_none() || !m.p().runq.is_empty() {
+                self.wakep();
+            }
+        }
+        // Keep the buffer's capacity for the next poll.
+        m.ready_batch.set(ready);
+        first
+    }
+
+    /// `find_runnable`'s look at the network: poll without blocking if
+    /// anyone waits and no M is blocked polling already. On g0, holding a P.
+    pub(crate) fn poll_network(&self, m: &M) -> Option<GPtr> {
+        let poller = self.poller.get()?;
+        if !poller.has_waiters() || poller.is_blocked() {
+            return None;
+        }
+        let ready = self.netpoll(m, poller, Some(Duration::ZERO));
+        self.inject_ready(m, ready)
+    }
+
+    /// Like `poll_network`, but only if nobody has polled for
+    /// `netpoll::OVERDUE`: the check a busy M makes now and then.
+    pub(crate) fn poll_network_if_overdue(&self, m: &M) -> Option<GPtr> {
+        let poller = self.poller.get()?;
+        if !poller.has_waiters() || !poller.is_overdue(timers::nanotime(Instant::now())) {
+            return None;
+        }
+        self.poll_network(m)
+    }
+
+    /// Whether an idle M should become the sleeper rather than just stop:
+    /// a timer is pending or someone waits for a socket.
+    pub(crate) fn needs_sleeper(&self, next_timer: u64) -> bool {
+        next_timer != timers::NO_TIMER || self.poller.get().is_some_and(|p| p.has_waiters())
+    }
+
+    /// Become the runtime's sleeper (`m` holds no P): block in the poll, or
+    /// on the futex note without a poller, until `deadline`, the doorbell,
+    /// or a socket event; then try to get a P for what woke us. Returns
+    /// `None` if another M already sleeps at least as early (then `m` should
+    /// stop as a plain idle M).
+    pub(crate) fn sleep_until_work(&self, m: &M, deadline: u64) -> Option<Woke> {
+        {
+            let mut l = lock(&self.lock);
+            if self.is_shut_down() {
+                return None;
+            }
+            if let Some(other) = l.sleeper {
+                if other.until > deadline {
+                    // Ours is earlier: let the sleeper recompute.
+                    drop(l);
+                    self.wake_sleeper();
+                }
+                return None;
+            }
+            l.sleeper = Some(Sleeper { m: MPtr::new(m), until: deadline });
+            // SeqCst: ordered with the timer starters' heap updates
+            // (see `wake_for_timer`).
+            self.timer_sleep_until.store(deadline, Ordering::SeqCst);
+        }
+        let ready = match self.poller.get() {
+            Some(poller) => {
+                let timeout = (deadline != timers::NO_TIMER)
+                    .then(|| timers::instant_of(deadline).saturating_duration_since(Instant::now()));
+                self.netpoll(m, poller, timeout)
+            }
+            None => {
+                m.park.sleep_until(timers::instant_of(deadline));
+                Vec::new()
+            }
+        };
+        let p = {
+            let mut l = lock(&self.lock);
+            l.sleeper = None;
+            self.timer_sleep_until.store(timers::NO_TIMER, Ordering::SeqCst);
+            self.pidleget(&mut l)
+        };
+        // After clearing `sleeper` under the lock no waker can set the note
+        // any more (see `wake_sleeper`).
+        m.park.clear();
+        match p {
+            Some(p) => {
+                self.acquirep(m, p);
+                Some(match self.inject_ready(m, ready) {
+                    Some(g) => Woke::Run(g),
+                    None => Woke::WithP,
+                })
+            }
+            None => {
+                self.inject_ready(m, ready);
+                Some(Woke::WithoutP)
+            }
+        }
+    }
+
+    /// Wake the sleeper, if there is one, so that it re-reads the timers
+    /// (Go's `wakeNetPoller`). Any thread; `Sched::lock` not held.
+    pub(crate) fn wake_sleeper(&self) {
+        let l = lock(&self.lock);
+        if let Some(s) = l.sleeper {
+            self.wake_sleeper_locked(s);
+        }
+    }
+
+    /// Wake sleeper `s`. `Sched::lock` held, which keeps `s` asleep or
+    /// about to clear itself: it cannot have moved on to another sleep.
+    pub(crate) fn wake_sleeper_locked(&self, s: Sleeper) {
+        match self.poller.get() {
+            Some(poller) => {
+                poller.wake_blocked();
+                // It may still be on its note if it fell asleep before the
+                // poller existed.
+                s.m.get().park.wakeup();
+            }
+            None => s.m.get().park.wakeup(),
+        }
+    }
+}
