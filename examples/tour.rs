@@ -12,7 +12,13 @@
 //! 6. skynet: a million goroutines in a tree, summing over channels;
 //! 7. ping-pong over unbuffered (rendezvous) channels;
 //! 8. `select!` over channels with a timeout, and a goroutine-aware mutex;
-//! 9. ten thousand sleeping goroutines and how late they woke.
+//! 9. ten thousand sleeping goroutines and how late they woke;
+//! 10. an echo server over `gort::net`, a goroutine per connection, with a
+//!     few hundred client goroutines;
+//! 11. preemption: a goroutine spinning in `loop {}` on one P while another
+//!     keeps its 1 ms ticks;
+//! 12. un-annotated blocking calls (`std::thread::sleep`) that do not stall
+//!     a computation.
 //!
 //! Run with `cargo run --release --example tour`.
 
@@ -34,6 +40,9 @@ fn main() {
     gort::run(ping_pong);
     gort::run(select_with_timeout);
     gort::run(sleepers);
+    gort::run(echo_server);
+    preemption();
+    blocking_calls();
     println!("\ntour finished: every check passed");
 }
 
@@ -321,4 +330,130 @@ fn sleepers() {
         "worst lateness",
         format!("{:.2} ms", WORST_NS.load(Ordering::Relaxed) as f64 / 1e6),
     );
+}
+
+fn echo_server() {
+    use std::io::{Read, Write};
+    heading("echo server: a goroutine per connection, 300 client goroutines");
+    const CLIENTS: usize = 300;
+    const ROUND_TRIPS: usize = 200;
+    let listener = gort::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    let server = listener.clone();
+    gort::go(move || {
+        // Ends when the listener is closed below.
+        for conn in server.incoming() {
+            let Ok(mut conn) = conn else { return };
+            gort::go(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let start = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            gort::go(move || {
+                let mut conn = gort::net::TcpStream::connect(addr).expect("connect");
+                conn.set_nodelay(true).expect("nodelay");
+                let mut echo = [0u8; 64];
+                for i in 0..ROUND_TRIPS {
+                    let msg = [(c + i) as u8; 64];
+                    conn.write_all(&msg).expect("write");
+                    conn.read_exact(&mut echo).expect("read");
+                    assert_eq!(echo, msg, "echo mismatch");
+                }
+            })
+        })
+        .collect();
+    clients.into_iter().for_each(|h| h.join().unwrap());
+    let elapsed = start.elapsed();
+    listener.close();
+    let total = (CLIENTS * ROUND_TRIPS) as u64;
+    row("round trips", thousands(total));
+    row(
+        "round trips / s",
+        format!(
+            "{} (clients and server share the CPUs)",
+            thousands((total as f64 / elapsed.as_secs_f64()) as u64)
+        ),
+    );
+}
+
+fn preemption() {
+    heading("preemption: a call-free spinner and a 1 ms ticker on one P");
+    let rt = gort::Runtime::builder().procs(1).build().expect("runtime");
+    rt.block_on(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinning = Arc::clone(&stop);
+        let spinner = gort::go(move || {
+            let mut x = 0u64;
+            // No runtime call in here: only a signal can stop it.
+            while !spinning.load(Ordering::Relaxed) {
+                x = std::hint::black_box(x + 1);
+            }
+            x
+        });
+        let mut worst = Duration::ZERO;
+        for _ in 0..50 {
+            let t = Instant::now();
+            gort::time::sleep(Duration::from_millis(1));
+            worst = worst.max(t.elapsed() - Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let spins = spinner.join().unwrap();
+        assert!(spins > 0);
+        let m = runtime::metrics();
+        row("ticks", "50 of 50, while the spinner ran");
+        row(
+            "worst tick delay",
+            format!("{:.1} ms (preempt slice 10 ms)", worst.as_secs_f64() * 1e3),
+        );
+        row("preemption requests", m.preempt_requests);
+    });
+}
+
+fn blocking_calls() {
+    heading("blocking calls: 8 goroutines in std::thread::sleep, 2 Ps, a computation");
+    let rt = gort::Runtime::builder().procs(2).build().expect("runtime");
+    rt.block_on(|| {
+        let start = Instant::now();
+        let sleepers: Vec<_> = (0..8)
+            .map(|_| {
+                gort::go(|| {
+                    for _ in 0..5 {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+            .collect();
+        let compute = gort::go(move || {
+            let mut x = 1u64;
+            for _ in 0..50_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            (x, start.elapsed())
+        });
+        let (_, computed_after) = compute.join().unwrap();
+        sleepers.into_iter().for_each(|h| h.join().unwrap());
+        let all = start.elapsed();
+        let m = runtime::metrics();
+        row(
+            "computation done",
+            format!("after {:.0} ms", computed_after.as_secs_f64() * 1e3),
+        );
+        row(
+            "all done",
+            format!(
+                "after {:.0} ms (40 sleeps of 20 ms on 2 Ps: 400 ms if they blocked the Ps)",
+                all.as_secs_f64() * 1e3
+            ),
+        );
+        row("blocked threads seen", m.blocked_detections);
+        assert!(m.blocked_detections > 0);
+    });
 }

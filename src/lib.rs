@@ -55,6 +55,7 @@
 mod arch;
 pub mod chan;
 pub mod goroutine;
+pub mod io;
 pub mod net;
 mod netpoll;
 mod os;
@@ -64,5 +65,5 @@ mod stack;
 pub mod sync;
 pub mod time;
 
-pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, current, go, scope, yield_now};
+pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, blocking, current, go, scope, yield_now};
 pub use runtime::{Error, Runtime, run};

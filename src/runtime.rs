@@ -22,6 +22,7 @@
 use std::fmt;
 use std::io;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::goroutine::{JoinHandle, spawn_on};
 pub use crate::sched::Metrics;
@@ -30,6 +31,10 @@ use crate::stack;
 
 /// Default bound on OS threads per runtime (Go's default `SetMaxThreads`).
 const DEFAULT_MAX_THREADS: usize = 10_000;
+/// Go's `forcePreemptNS`.
+const DEFAULT_PREEMPT_SLICE: Duration = Duration::from_millis(10);
+/// Shorter slices would have sysmon signalling faster than it can pace.
+const MIN_PREEMPT_SLICE: Duration = Duration::from_micros(100);
 
 /// An error building a runtime.
 #[derive(Debug)]
@@ -41,6 +46,8 @@ pub enum Error {
     InvalidStackSize(String),
     /// `max_threads(0)`.
     InvalidMaxThreads,
+    /// A preempt slice below 100 µs.
+    InvalidPreemptSlice(Duration),
 }
 
 impl fmt::Display for Error {
@@ -49,6 +56,7 @@ impl fmt::Display for Error {
             Error::InvalidProcs(n) => write!(f, "procs must be between 1 and {MAX_PROCS}, got {n}"),
             Error::InvalidStackSize(why) => write!(f, "invalid stack size: {why}"),
             Error::InvalidMaxThreads => write!(f, "max_threads must be at least 1"),
+            Error::InvalidPreemptSlice(d) => write!(f, "preempt_slice must be at least 100µs, got {d:?}"),
         }
     }
 }
@@ -74,6 +82,7 @@ pub struct Builder {
     stack_size: usize,
     name: String,
     max_threads: usize,
+    preempt_slice: Duration,
 }
 
 impl Builder {
@@ -103,6 +112,13 @@ impl Builder {
         self
     }
 
+    /// How long a goroutine may run while others wait before sysmon
+    /// preempts it (default 10 ms, as Go). Must be at least 100 µs.
+    pub fn preempt_slice(mut self, slice: Duration) -> Builder {
+        self.preempt_slice = slice;
+        self
+    }
+
     /// Build the runtime. No thread starts until a goroutine is spawned.
     pub fn build(self) -> Result<Runtime, Error> {
         let procs = self.procs.unwrap_or_else(default_procs);
@@ -113,13 +129,18 @@ impl Builder {
         if self.max_threads == 0 {
             return Err(Error::InvalidMaxThreads);
         }
+        if self.preempt_slice < MIN_PREEMPT_SLICE {
+            return Err(Error::InvalidPreemptSlice(self.preempt_slice));
+        }
         stack::install_overflow_handler(crate::goroutine::describe_overflow);
+        crate::sched::install_preemption();
         Ok(Runtime {
             sched: Sched::new(Config {
                 name: self.name,
                 procs,
                 stack_size,
                 max_threads: self.max_threads,
+                preempt_slice: self.preempt_slice,
             }),
         })
     }
@@ -147,6 +168,7 @@ impl Runtime {
             stack_size: stack::DEFAULT_STACK_SIZE,
             name: "gort".to_string(),
             max_threads: DEFAULT_MAX_THREADS,
+            preempt_slice: DEFAULT_PREEMPT_SLICE,
         }
     }
 
@@ -303,4 +325,32 @@ pub fn num_goroutine() -> usize {
 /// ```
 pub fn metrics() -> Metrics {
     with_current(|s| s.metrics())
+}
+
+/// Wire the calling goroutine to its current OS thread (Go's
+/// `runtime.LockOSThread`): until a matching [`unlock_os_thread`], it runs
+/// only on this thread and the thread runs no other goroutine, so
+/// thread-local state and thread-affine APIs stay valid across runtime
+/// calls. Calls nest. A goroutine that exits while locked takes its thread
+/// with it (the thread exits instead of being reused). On a plain thread,
+/// nothing to do.
+///
+/// ```
+/// gort::run(|| {
+///     gort::runtime::lock_os_thread();
+///     let before = std::thread::current().id();
+///     gort::yield_now();
+///     gort::time::sleep(std::time::Duration::from_millis(1));
+///     assert_eq!(std::thread::current().id(), before);
+///     gort::runtime::unlock_os_thread();
+/// });
+/// ```
+pub fn lock_os_thread() {
+    crate::sched::lock_os_thread();
+}
+
+/// Undo one [`lock_os_thread`]; after the last, the goroutine may migrate
+/// again. Without a matching lock, nothing happens.
+pub fn unlock_os_thread() {
+    crate::sched::unlock_os_thread();
 }

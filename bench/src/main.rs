@@ -9,6 +9,7 @@
 
 mod chans;
 mod net;
+mod preempt;
 mod report;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +54,8 @@ fn main() {
         "chan_mpmc" => gort::run(chans::chan_mpmc),
         "mutex" => gort::run(chans::mutex),
         "parked_mem" => gort::run(chans::parked_mem),
+        "preempt_latency" => preempt::preempt_latency(),
+        "syscall_block" => preempt::syscall_block(),
         "tcp_echo" => gort::run(move || net::tcp_echo(&args[1..])),
         "syscall_block_spawnblocking" => not_available(&name, "same_as_syscall_block"),
         n if ALL.contains(&n) => not_available(n, "not-yet"),

@@ -15,7 +15,9 @@ pub fn tcp_echo(args: &[String]) {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("bad value for {name}: {v}")))
+            .map_or(default, |v| {
+                v.parse().unwrap_or_else(|_| panic!("bad value for {name}: {v}"))
+            })
     };
     let port = flag("--port", 0);
     let lifetime = flag("--lifetime", 600);

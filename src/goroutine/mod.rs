@@ -38,6 +38,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    crate::sched::safe_point();
     spawn_located(sched, f, name, stack_size, Location::caller())
 }
 
@@ -88,6 +89,7 @@ impl<T> JoinHandle<T> {
     /// Wait for the goroutine to finish: a goroutine parks, a plain thread
     /// blocks. `Err` carries the panic payload if it panicked.
     pub fn join(self) -> Result<T, Box<dyn Any + Send + 'static>> {
+        crate::sched::safe_point();
         self.job.join()
     }
 
@@ -353,4 +355,24 @@ impl<T> ScopedJoinHandle<'_, T> {
     pub fn goroutine(&self) -> &Goroutine {
         &self.goroutine
     }
+}
+
+/// Run `f`, a call that may block its thread for a long time (a blocking
+/// driver, a heavy file operation, a foreign library), without stalling
+/// other goroutines: the goroutine's P is held loosely meanwhile, and if
+/// the call lasts more than about 20 µs while other goroutines wait, sysmon
+/// hands the P to another thread (Go's `entersyscall`/`exitsyscall`).
+/// Afterwards the goroutine takes a P back — its own if it is still free —
+/// possibly waiting for one. On a plain thread, just calls `f`.
+///
+/// Un-annotated blocking calls are detected too, a little later (see the
+/// README); `blocking` makes the hand-off prompt.
+///
+/// ```
+/// let n = gort::run(|| gort::blocking(|| std::fs::read_to_string("Cargo.toml").map(|s| s.len())))?;
+/// assert!(n > 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    crate::sched::blocking(f)
 }

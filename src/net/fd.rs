@@ -19,7 +19,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::netpoll::{Direction, Registration, closed_error};
@@ -34,6 +34,9 @@ pub(crate) struct NetFd<S> {
     write_lock: Mutex<()>,
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
+    /// The last stream read was short (`read_stream`): a hint, never a
+    /// reason to miss data.
+    drained: AtomicBool,
     sock: S,
 }
 
@@ -46,6 +49,7 @@ impl<S: AsRawFd> NetFd<S> {
             write_lock: Mutex::new(()),
             read_timeout: AtomicU64::new(NO_TIMEOUT),
             write_timeout: AtomicU64::new(NO_TIMEOUT),
+            drained: AtomicBool::new(false),
             sock,
         })
     }
@@ -66,14 +70,37 @@ impl<S: AsRawFd> NetFd<S> {
         self.io(Direction::Write, op)
     }
 
+    /// `read` for a byte stream into buffers of `len` bytes in total: a
+    /// short read means the socket was drained, so the next read skips the
+    /// system call that would only fail with `EAGAIN` and waits for an edge
+    /// at once (tokio does the same). Any data that arrives after the short
+    /// read raises a new edge, so nothing is missed — except an end of file
+    /// or error whose edge came with the data: once the poller has seen a
+    /// hang-up, reads are always tried. Not for datagrams.
+    pub(crate) fn read_stream(&self, len: usize, mut op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize> {
+        let try_first = !self.drained.swap(false, Ordering::Relaxed) || self.reg.hung_up();
+        let n = self.io_from(Direction::Read, try_first, &mut op)?;
+        if n > 0 && n < len {
+            self.drained.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+
     fn io<R>(&self, dir: Direction, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        self.io_from(dir, true, &mut op)
+    }
+
+    fn io_from<R>(&self, dir: Direction, try_first: bool, op: &mut impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        crate::sched::safe_point();
         if self.reg.is_closed() {
             return Err(closed_error());
         }
-        match op(&self.sock) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            done => return done,
+        if try_first {
+            match attempt(op, &self.sock) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                done => return done,
+            }
         }
         let (lock, timeout) = match dir {
             Direction::Read => (&self.read_lock, &self.read_timeout),
@@ -86,7 +113,7 @@ impl<S: AsRawFd> NetFd<S> {
         let _one_waiter = lock.lock();
         loop {
             self.reg.wait(dir, deadline)?;
-            match op(&self.sock) {
+            match attempt(op, &self.sock) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 done => return done,
@@ -146,4 +173,15 @@ impl<S: AsRawFd> NetFd<S> {
     pub(crate) fn close(&self) {
         self.reg.close();
     }
+}
+
+/// Make one attempt of `op`, in a frame of its own. Not inlined on purpose:
+/// std reads `errno` through `__errno_location`, which it declares constant
+/// (`ffi_const`), so in one inlined body the compiler may read the second
+/// attempt's error through the first attempt's thread's `errno` — and after
+/// a park the goroutine may be on another thread (a reset connection then
+/// looked like `EAGAIN` and parked forever).
+#[inline(never)]
+fn attempt<S, R>(op: &mut impl FnMut(&S) -> io::Result<R>, sock: &S) -> io::Result<R> {
+    op(sock)
 }

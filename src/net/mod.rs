@@ -12,14 +12,26 @@
 //! else the default one), whose Ms poll it; goroutines of any runtime, and
 //! plain threads, may use it. If that runtime is dropped, operations on its
 //! sockets fail.
+//!
+//! `tcp.rs`, `udp.rs` and `unix.rs` are thin: each type is an
+//! `Arc<NetFd<std type>>` (`fd.rs` holds the retry-and-park loop), whose
+//! system calls are std's (or socket2's), made on a non-blocking descriptor.
 
 mod fd;
 mod tcp;
+mod udp;
+mod unix;
 
 pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixIncoming, UnixListener, UnixStream};
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use fd::NetFd;
 
 /// Try `f` on each address `addr` resolves to; the first success, or the
 /// last error.
@@ -45,4 +57,14 @@ fn refuse_nonblocking(nonblocking: bool) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// The socket inside `fd`, if `fd` is its only handle (`into_std`).
+fn unwrap_only_handle<S: AsRawFd>(fd: Arc<NetFd<S>>) -> io::Result<S> {
+    Arc::try_unwrap(fd).map(NetFd::into_inner).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "other handles to this socket exist (try_clone)",
+        )
+    })
 }

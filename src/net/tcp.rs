@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::fd::NetFd;
-use super::{each_addr, refuse_nonblocking};
+use super::{each_addr, refuse_nonblocking, unwrap_only_handle};
 use crate::netpoll::{Direction, timeout_error};
 
 /// A TCP socket server, listening for connections (std's `TcpListener`).
@@ -358,11 +358,12 @@ impl TcpStream {
 
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.read(|mut s| s.read(buf))
+        self.fd.read_stream(buf.len(), |mut s| s.read(buf))
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.fd.read(|mut s| s.read_vectored(bufs))
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.fd.read_stream(len, |mut s| s.read_vectored(bufs))
     }
 }
 
@@ -431,14 +432,4 @@ impl fmt::Debug for TcpStream {
             .field("fd", &self.as_raw_fd())
             .finish()
     }
-}
-
-/// The socket inside `fd`, if `fd` is its only handle.
-fn unwrap_only_handle<S: AsRawFd>(fd: Arc<NetFd<S>>) -> io::Result<S> {
-    Arc::try_unwrap(fd).map(NetFd::into_inner).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::WouldBlock,
-            "other handles to this socket exist (try_clone)",
-        )
-    })
 }

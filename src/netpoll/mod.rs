@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::os::{Epoll, Event, EventFd, INTEREST, READABLE, WRITABLE, empty_event};
+use crate::os::{Epoll, Event, EventFd, HANGUP, INTEREST, READABLE, WRITABLE, empty_event};
 use crate::sched::{Sched, TIMED_OUT, WaitReason, WaitToken, current_m, lock, timers};
 use slot::Slot;
 
@@ -73,6 +73,10 @@ pub(crate) enum Direction {
 
 struct PollDesc {
     closing: AtomicBool,
+    /// The peer closed or the socket failed (an event with HUP, RDHUP or
+    /// ERR was seen): from now on reads never block, so a read must always
+    /// be tried (`NetFd::read_stream`). Never cleared while registered.
+    hangup: AtomicBool,
     read: Slot,
     write: Slot,
 }
@@ -81,6 +85,7 @@ impl PollDesc {
     fn new() -> PollDesc {
         PollDesc {
             closing: AtomicBool::new(false),
+            hangup: AtomicBool::new(false),
             read: Slot::new(),
             write: Slot::new(),
         }
@@ -153,6 +158,7 @@ impl Poller {
         // SAFETY: descriptors live as long as the poller (module header).
         let desc = unsafe { pd.as_ref() };
         desc.closing.store(false, Ordering::Relaxed);
+        desc.hangup.store(false, Ordering::Relaxed);
         desc.read.reset();
         desc.write.reset();
         let reg = Registration {
@@ -211,6 +217,10 @@ impl Poller {
         // SAFETY: non-doorbell data is the address of a descriptor of this
         // poller, alive as long as the poller (module header).
         let pd = unsafe { &*(data as *const PollDesc) };
+        if bits & HANGUP != 0 {
+            // Before firing: a reader woken by this edge sees it.
+            pd.hangup.store(true, Ordering::Relaxed);
+        }
         if bits & READABLE != 0 {
             fire(&pd.read);
         }
@@ -374,6 +384,12 @@ impl Registration {
         pd.closing.store(true, Ordering::SeqCst);
         fire(&pd.read);
         fire(&pd.write);
+    }
+
+    /// Whether the peer has closed or the socket has failed (a read would
+    /// not block).
+    pub(crate) fn hung_up(&self) -> bool {
+        self.pd().hangup.load(Ordering::Relaxed)
     }
 
     /// Whether `close` was called.

@@ -18,6 +18,8 @@ pub(crate) struct Epoll {
 pub(crate) const INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
 /// Bits that make a reader runnable.
 pub(crate) const READABLE: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// Bits that say the peer closed or the socket failed: they stay true.
+pub(crate) const HANGUP: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 /// Bits that make a writer runnable.
 pub(crate) const WRITABLE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 
@@ -30,7 +32,11 @@ pub(crate) fn empty_event() -> Event {
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 impl Epoll {
@@ -38,8 +44,8 @@ impl Epoll {
         // SAFETY: epoll_create1 takes no pointers; a non-negative result is a
         // fresh descriptor we own.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: `fd` was just returned to us and is owned by nobody else.
         Ok(Epoll {
+            // SAFETY: `fd` was just returned to us and is owned by nobody else.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
@@ -76,9 +82,7 @@ impl Epoll {
         // SAFETY: `events` is a writable buffer of `len` epoll_events; `ts_ptr`
         // is null or points to `ts`, alive for the call; a null sigmask leaves
         // the signal mask alone.
-        let n = unsafe {
-            libc::epoll_pwait2(self.fd.as_raw_fd(), events.as_mut_ptr(), len, ts_ptr, std::ptr::null())
-        };
+        let n = unsafe { libc::epoll_pwait2(self.fd.as_raw_fd(), events.as_mut_ptr(), len, ts_ptr, std::ptr::null()) };
         n.max(0) as usize
     }
 }
@@ -94,8 +98,8 @@ impl EventFd {
         // SAFETY: eventfd takes no pointers; a non-negative result is a fresh
         // descriptor we own.
         let fd = check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: just returned to us, owned by nobody else.
         Ok(EventFd {
+            // SAFETY: just returned to us, owned by nobody else.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }

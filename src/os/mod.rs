@@ -5,7 +5,9 @@
 
 mod epoll;
 mod linux;
+mod thread;
 
-pub(crate) use epoll::{Epoll, Event, EventFd, INTEREST, READABLE, WRITABLE, empty_event};
+pub(crate) use epoll::{Epoll, Event, EventFd, HANGUP, INTEREST, READABLE, WRITABLE, empty_event};
 
 pub(crate) use linux::{Note, futex_wait, futex_wake};
+pub(crate) use thread::{ThreadStat, gettid, tgkill};

@@ -23,7 +23,7 @@ use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 use std::sync::{Mutex, PoisonError};
 
-use super::m::current_m;
+use super::m::{NoPreempt, current_m};
 
 /// A job block size class. Small fits the job of a closure capturing up to
 /// about 40 bytes (most spawns: a few handles); large, up to about 170.
@@ -99,6 +99,8 @@ fn local_cache(class: BlockClass) -> Option<&'static mut Vec<NonNull<u8>>> {
 
 /// A block of `class`, aligned to 16. Any thread.
 pub(crate) fn alloc_block(class: BlockClass) -> NonNull<u8> {
+    // The P's cache must not change hands while we use it.
+    let _section = NoPreempt::enter();
     if let Some(local) = local_cache(class) {
         if local.is_empty() {
             let mut global = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
@@ -120,6 +122,8 @@ pub(crate) fn alloc_block(class: BlockClass) -> NonNull<u8> {
 /// # Safety
 /// `block` came from `alloc_block(class)` and is not used afterwards.
 pub(crate) unsafe fn free_block(block: NonNull<u8>, class: BlockClass) {
+    // The P's cache must not change hands while we use it.
+    let _section = NoPreempt::enter();
     if let Some(local) = local_cache(class) {
         local.push(block);
         if local.len() > LOCAL_MAX {

@@ -18,6 +18,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use super::m::MPtr;
 use super::p::P;
 use super::park::WaitToken;
 use super::{Sched, lock};
@@ -139,6 +140,10 @@ pub(crate) struct G {
     pub(crate) token: UnsafeCell<Option<Arc<WaitToken>>>,
     /// Goroutine-local values (`gort::local!`), created on first use.
     pub(crate) locals: UnsafeCell<Option<Box<LocalMap>>>,
+    /// The M this goroutine must run on (`lock_os_thread`, or an async
+    /// preemption that keeps its thread): whoever picks it from a run
+    /// queue hands that M a P instead of running it (`startlockedm`).
+    pub(crate) lockedm: Cell<Option<MPtr>>,
 }
 
 // SAFETY: `status` is atomic; every other field is accessed only by the G's
@@ -267,6 +272,7 @@ impl Sched {
             wait_reason: Cell::new(WaitReason::None),
             locals: UnsafeCell::new(None),
             token: UnsafeCell::new(None),
+            lockedm: Cell::new(None),
         });
         let g = GPtr(NonNull::from(Box::leak(g)));
         lock(&self.allgs).push(g);

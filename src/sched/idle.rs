@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::g::GPtr;
 use super::m::{M, MPtr, set_current_m};
 use super::p::PPtr;
-use super::{Sched, lock};
+use super::{Sched, lock, sysmon, timers};
 use crate::stack::AltStack;
 
 impl Sched {
@@ -44,23 +45,48 @@ impl Sched {
 
     /// Run P `p` on an idle M, or on a new one (Go's `startm`). `spinning`
     /// says the caller already counted the M in `nmspinning`.
+    ///
+    /// With no idle M, the sleeper (`poll.rs`) gets the P before a thread is
+    /// created: it is idle too, only watching timers and sockets, and the
+    /// next M to go idle takes that watch over.
     fn startm(&self, p: PPtr, spinning: bool) {
-        let idle = lock(&self.lock).midle.pop();
-        match idle {
-            Some(m) => {
-                let m = m.get();
-                m.nextp.set(Some(p));
-                m.spinning.set(spinning);
-                m.park.wakeup();
-            }
-            None => self.newm(p, spinning),
+        let mut l = lock(&self.lock);
+        if let Some(m) = l.midle.pop() {
+            drop(l);
+            let m = m.get();
+            m.nextp.set(Some(p));
+            m.spinning.set(spinning);
+            m.park.wakeup();
+            return;
         }
+        if let Some(s) = l.sleeper
+            && s.m.get().nextp.get().is_none()
+        {
+            // Written under the lock the sleeper re-takes before it reads
+            // them (`sleep_until_work`).
+            s.m.get().nextp.set(Some(p));
+            s.m.get().spinning.set(spinning);
+            self.wake_sleeper_locked(s);
+            return;
+        }
+        drop(l);
+        self.newm(p, spinning);
     }
 
     /// Start a thread for P `p` (Go's `newm`); at the thread limit, or if
     /// the OS refuses, give the P back and warn once.
     fn newm(&self, p: PPtr, spinning: bool) {
         let sched = self.me.upgrade().expect("runtime is alive while it starts threads");
+        self.sysmon_started.call_once(|| {
+            let watched = self.me.clone();
+            match std::thread::Builder::new()
+                .name(format!("{}-sysmon", self.name))
+                .spawn(move || sysmon::run(watched))
+            {
+                Ok(handle) => lock(&self.threads).push(handle),
+                Err(e) => eprintln!("gort: runtime '{}' runs without sysmon: {e}", self.name),
+            }
+        });
         let live = self.mcount.fetch_add(1, Ordering::Relaxed);
         let spawned = if live < self.max_threads {
             let id = self.mnext.fetch_add(1, Ordering::Relaxed);
@@ -90,6 +116,44 @@ impl Sched {
         }
     }
 
+    /// Give away P `p`, which its M no longer uses (it blocks, or it was
+    /// retaken from a system call): to an M that will run its work if there
+    /// is any, else to the idle list (Go's `handoffp`). Any thread; `p` is
+    /// held by nobody.
+    pub(crate) fn handoffp(&self, p: PPtr) {
+        if !p.runq.is_empty() || self.runqsize.load(Ordering::Relaxed) > 0 {
+            return self.startm(p, false);
+        }
+        // Nobody is looking for work: start a spinning M so that work
+        // arriving later is found.
+        if self.nmspinning.load(Ordering::SeqCst) + self.npidle.load(Ordering::SeqCst) == 0
+            && self
+                .nmspinning
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            return self.startm(p, true);
+        }
+        let mut l = lock(&self.lock);
+        if !l.runq.is_empty() {
+            drop(l);
+            return self.startm(p, false);
+        }
+        if p.id < self.gomaxprocs() {
+            p.set_idle();
+            self.pidleput(&mut l, p);
+        } else {
+            p.runq.drain(|g| l.runq.push_back(GPtr::from_non_null(g)));
+            self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+            p.set_dead();
+        }
+        drop(l);
+        let next = p.timer0.load(Ordering::SeqCst);
+        if next != timers::NO_TIMER {
+            self.wake_for_timer(next);
+        }
+    }
+
     /// Park `m` until some `startm` hands it a P (Go's `stopm`). On return
     /// `m` holds that P, or none if the runtime is shutting down.
     pub(crate) fn stopm(&self, m: &M) {
@@ -113,15 +177,21 @@ impl Sched {
         if let Some(poller) = self.poller.get() {
             poller.shut_down();
         }
-        let mut l = lock(&self.lock);
-        // Release pairs with the Acquire in `is_shut_down`.
-        self.shutdown.store(true, Ordering::Release);
-        for m in std::mem::take(&mut l.midle) {
+        {
+            let mut l = lock(&self.lock);
+            // Release pairs with the Acquire in `is_shut_down`.
+            self.shutdown.store(true, Ordering::Release);
+            l.midle.clear();
+            if let Some(s) = l.sleeper {
+                self.wake_sleeper_locked(s);
+            }
+        }
+        // Every M, not just the idle ones: Ms sleeping for their locked or
+        // preempted goroutine must notice too.
+        for m in lock(&self.allm).iter() {
             m.get().park.wakeup();
         }
-        if let Some(s) = l.sleeper {
-            self.wake_sleeper_locked(s);
-        }
+        self.wake_sysmon();
     }
 
     /// Wait for every M thread to exit. Not from one of them.
@@ -146,10 +216,13 @@ fn mstart(sched: Arc<Sched>, id: u64, p: PPtr, spinning: bool) {
     // one, std's default behaviour (a crash) is all we lose.
     let _altstack = AltStack::install().ok();
     let m = M::new(id, Arc::clone(&sched));
+    lock(&sched.allm).push(MPtr::new(&m));
     sched.acquirep(&m, p);
     m.spinning.set(spinning);
     set_current_m(Some(&m));
     sched.schedule(&m);
     set_current_m(None);
+    // Leave `allm` before `m` dies (sysmon reads Ms under that lock).
+    lock(&sched.allm).retain(|other| *other != MPtr::new(&m));
     sched.mcount.fetch_sub(1, Ordering::Relaxed);
 }

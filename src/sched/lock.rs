@@ -13,6 +13,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::m::NoPreempt;
 use crate::os;
 
 const UNLOCKED: u32 = 0;
@@ -30,6 +31,9 @@ pub(crate) struct RuntimeLock {
 /// Proof that a `RuntimeLock` is held; unlocks on drop.
 pub(crate) struct RuntimeLockGuard<'a> {
     lock: &'a RuntimeLock,
+    /// Not preempted while holding it (see `sched::LockGuard`); dropped
+    /// after the unlock in `Drop`.
+    _section: NoPreempt,
 }
 
 impl RuntimeLock {
@@ -42,6 +46,7 @@ impl RuntimeLock {
     /// Acquire the lock. Any thread; never parks a goroutine.
     #[inline]
     pub(crate) fn lock(&self) -> RuntimeLockGuard<'_> {
+        let section = NoPreempt::enter();
         // Acquire pairs with the Release in `unlock`.
         if self
             .state
@@ -50,7 +55,10 @@ impl RuntimeLock {
         {
             self.lock_contended();
         }
-        RuntimeLockGuard { lock: self }
+        RuntimeLockGuard {
+            lock: self,
+            _section: section,
+        }
     }
 
     #[cold]

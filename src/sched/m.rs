@@ -9,11 +9,14 @@
 //!
 //! Field ownership: everything is written by the M's own thread, except
 //! `nextp` and `spinning`, which the thread waking a parked M (`startm`)
-//! writes before `park.wakeup()`; the note's release/acquire orders them.
+//! writes before `park.wakeup()` — the note's release/acquire orders them —
+//! or, for the sleeper (`poll.rs`), under `Sched::lock`, which the sleeper
+//! takes before reading them.
 
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use super::Sched;
 use super::g::GPtr;
@@ -56,11 +59,79 @@ pub(crate) struct M {
     /// one by one (`sched/poll.rs`).
     pub(crate) collecting: Cell<bool>,
     pub(crate) ready_batch: Cell<Vec<GPtr>>,
+    /// The kernel's id of this thread: sysmon signals it and reads its state.
+    pub(crate) tid: libc::pid_t,
+    /// Runtime critical sections entered and not yet left (Go's `m.locks`,
+    /// `NoPreempt`): while non-zero the M is not preempted asynchronously.
+    /// Own thread and its signal handler only.
+    pub(crate) locks: Cell<u32>,
+    /// A preemption signal arrived while `locks > 0`; it is raised again
+    /// when the last section ends.
+    pub(crate) preempt_pending: Cell<bool>,
+    /// The goroutine this M is locked to (`lock_os_thread`, or an async
+    /// preemption in progress), and `lock_os_thread`'s nesting depth.
+    pub(crate) lockedg: Cell<Option<GPtr>>,
+    pub(crate) locked_count: Cell<u32>,
+    /// During a system call (`syscall.rs`): the P held loosely.
+    pub(crate) oldp: Cell<Option<PPtr>>,
+    /// `timers::nanotime` when the running goroutine entered a system call
+    /// (annotated or detected) and gave up its P; 0 otherwise. Read by sysmon.
+    pub(crate) syscall_since: AtomicU64,
+    /// What sysmon wants from the SIGURG it sends (`preempt.rs`); taken by
+    /// the handler.
+    pub(crate) signal_request: AtomicU8,
+    /// Set by the async preemption hook for sysmon: this M's goroutine, and
+    /// the P it let go of (`handoff_p`, written before `handoff`), are to be
+    /// queued and handed on (`preempt.rs`).
+    pub(crate) handoff: AtomicBool,
+    pub(crate) handoff_p: Cell<Option<PPtr>>,
 }
 
-// SAFETY: all fields but `nextp`/`spinning` are touched only by the M's own
-// thread; those two are written by a waker strictly before `park.wakeup()`
-// and read by the M after `park.sleep()` returns (release/acquire in Note).
+/// Go's `acquirem`/`releasem`: a runtime critical section on the current
+/// M. While one is open the M's goroutine is not preempted asynchronously,
+/// so the section may hold runtime locks and P-owned data. Sections never
+/// park. A preemption that arrived during the section is re-raised when the
+/// outermost one closes.
+pub(crate) struct NoPreempt {
+    m: Option<&'static M>,
+}
+
+impl NoPreempt {
+    #[inline]
+    pub(crate) fn enter() -> NoPreempt {
+        let m = current_m();
+        if let Some(m) = m {
+            m.locks.set(m.locks.get() + 1);
+            // The signal handler runs on this thread: a compiler fence is
+            // all it takes for it to see the count.
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        }
+        NoPreempt { m }
+    }
+}
+
+impl Drop for NoPreempt {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(m) = self.m {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            let n = m.locks.get() - 1;
+            m.locks.set(n);
+            if n == 0 && m.preempt_pending.get() {
+                m.preempt_pending.set(false);
+                super::preempt::raise_again(m);
+            }
+        }
+    }
+}
+
+// SAFETY: all fields but `nextp`/`spinning`, `handoff_p`/`curg` and the
+// atomics are touched only by the M's own thread. `nextp`/`spinning` are
+// written by a waker strictly before `park.wakeup()` (or under
+// `Sched::lock`) and read by the M after `park.sleep()` returns
+// (release/acquire in Note) or under that lock. `handoff_p` and `curg` are
+// read by sysmon only after the `handoff` flag's Release/Acquire, while the
+// M sleeps and touches neither.
 unsafe impl Sync for M {}
 
 impl M {
@@ -77,6 +148,16 @@ impl M {
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ (id.wrapping_add(1)).wrapping_mul(0xbf58_476d_1ce4_e5b9)),
             collecting: Cell::new(false),
             ready_batch: Cell::new(Vec::new()),
+            tid: crate::os::gettid(),
+            locks: Cell::new(0),
+            preempt_pending: Cell::new(false),
+            lockedg: Cell::new(None),
+            locked_count: Cell::new(0),
+            oldp: Cell::new(None),
+            syscall_since: AtomicU64::new(0),
+            signal_request: AtomicU8::new(0),
+            handoff: AtomicBool::new(false),
+            handoff_p: Cell::new(None),
         }
     }
 
@@ -98,8 +179,9 @@ impl M {
     }
 }
 
-/// A pointer to an M kept on the idle list while its thread sleeps.
-#[derive(Clone, Copy)]
+/// A pointer to an M kept on the idle list while its thread sleeps (or
+/// named by a G locked to it, or by sysmon under `Sched::allm`).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MPtr(NonNull<M>);
 
 // SAFETY: an M on the idle list is asleep in `stopm` and its struct lives on

@@ -46,11 +46,36 @@
 //! `nmspinning` (SeqCst), the spinner decrements `nmspinning` and then
 //! re-reads every run queue (SeqCst). At least one of them sees the other.
 //!
+//! # The network and the sleeper (`poll.rs`, `netpoll/`)
+//!
+//! An M that finds no work polls the network without blocking before it
+//! steals. The last M to go idle while timers are pending or goroutines
+//! wait for sockets becomes the *sleeper*: it blocks in `epoll_wait` until
+//! the earliest timer (on its futex note if no socket was ever made), and
+//! the goroutines a poll readies are queued in one batch. With no idle M,
+//! `startm` hands a P to the sleeper before it creates a thread.
+//!
+//! # sysmon, preemption, system calls (`sysmon.rs`, `preempt.rs`, `syscall.rs`)
+//!
+//! A thread of its own, without a P, watches the Ps: it retakes Ps from
+//! goroutines in system calls (annotated with `gort::blocking`, or detected
+//! from `/proc` when a thread sleeps in the kernel), and preempts goroutines
+//! that run past their slice while others wait — cooperatively at their
+//! next runtime call (`safe_point`), or by SIGURG. A goroutine preempted by
+//! signal keeps its thread: it waits in the global queue *locked* to its M
+//! (`G::lockedm`), which sleeps; whoever picks it hands that M a P
+//! (`startlockedm`). `lock_os_thread` uses the same wiring. Code that holds
+//! a runtime lock or touches its P's private state from a goroutine stack
+//! runs in a `NoPreempt` section, which a signal never interrupts.
+//!
 //! # Lock order
 //!
 //! Runtime locks, outermost first. A thread holding one may take only those
 //! below it:
 //!
+//! 0. `Sched::allm` (every live M; held by sysmon through a whole cycle,
+//!    which may queue goroutines, hand off Ps and fire timers), and
+//!    `Sched::poller_init` (creating the poller wakes the sleeper);
 //! 1. a channel-timer's arming lock (`time/timer.rs`);
 //! 2. a user-facing object's lock: a channel's runtime lock, a `sync`
 //!    primitive's wait-queue lock, a scope's `WaitCell`. A waiter registers
@@ -60,8 +85,12 @@
 //! 3. `Sched::lock` (global run queue, idle Ps, idle Ms, the timer sleeper);
 //! 4. `Sched::gfree` (global free list of dead Gs);
 //! 5. `Sched::allgs`, a P's timer heap, the stack caches' and allocator's
-//!    locks, the job-block lists, `Sched::threads` (leaves). Timer callbacks
-//!    run with none of 3–5 held.
+//!    locks, the job-block lists, `Sched::threads`, the poller's descriptor
+//!    cache (leaves). Timer callbacks run with none of 1–5 held.
+//!
+//! Every runtime lock is also a critical section (`NoPreempt`): an M holding
+//! one is never preempted asynchronously, so no thread ever waits for a lock
+//! whose holder waits for a P.
 //!
 //! Several locks of level 2 are never held at once except by `select`, which
 //! takes them in address order (and says so).
@@ -90,17 +119,23 @@ mod m;
 mod p;
 mod park;
 mod poll;
+mod preempt;
 mod runq;
 mod schedule;
+mod syscall;
+mod sysmon;
 pub(crate) mod timers;
 mod wakestate;
 
 pub(crate) use blocks::{BlockClass, alloc_block, free_block};
 pub(crate) use g::{GPtr, Task, WaitReason};
 pub(crate) use lock::{RuntimeLock, RuntimeLockGuard};
+pub(crate) use m::NoPreempt;
 pub(crate) use m::current_m;
 pub(crate) use park::{Claim, TIMED_OUT, WaitCell, WaitToken, Waiter, park_if, yield_now};
-pub(crate) use schedule::newproc;
+pub(crate) use preempt::{install as install_preemption, safe_point};
+pub(crate) use schedule::{lock_os_thread, newproc, unlock_os_thread};
+pub(crate) use syscall::blocking;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -122,6 +157,7 @@ pub(crate) struct Config {
     pub(crate) procs: usize,
     pub(crate) stack_size: usize,
     pub(crate) max_threads: usize,
+    pub(crate) preempt_slice: std::time::Duration,
 }
 
 /// State of one runtime's scheduler (Go's `schedt` plus `allp`).
@@ -156,6 +192,17 @@ pub(crate) struct Sched {
     mcount: AtomicUsize,
     mnext: AtomicU64,
     steals: AtomicU64,
+    /// How long a goroutine may run while others wait (`sysmon.rs`).
+    preempt_slice: std::time::Duration,
+    /// Every live M, for sysmon; an M leaves before its struct dies.
+    allm: Mutex<Vec<MPtr>>,
+    sysmon_started: std::sync::Once,
+    /// sysmon sleeps on this between cycles; `wake_sysmon` cuts it short.
+    sysmon_note: crate::os::Note,
+    /// sysmon's counters (`Metrics`).
+    preempt_requests: AtomicU64,
+    syscall_handoffs: AtomicU64,
+    blocked_detections: AtomicU64,
     /// The network poller, created by the first socket (`poll.rs`).
     poller: OnceLock<Arc<Poller>>,
     poller_init: Mutex<()>,
@@ -172,12 +219,40 @@ pub(crate) struct Locked {
     /// earliest timer while every P is idle (`poll.rs`).
     sleeper: Option<poll::Sleeper>,
     thread_limit_warned: bool,
+    preempt_limit_warned: bool,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> LockGuard<'_, T> {
+    let section = NoPreempt::enter();
     // Runtime critical sections never panic while holding a lock, and if a
     // user closure run under one did, its state is still consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    let guard = m.lock().unwrap_or_else(PoisonError::into_inner);
+    LockGuard {
+        guard,
+        _section: section,
+    }
+}
+
+/// A runtime lock held by the current M, which is not preempted while it
+/// holds one (a preempted holder would make everyone else wait for its
+/// thread to get a P back). Fields drop in order: unlock, then end the
+/// section.
+pub(crate) struct LockGuard<'a, T> {
+    guard: MutexGuard<'a, T>,
+    _section: NoPreempt,
+}
+
+impl<T> std::ops::Deref for LockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::DerefMut for LockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
 }
 
 impl Sched {
@@ -194,6 +269,7 @@ impl Sched {
                 midle: Vec::new(),
                 sleeper: None,
                 thread_limit_warned: false,
+                preempt_limit_warned: false,
             }),
             runqsize: AtomicUsize::new(0),
             npidle: AtomicUsize::new(0),
@@ -209,6 +285,13 @@ impl Sched {
             mcount: AtomicUsize::new(0),
             mnext: AtomicU64::new(0),
             steals: AtomicU64::new(0),
+            preempt_slice: cfg.preempt_slice,
+            allm: Mutex::new(Vec::new()),
+            sysmon_started: std::sync::Once::new(),
+            sysmon_note: crate::os::Note::new(),
+            preempt_requests: AtomicU64::new(0),
+            syscall_handoffs: AtomicU64::new(0),
+            blocked_detections: AtomicU64::new(0),
             poller: OnceLock::new(),
             poller_init: Mutex::new(()),
             shutdown: AtomicBool::new(false),
@@ -292,6 +375,12 @@ pub struct Metrics {
     pub threads_started: u64,
     /// Successful steals from another P's run queue.
     pub steals: u64,
+    /// Preemption requests sysmon sent to goroutines that ran past their slice.
+    pub preempt_requests: u64,
+    /// Ps sysmon took from goroutines in system calls and handed to other Ms.
+    pub syscall_handoffs: u64,
+    /// Threads sysmon found blocked in the kernel in un-annotated calls.
+    pub blocked_detections: u64,
     /// Time slices run on each current P, by P id.
     pub ran_per_p: Vec<u64>,
     /// Goroutines waiting in each current P's local run queue, by P id.
@@ -313,6 +402,9 @@ impl Sched {
             threads_live: self.mcount.load(Ordering::Relaxed),
             threads_started: self.mnext.load(Ordering::Relaxed),
             steals: self.steals.load(Ordering::Relaxed),
+            preempt_requests: self.preempt_requests.load(Ordering::Relaxed),
+            syscall_handoffs: self.syscall_handoffs.load(Ordering::Relaxed),
+            blocked_detections: self.blocked_detections.load(Ordering::Relaxed),
             ran_per_p: ps.iter().map(|p| p.ran.load(Ordering::Relaxed)).collect(),
             local_run_queues: ps.iter().map(|p| p.runq.len()).collect(),
             global_run_queue: self.runqsize.load(Ordering::Relaxed),

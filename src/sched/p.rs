@@ -15,10 +15,10 @@
 //! Ps are never freed before their runtime, so `allp` can be read without a
 //! lock.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use super::blocks::BlockCache;
 use super::g::{G, GPtr};
@@ -33,6 +33,9 @@ use crate::stack::LocalStacks;
 pub(crate) enum PStatus {
     Idle = 0,
     Running,
+    /// Held loosely by an M in a system call (`syscall.rs`): sysmon may
+    /// take it (CAS to `Idle`), or the M takes it back (CAS to `Running`).
+    Syscall,
     Dead,
 }
 
@@ -40,8 +43,15 @@ pub(crate) struct P {
     pub(crate) id: usize,
     status: AtomicU8,
     pub(crate) runq: RunQueue<G>,
-    /// Incremented on every new time slice; every 61st looks at the global queue first.
-    pub(crate) schedtick: Cell<u32>,
+    /// Incremented on every new time slice; every 61st looks at the global
+    /// queue first. Written by the holder; sysmon reads it to tell how long
+    /// one goroutine has been running.
+    pub(crate) schedtick: AtomicU32,
+    /// Sysmon asks the goroutine running here to yield at its next runtime
+    /// call (Go's `gp.preempt`; kept on the P, which sysmon can find).
+    pub(crate) preempt: AtomicBool,
+    /// The M holding this P, while one does (for sysmon's signals).
+    pub(crate) holder: AtomicPtr<M>,
     /// Dead Gs kept for reuse. Holder of the P only.
     pub(crate) gfree: UnsafeCell<Vec<GPtr>>,
     /// Stacks of dead goroutines, kept warm for the next ones. Holder only.
@@ -62,7 +72,7 @@ pub(crate) struct P {
 }
 
 // SAFETY: `runq` is built for concurrent stealers; `status` and the
-// counters are atomic; `schedtick`, `gfree`, `stacks` and `blocks` are touched only by the M holding the P,
+// counters are atomic; `gfree`, `stacks` and `blocks` are touched only by the M holding the P,
 // and a P changes hands only under `Sched::lock` or through an M's note.
 unsafe impl Sync for P {}
 
@@ -72,7 +82,9 @@ impl P {
             id,
             status: AtomicU8::new(PStatus::Idle as u8),
             runq: RunQueue::new(),
-            schedtick: Cell::new(0),
+            schedtick: AtomicU32::new(0),
+            preempt: AtomicBool::new(false),
+            holder: AtomicPtr::new(std::ptr::null_mut()),
             gfree: UnsafeCell::new(Vec::new()),
             stacks: UnsafeCell::new(Vec::new()),
             blocks: BlockCache::new(),
@@ -88,12 +100,43 @@ impl P {
         match self.status.load(Ordering::Relaxed) {
             0 => PStatus::Idle,
             1 => PStatus::Running,
+            2 => PStatus::Syscall,
             _ => PStatus::Dead,
         }
     }
 
     fn set_status(&self, s: PStatus) {
-        self.status.store(s as u8, Ordering::Relaxed);
+        self.status.store(s as u8, Ordering::SeqCst);
+    }
+
+    /// Move the status from `from` to `to` if it is `from` (the syscall
+    /// hand-off between an M and sysmon). SeqCst: one total order for
+    /// both parties' claims.
+    pub(crate) fn cas_status(&self, from: PStatus, to: PStatus) -> bool {
+        self.status
+            .compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// The holder enters a system call: the P stays with it loosely
+    /// (`syscall.rs`). SeqCst: sysmon's retaking CAS is ordered after it.
+    pub(crate) fn set_syscall(&self) {
+        self.holder.store(std::ptr::null_mut(), Ordering::Relaxed);
+        self.set_status(PStatus::Syscall);
+    }
+
+    /// Mark a P nobody holds (retaken by sysmon) idle or retired.
+    pub(crate) fn set_idle(&self) {
+        self.set_status(PStatus::Idle);
+    }
+
+    pub(crate) fn set_dead(&self) {
+        self.set_status(PStatus::Dead);
+    }
+
+    /// This P's scheduling tick. Any thread.
+    pub(crate) fn tick(&self) -> u32 {
+        self.schedtick.load(Ordering::Relaxed)
     }
 
     /// Add one to one of this P's counters. Holder only: a plain load and
@@ -129,6 +172,7 @@ impl Sched {
     /// Make `m` the holder of `p` (Go's `acquirep`).
     pub(crate) fn acquirep(&self, m: &M, p: PPtr) {
         debug_assert!(m.p.get().is_none());
+        p.holder.store(m as *const M as *mut M, Ordering::Release);
         p.set_status(PStatus::Running);
         m.p.set(Some(p));
     }
@@ -136,6 +180,7 @@ impl Sched {
     /// Detach `m` from its P and return it (Go's `releasep`).
     pub(crate) fn releasep(&self, m: &M) -> PPtr {
         let p = m.p.take().expect("releasep without a P");
+        p.holder.store(std::ptr::null_mut(), Ordering::Release);
         p.set_status(PStatus::Idle);
         p
     }

@@ -25,12 +25,12 @@
 //! `goready` and `Waiter` the same way.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::g::{GPtr, GStatus, WaitReason};
 use super::lock;
-use super::m::{Pending, current_m};
+use super::m::{NoPreempt, Pending, current_m};
 use super::schedule::mcall;
 use super::wakestate::WakeState;
 use crate::os::Note;
@@ -62,6 +62,8 @@ pub(crate) fn goready(g: GPtr) {
     g.wait_reason.set(WaitReason::None);
     g.set_status(GStatus::Runnable);
     let sched = g.sched();
+    // The P's run queue is touched below.
+    let _section = NoPreempt::enter();
     let m = current_m().filter(|m| std::ptr::eq(&*m.sched, sched));
     if let Some(m) = m
         && m.collecting.get()
@@ -83,6 +85,7 @@ pub(crate) fn goready(g: GPtr) {
 /// `std::thread::yield_now`.
 pub(crate) fn yield_now() {
     if current_m().is_some_and(|m| m.curg.get().is_some()) {
+        // A goroutine back from a system call takes a P first (`mcall`).
         mcall(Pending::Yield);
     } else {
         std::thread::yield_now();
@@ -142,7 +145,7 @@ pub(crate) fn park_if(register: impl FnOnce() -> bool, reason: WaitReason) {
 
 /// Suspend the caller — goroutine or thread — until its registered
 /// `Waiter` is woken, releasing `guard` only once it is safe to be woken.
-pub(crate) fn park_releasing<T>(guard: MutexGuard<'_, T>, reason: WaitReason) {
+pub(crate) fn park_releasing<T>(guard: super::LockGuard<'_, T>, reason: WaitReason) {
     if current_m().is_some_and(|m| m.curg.get().is_some()) {
         gopark(
             move || {

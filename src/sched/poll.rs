@@ -144,7 +144,10 @@ impl Sched {
                 }
                 return None;
             }
-            l.sleeper = Some(Sleeper { m: MPtr::new(m), until: deadline });
+            l.sleeper = Some(Sleeper {
+                m: MPtr::new(m),
+                until: deadline,
+            });
             // SeqCst: ordered with the timer starters' heap updates
             // (see `wake_for_timer`).
             self.timer_sleep_until.store(deadline, Ordering::SeqCst);
@@ -164,7 +167,9 @@ impl Sched {
             let mut l = lock(&self.lock);
             l.sleeper = None;
             self.timer_sleep_until.store(timers::NO_TIMER, Ordering::SeqCst);
-            self.pidleget(&mut l)
+            // `startm` may have handed us a P (and a spinning count) while
+            // we slept.
+            m.nextp.take().or_else(|| self.pidleget(&mut l))
         };
         // After clearing `sleeper` under the lock no waker can set the note
         // any more (see `wake_sleeper`).

@@ -11,13 +11,23 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::g::{G, GPtr, GStatus, Task};
-use super::m::{M, Pending, current_m};
+use super::m::{M, MPtr, NoPreempt, Pending, current_m};
 use super::p::{P, PPtr, PStatus};
 use super::poll::Woke;
 use super::runq::RunQueue;
 use super::timers::{NO_TIMER, nanotime};
 use super::{Sched, lock};
 use crate::arch::{Context, switch};
+
+/// What `schedule` does after `execute`.
+enum After {
+    /// Run this goroutine at once (a park whose callback declined).
+    Run(GPtr),
+    /// Find the next goroutine.
+    Schedule,
+    /// The goroutine locked to this thread exited: the thread ends too.
+    ExitThread,
+}
 
 /// Every this many slices a P looks at the global queue before its own, so
 /// that two goroutines that keep readying each other on one P cannot starve
@@ -137,7 +147,7 @@ impl Sched {
             if p.timer0.load(Ordering::Relaxed) != NO_TIMER {
                 self.run_timers(&p, nanotime(Instant::now()));
             }
-            if p.schedtick.get().is_multiple_of(GLOBAL_CHECK_TICKS) {
+            if p.tick().is_multiple_of(GLOBAL_CHECK_TICKS) {
                 if let Some(g) = self.globrunqget(&p, 1) {
                     return Some((g, false));
                 }
@@ -234,10 +244,21 @@ impl Sched {
     }
 
     /// The scheduler loop of M `m`, on its g0 stack. Returns when the
-    /// runtime shuts down.
+    /// runtime shuts down, or when a goroutine locked to this thread exits
+    /// (the thread goes with it).
     pub(crate) fn schedule(&self, m: &M) {
         let mut next = None;
         loop {
+            if next.is_none()
+                && let Some(locked) = m.lockedg.get()
+            {
+                // A locked M runs only its goroutine: sleep until it is
+                // runnable and someone hands us a P for it.
+                if !self.stoplockedm(m) {
+                    return;
+                }
+                next = Some(locked);
+            }
             let (g, inherit) = match next.take() {
                 Some(g) => (g, true),
                 None => match self.find_runnable(m) {
@@ -246,26 +267,70 @@ impl Sched {
                 },
             };
             self.reset_spinning(m);
-            next = self.execute(m, g, inherit);
+            if let Some(owner) = g.lockedm.get()
+                && owner != MPtr::new(m)
+            {
+                self.startlockedm(m, owner);
+                continue;
+            }
+            match self.execute(m, g, inherit) {
+                After::Run(g) => next = Some(g),
+                After::Schedule => {}
+                After::ExitThread => {
+                    let p = self.releasep(m);
+                    self.handoffp(p);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `g` must run on M `owner`, which sleeps until it does: give it our P
+    /// and stop (Go's `startlockedm`). On g0, holding a P.
+    fn startlockedm(&self, m: &M, owner: MPtr) {
+        let p = self.releasep(m);
+        // `owner` sleeps in `stoplockedm` or `wait_for_turn` and reads
+        // `nextp` after its note's Acquire.
+        owner.get().nextp.set(Some(p));
+        owner.get().park.wakeup();
+        self.stopm(m);
+    }
+
+    /// The goroutine locked to `m` is not runnable: hand off our P and
+    /// sleep until `startlockedm` gives us one (Go's `stoplockedm`).
+    /// Returns false if the runtime shut down meanwhile.
+    fn stoplockedm(&self, m: &M) -> bool {
+        if let Some(p) = m.p.get().map(|_| self.releasep(m)) {
+            self.handoffp(p);
+        }
+        loop {
+            if self.is_shut_down() {
+                return false;
+            }
+            m.park.sleep();
+            m.park.clear();
+            if let Some(p) = m.nextp.take() {
+                self.acquirep(m, p);
+                m.spinning.set(false);
+                return true;
+            }
         }
     }
 
     /// Run `g` on `m` until it switches back, then finish what it asked g0
-    /// to do (Go's `execute` plus the `mcall` callbacks). Returns a G to run
-    /// at once (a park whose callback declined).
-    fn execute(&self, m: &M, g: GPtr, inherit: bool) -> Option<GPtr> {
-        // Only g0 code changes `m.p`, so the P is the same before and after
-        // the switch.
+    /// to do (Go's `execute` plus the `mcall` callbacks).
+    fn execute(&self, m: &M, g: GPtr, inherit: bool) -> After {
         let p = m.p();
         if !inherit {
-            p.schedtick.set(p.schedtick.get().wrapping_add(1));
+            p.schedtick.store(p.tick().wrapping_add(1), Ordering::Relaxed);
         }
+        p.preempt.store(false, Ordering::Relaxed);
         P::count(&p.ran);
         // SAFETY: we own `g` (it came off a run queue or out of a park), so
         // its stack and context are ours to set up.
         if unsafe { (*g.stack.get()).is_none() } && !self.give_stack(&p, g) {
             self.goexit0(&p, g);
-            return None;
+            return After::Schedule;
         }
         g.set_status(GStatus::Running);
         m.curg.set(Some(g));
@@ -274,26 +339,36 @@ impl Sched {
         // M resumes it (we own it).
         unsafe { switch(m.g0.get(), g.ctx.get()) };
         m.curg.set(None);
+        // The goroutine may have come back with another P (it waited for
+        // one after a preemption or a system call): read it again.
+        let p = m.p();
         match m.pending.replace(Pending::None) {
             Pending::Yield => {
                 g.set_status(GStatus::Runnable);
                 self.globrunqput(g);
-                None
+                After::Schedule
             }
             Pending::Park { unlock, data } => {
                 g.set_status(GStatus::Waiting);
                 // SAFETY: `gopark` stored a matching fn/data pair whose data
                 // lives on g's stack, which is suspended and alive.
                 if unsafe { unlock(data) } {
-                    None
+                    After::Schedule
                 } else {
                     g.set_status(GStatus::Runnable);
-                    Some(g)
+                    After::Run(g)
                 }
             }
             Pending::Exit => {
+                let locked = m.lockedg.get() == Some(g);
                 self.goexit0(&p, g);
-                None
+                if locked {
+                    m.lockedg.set(None);
+                    m.locked_count.set(0);
+                    After::ExitThread
+                } else {
+                    After::Schedule
+                }
             }
             Pending::None => unreachable!("a goroutine switched to g0 without saying why"),
         }
@@ -332,6 +407,7 @@ impl Sched {
     /// Recycle a finished G (Go's `goexit0`).
     fn goexit0(&self, p: &P, g: GPtr) {
         g.set_status(GStatus::Dead);
+        g.lockedm.set(None);
         // SAFETY: we own the dead G and hold `p`; g's stack has no live
         // frames any more (we are on g0).
         unsafe {
@@ -363,6 +439,10 @@ extern "sysv64" fn goroutine_entry(g: usize) -> ! {
 pub(crate) fn mcall(pending: Pending) {
     let m = current_m().expect("mcall outside a goroutine");
     let g = m.curg.get().expect("mcall on g0");
+    if m.p.get().is_none() {
+        // Back from a system call whose P was retaken: g0 needs one.
+        m.sched.reacquire_p(m);
+    }
     m.pending.set(pending);
     // SAFETY: g is the running G, so saving into its context is ours to do;
     // g0's context was saved by `execute` on this M and is alive.
@@ -391,6 +471,8 @@ pub(crate) fn newproc(
     stack_size: usize,
     spawned_at: &'static Location<'static>,
 ) -> u64 {
+    // The P's free list and run queue are touched below.
+    let _section = NoPreempt::enter();
     let m = current_m().filter(|m| std::ptr::eq(&*m.sched, sched));
     let p: Option<PPtr> = m.and_then(|m| m.p.get());
     let g = sched.gfget(p.as_deref(), stack_size);
@@ -415,4 +497,30 @@ pub(crate) fn newproc(
     }
     sched.wakep();
     id
+}
+
+/// `runtime::lock_os_thread`: wire the running goroutine to its thread
+/// (Go's `LockOSThread`; calls nest). On a plain thread, nothing to do.
+pub(crate) fn lock_os_thread() {
+    let Some(m) = current_m() else { return };
+    let Some(g) = m.curg.get() else { return };
+    m.locked_count.set(m.locked_count.get() + 1);
+    m.lockedg.set(Some(g));
+    g.lockedm.set(Some(MPtr::new(m)));
+}
+
+/// `runtime::unlock_os_thread`: undo one `lock_os_thread`; the last one
+/// lets the goroutine migrate again.
+pub(crate) fn unlock_os_thread() {
+    let Some(m) = current_m() else { return };
+    let Some(g) = m.curg.get() else { return };
+    match m.locked_count.get() {
+        0 => {}
+        1 => {
+            m.locked_count.set(0);
+            m.lockedg.set(None);
+            g.lockedm.set(None);
+        }
+        n => m.locked_count.set(n - 1),
+    }
 }

@@ -87,6 +87,10 @@ pub(crate) struct TimerHeap {
 
 impl TimerHeap {
     fn push(&mut self, when: u64, timer: Arc<TimerState>) {
+        // Here, not only when timers run: far-off timers that are started
+        // and cancelled over and over (an I/O deadline per read) would
+        // otherwise pile up until the first of them is due.
+        self.sweep_if_mostly_cancelled();
         self.seq += 1;
         self.pushes_since_sweep += 1;
         self.entries.push(Entry {
@@ -221,7 +225,6 @@ impl Sched {
                     due.push(e.timer);
                 }
             }
-            heap.sweep_if_mostly_cancelled();
             p.timer0.store(heap.peek_when(), Ordering::SeqCst);
         }
         for t in due {
@@ -262,7 +265,7 @@ impl Sched {
     }
 
     /// A timer due at `when` was started: make sure some M will run it.
-    fn wake_for_timer(&self, when: u64) {
+    pub(crate) fn wake_for_timer(&self, when: u64) {
         // SeqCst, after our `timer0` store: if we see no sleeper, one may
         // still register having scanned the heaps just before our timer
         // landed; `wakep` then starts (or finds spinning) an M that scans

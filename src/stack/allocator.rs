@@ -61,7 +61,6 @@ impl Stack {
     }
 
     /// The lowest usable address; the guard page ends here.
-    #[cfg(test)]
     pub(crate) fn lo(&self) -> usize {
         self.lo
     }

@@ -33,16 +33,10 @@
 //! `sched/mod.rs`; no two of them are ever held at once.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError};
+use std::sync::{Arc, Mutex as StdMutex};
 
+pub(super) use crate::sched::lock;
 use crate::sched::{WaitReason, WaitToken};
-
-/// Lock an internal lock. The critical sections in `sync` never panic, and
-/// a user panic elsewhere cannot leave their state inconsistent, so poison
-/// is ignored.
-pub(super) fn lock<T>(m: &StdMutex<T>) -> StdMutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A FIFO of parked waiters with a payload each. Guarded by the owning
 /// primitive's internal lock.

@@ -38,6 +38,7 @@ pub fn sleep(d: Duration) {
 
 /// Pause the calling goroutine until `deadline` (at least).
 pub fn sleep_until(deadline: Instant) {
+    crate::sched::safe_point();
     if Instant::now() >= deadline {
         return;
     }

@@ -1,0 +1,89 @@
+//! An echo server over `gort::net`: one goroutine per connection, each
+//! writing back whatever it reads, in plain blocking style. While a
+//! connection waits for data its goroutine is parked, not its thread, so a
+//! few threads serve any number of idle connections.
+//!
+//! Try it:
+//!
+//! ```text
+//! cargo run --release --example echo              # listens on 127.0.0.1:7000
+//! nc 127.0.0.1 7000                               # type lines; they come back
+//! cargo run --release --example echo -- --port 0  # any free port, printed
+//! ```
+//!
+//! It runs until interrupted (Ctrl-C or SIGTERM, whose default action ends
+//! the process).
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use gort::net::{TcpListener, TcpStream};
+
+/// The port when `--port` is not given.
+const DEFAULT_PORT: u16 = 7000;
+
+fn main() {
+    let port = port_arg(DEFAULT_PORT);
+    gort::run(move || {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| fail(&format!("bind: {e}")));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| fail(&format!("local_addr: {e}")));
+        println!("listening on {addr}");
+        // Flushed so that a script reading our stdout through a pipe (where
+        // it is block-buffered) learns the port at once.
+        io::stdout().flush().unwrap_or_else(|e| fail(&format!("stdout: {e}")));
+        for conn in listener.incoming() {
+            match conn {
+                Ok(conn) => {
+                    gort::go(move || {
+                        let peer = conn.peer_addr().ok();
+                        if let Err(e) = echo(conn) {
+                            report(peer, &e);
+                        }
+                    });
+                }
+                // A failed accept (say, out of descriptors) concerns one
+                // connection, not the server: report it and keep accepting.
+                Err(e) => eprintln!("accept: {e}"),
+            }
+        }
+    });
+}
+
+/// Copy everything `conn` sends back to it until it closes its side.
+fn echo(mut conn: TcpStream) -> io::Result<()> {
+    // Echoes are small and interactive: send each as soon as it is read.
+    conn.set_nodelay(true)?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        conn.write_all(&buf[..n])?;
+    }
+}
+
+/// Report a connection's error, except a reset by the peer, which is just a
+/// client hanging up abruptly.
+fn report(peer: Option<SocketAddr>, e: &io::Error) {
+    if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
+        eprintln!("connection {peer:?}: {e}");
+    }
+}
+
+/// The value of `--port N` on the command line, else `default`.
+fn port_arg(default: u16) -> u16 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => default,
+        [flag, n] if flag == "--port" => n.parse().unwrap_or_else(|_| fail(&format!("bad port {n:?}"))),
+        _ => fail("usage: echo [--port N]   (N = 0 picks a free port)"),
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("echo: {msg}");
+    std::process::exit(2)
+}

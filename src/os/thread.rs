@@ -1,0 +1,54 @@
+//! Thread identity, signals to threads, and the kernel's view of a thread's
+//! state: what sysmon needs to preempt an M and to notice one blocked in
+//! the kernel (DESIGN.md §3, §3a).
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+/// The calling thread's kernel id.
+pub(crate) fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Send `sig` to thread `tid` of this process. Async-signal-safe.
+pub(crate) fn tgkill(tid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: tgkill takes no pointers; a stale tid of this process at worst
+    // fails with ESRCH (tids are not reused while the thread group lives
+    // and the thread is joined after it ends: M threads are joined).
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, sig) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// A thread's `/proc/self/task/<tid>/stat`, kept open: one `pread` per
+/// probe (about 3.5 µs, DESIGN.md §3a), and the probed thread is not
+/// disturbed.
+pub(crate) struct ThreadStat {
+    file: File,
+}
+
+impl ThreadStat {
+    pub(crate) fn open(tid: libc::pid_t) -> io::Result<ThreadStat> {
+        Ok(ThreadStat {
+            file: File::open(format!("/proc/self/task/{tid}/stat"))?,
+        })
+    }
+
+    /// Whether the thread is off the CPU, waiting in the kernel (state `S`
+    /// or `D`): blocked in a system call or a page fault. `R` (on a CPU, or
+    /// runnable) and anything unreadable count as running.
+    pub(crate) fn is_blocked(&self) -> bool {
+        let mut buf = [0u8; 256];
+        let Ok(n) = self.file.read_at(&mut buf, 0) else {
+            return false;
+        };
+        // "tid (comm) S ...": the state follows the last ')' (comm may
+        // itself contain parentheses).
+        let line = &buf[..n];
+        let Some(close) = line.iter().rposition(|&b| b == b')') else {
+            return false;
+        };
+        matches!(line.get(close + 2), Some(b'S' | b'D'))
+    }
+}

@@ -1,0 +1,296 @@
+//! Preemption (Go's preempt.go and the SIGURG half of signal_unix.go).
+//!
+//! sysmon (`sysmon.rs`) asks a goroutine that has run longer than the
+//! preempt slice to stop, in two ways at once:
+//!
+//! - **cooperatively**: it sets its P's `preempt` flag, which the goroutine
+//!   checks at its next runtime call (`safe_point`: spawning, channel
+//!   operations, locks, sleeps, I/O, `yield_now`) and yields there to the
+//!   global queue — cheap, and the goroutine may resume on another thread;
+//! - **asynchronously**: it sends SIGURG to the goroutine's thread. The
+//!   handler (on the M's alternate signal stack) checks that the thread is
+//!   running goroutine code — on the goroutine's own stack, outside every
+//!   runtime critical section (`NoPreempt`, `m.locks`) — and makes the
+//!   interrupted code call `arch`'s `async_preempt` trampoline, which saves
+//!   every register and calls `preempt_hook` on the goroutine's stack.
+//!
+//! The hook is `wait_for_turn`: the goroutine keeps its OS thread
+//! (DESIGN.md §3). It is queued on the global run queue *locked to its M*
+//! (`G::lockedm`), its P is handed to another M (`handoffp`), and the M
+//! sleeps inside the hook. Whoever later picks the goroutine from a run
+//! queue does not run it: it hands its own P to the sleeping M
+//! (`startlockedm`, `schedule.rs`) and stops. The M wakes with a P, the
+//! hook returns, and the trampoline resumes the interrupted instruction with
+//! every register restored. So `thread_local!`, thread-keyed std locks (the
+//! stdout lock of a `println!`) and libc's per-thread state stay right
+//! whatever instruction was interrupted.
+//!
+//! A signal that finds the M inside a critical section is remembered
+//! (`m.preempt_pending`) and raised again when the section ends; one that
+//! finds it on g0 or somewhere unsafe is dropped, and sysmon asks again.
+//!
+//! The same signal also serves the un-annotated blocking-call detection:
+//! with `REQUEST_SYSCALL`, the handler moves the thread's P into the
+//! system-call state (`syscall.rs`) so sysmon can hand it off — done by the
+//! thread itself, so it can never race with the thread's own use of its P.
+//!
+//! SIGURG is shared with the program: a SIGURG that sysmon did not request
+//! for this thread (`M::signal_request` is empty) is passed to the handler
+//! installed before gort's. Two SIGURGs that arrive together are merged by
+//! the kernel, so a program's own SIGURG may be absorbed by a preemption:
+//! SIGURG is documented as unreliable for programs using gort, as in Go.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Once, OnceLock};
+
+use super::g::GStatus;
+use super::m::Pending;
+use super::m::{M, MPtr, current_m};
+use super::p::PStatus;
+use super::schedule::mcall;
+use crate::os;
+
+/// No request: a SIGURG that is not gort's.
+pub(crate) const REQUEST_NONE: u8 = 0;
+/// Stop the running goroutine (async preemption).
+pub(crate) const REQUEST_PREEMPT: u8 = 1;
+/// The thread seems blocked in the kernel: put its P in the system-call
+/// state so sysmon can hand it off.
+pub(crate) const REQUEST_SYSCALL: u8 = 2;
+
+/// The program's SIGURG disposition before gort installed its own.
+static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
+
+/// Install the SIGURG handler and the trampoline's hook, once per process.
+pub(crate) fn install() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is a valid "no handler" value to fill.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_sigurg as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
+        // SAFETY: `sa_mask` is a valid sigset to initialise.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: zeroed is a valid out-parameter.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid for the call; the handler only
+        // does async-signal-safe work (see `on_sigurg`).
+        if unsafe { libc::sigaction(libc::SIGURG, &action, &mut old) } == 0 {
+            let _ = PREVIOUS.set(old);
+        }
+    });
+}
+
+/// Ask M `m` (alive: the caller holds `Sched::allm`) for `request` by signal.
+pub(crate) fn signal(m: &M, request: u8) {
+    // Release pairs with the handler's Acquire swap: the P's preempt flag and
+    // everything sysmon decided is visible to the handler.
+    m.signal_request.store(request, Ordering::Release);
+    let _ = os::tgkill(m.tid, libc::SIGURG);
+}
+
+/// A preemption signal was deferred by a critical section that has now
+/// ended: deliver it again, to ourselves. Own thread only.
+pub(crate) fn raise_again(m: &M) {
+    if m.signal_request.load(Ordering::Relaxed) == REQUEST_NONE {
+        m.signal_request.store(REQUEST_PREEMPT, Ordering::Relaxed);
+    }
+    let _ = os::tgkill(m.tid, libc::SIGURG);
+}
+
+/// The SIGURG handler. Signal context: no allocation, no locks; only
+/// atomics, `Cell`s of this thread's M, and the context edit.
+extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let Some(m) = current_m() else {
+        // SAFETY: forwarding the handler's own arguments.
+        unsafe { chain(sig, info, uc) };
+        return;
+    };
+    // Acquire pairs with the Release in `signal`.
+    let request = m.signal_request.swap(REQUEST_NONE, Ordering::Acquire);
+    if request == REQUEST_NONE {
+        // SAFETY: forwarding the handler's own arguments.
+        unsafe { chain(sig, info, uc) };
+        return;
+    }
+    if m.locks.get() > 0 {
+        m.signal_request.store(request, Ordering::Relaxed);
+        m.preempt_pending.set(true);
+        return;
+    }
+    let Some(g) = m.curg.get() else { return };
+    // SAFETY: the handler runs on g's thread, which owns it while running it.
+    let Some(stack) = (unsafe { g.stack_ref() }) else {
+        return;
+    };
+    let uc = uc as *mut libc::ucontext_t;
+    // SAFETY: the kernel passes a valid ucontext to an SA_SIGINFO handler.
+    let rsp = unsafe { (*uc).uc_mcontext.gregs[libc::REG_RSP as usize] } as usize;
+    if rsp <= stack.lo() || rsp > stack.top() {
+        // On g0 (the scheduler) or an alternate stack: not goroutine code.
+        return;
+    }
+    match request {
+        REQUEST_SYSCALL => super::syscall::enter_from_signal(m),
+        _ => {
+            if g.status() == GStatus::Running {
+                // SAFETY: `uc` is this handler's context and the interrupted
+                // code runs on g's stack, `lo..top`, which it owns.
+                unsafe { crate::arch::inject_async_preempt(uc, stack.lo()..stack.top(), preempt_hook) };
+            }
+        }
+    }
+}
+
+/// Pass a SIGURG that is not ours to the program's own handler.
+///
+/// # Safety
+/// Signal context, with the handler's own arguments.
+unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let Some(prev) = PREVIOUS.get() else { return };
+    let handler = prev.sa_sigaction;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // SIGURG's default action is to ignore it.
+        return;
+    }
+    if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the program installed this as an SA_SIGINFO handler.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(handler) };
+        f(sig, info, uc);
+    } else {
+        // SAFETY: the program installed this as a plain handler.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+        f(sig);
+    }
+}
+
+/// Called by the `async_preempt` trampoline on the preempted goroutine's
+/// stack, with its registers saved below. The interrupted code may be
+/// anywhere outside the runtime — inside `malloc`, holding its lock — so
+/// this must neither allocate nor take a lock user code can hold: it only
+/// releases the P (atomics), leaves the goroutine and the P to sysmon, which
+/// queues them (`take_preempted`), and sleeps on the M's note.
+extern "sysv64" fn preempt_hook() {
+    let m = current_m().expect("async preemption outside an M");
+    let g = m.curg.get().expect("async preemption on g0");
+    let sched = &*m.sched;
+    // Not re-entered by another SIGURG while in here.
+    m.locks.set(m.locks.get() + 1);
+    let released = match m.p.get() {
+        Some(p) => {
+            p.preempt.store(false, Ordering::Relaxed);
+            Some(sched.releasep(m))
+        }
+        // Computing without a P after a system call: it must not run user
+        // code beside `procs` others. Its own P may still be free.
+        None => match m.oldp.take() {
+            Some(p) if p.cas_status(PStatus::Syscall, PStatus::Running) => {
+                m.syscall_since.store(0, Ordering::Relaxed);
+                p.holder.store(m as *const M as *mut M, Ordering::Release);
+                m.p.set(Some(p));
+                m.locks.set(m.locks.get() - 1);
+                return;
+            }
+            _ => {
+                m.syscall_since.store(0, Ordering::Relaxed);
+                None
+            }
+        },
+    };
+    let locked = g.lockedm.get().is_some();
+    g.lockedm.set(Some(MPtr::new(m)));
+    m.handoff_p.set(released);
+    // Release pairs with sysmon's Acquire swap: `handoff_p`, the G's
+    // lockedm and everything before are visible to it.
+    m.handoff.store(true, Ordering::Release);
+    sched.wake_sysmon();
+    sched.sleep_until_handed_p(m);
+    if !locked {
+        g.lockedm.set(None);
+    }
+    g.set_status(GStatus::Running);
+    m.preempt_pending.set(false);
+    m.signal_request.store(REQUEST_NONE, Ordering::Relaxed);
+    m.locks.set(m.locks.get() - 1);
+}
+
+/// A runtime call's preemption check (Go's stack-guard check): yield if
+/// sysmon asked, or take a P back first if the goroutine lost it in a
+/// system call. On a goroutine (or a plain thread: nothing to do); never
+/// with a runtime lock held.
+#[inline]
+pub(crate) fn safe_point() {
+    let Some(m) = current_m() else { return };
+    if m.curg.get().is_none() {
+        return;
+    }
+    if m.oldp.get().is_some() || m.p.get().is_none() {
+        m.sched.reacquire_p(m);
+        return;
+    }
+    if m.p.get().is_some_and(|p| p.preempt.load(Ordering::Relaxed)) {
+        mcall(Pending::Yield);
+    }
+}
+
+impl super::Sched {
+    /// Queue the running goroutine `g` locked to its M `m` (which holds no
+    /// P) and sleep until whoever picks `g` from the queue hands `m` a P.
+    /// On `g`'s own stack, at a runtime call (so it may allocate).
+    pub(crate) fn wait_for_turn(&self, m: &M, g: super::GPtr) {
+        let locked = g.lockedm.get().is_some();
+        g.lockedm.set(Some(MPtr::new(m)));
+        g.set_status(GStatus::Runnable);
+        self.globrunqput(g);
+        self.wakep();
+        self.sleep_until_handed_p(m);
+        if !locked {
+            g.lockedm.set(None);
+        }
+        g.set_status(GStatus::Running);
+    }
+
+    /// Sleep on `m`'s note until `startlockedm` hands it a P, then take it.
+    /// At shutdown nobody will: return without one, and the goroutine runs
+    /// on P-less, as one that never calls into the runtime would.
+    fn sleep_until_handed_p(&self, m: &M) {
+        let p = loop {
+            m.park.sleep();
+            m.park.clear();
+            if let Some(p) = m.nextp.take() {
+                break p;
+            }
+            if self.is_shut_down() {
+                return;
+            }
+        };
+        self.acquirep(m, p);
+        m.spinning.set(false);
+        p.preempt.store(false, Ordering::Relaxed);
+        p.schedtick.store(p.tick().wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// sysmon's half of an async preemption: queue the goroutine a
+    /// preempted M left (locked to that M) and pass its P on. Returns
+    /// whether there was one. `allm` held by the caller.
+    pub(crate) fn take_preempted(&self, m: &M) -> bool {
+        // Acquire pairs with the hook's Release store.
+        if !m.handoff.swap(false, Ordering::Acquire) {
+            return false;
+        }
+        let g = m.curg.get().expect("a preempted M runs a goroutine");
+        let p = m.handoff_p.take();
+        // Due timers are often why it was preempted (nobody else could run
+        // them): fire them first, so the goroutines they wake are queued
+        // ahead of the preempted one.
+        self.run_all_timers();
+        g.set_status(GStatus::Runnable);
+        self.globrunqput(g);
+        match p {
+            Some(p) => self.handoffp(p),
+            None => self.wakep(),
+        }
+        true
+    }
+}

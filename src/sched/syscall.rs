@@ -1,0 +1,97 @@
+//! System calls: `entersyscall`/`exitsyscall` (Go's proc.go), for calls
+//! annotated with `gort::blocking` and for blocking calls sysmon detects.
+//!
+//! Entering a system call, the M keeps its P *loosely*: the P's status
+//! becomes `Syscall` and the M remembers it in `oldp`, but no longer uses
+//! it. If the call is quick, the M takes the P straight back (a CAS
+//! `Syscall → Running`: the fast path, no other thread involved). If it
+//! takes long, sysmon retakes the P (a CAS `Syscall → Idle`) and hands it
+//! to another M so the P's goroutines keep running (`handoffp`). Exactly
+//! one of the two CASes wins.
+//!
+//! Coming back without a P (`reacquire_p`): an idle P if there is one;
+//! else the goroutine waits for a P keeping its thread (`wait_for_turn`,
+//! the same path an async preemption takes).
+//!
+//! Un-annotated calls (`std::thread::sleep`, `std::fs`, a std `Mutex`):
+//! sysmon sees a P whose goroutine has run past `BLOCKED_AFTER` while its
+//! thread sleeps in the kernel (`/proc/self/task/<tid>/stat`), and asks the
+//! thread itself, by signal, to enter the system-call state
+//! (`enter_from_signal`): the handler interrupts only goroutine code outside
+//! runtime critical sections, so the P is never taken from under a runtime
+//! operation. The goroutine comes back through `reacquire_p` at its next
+//! runtime call (`preempt::safe_point`); if it computes instead, sysmon
+//! preempts it like any other, so no more than `procs` goroutines run user
+//! code at once for longer than a slice.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::m::{M, NoPreempt, current_m};
+use super::p::PStatus;
+use super::{Sched, timers};
+
+/// Run `f`, a call that may block its thread for a long time, letting
+/// other goroutines use this goroutine's P meanwhile (Go's
+/// `entersyscall`/`exitsyscall`). On a plain thread, just runs `f`.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let entered = current_m().is_some_and(|m| m.curg.get().is_some() && enter(m));
+    let r = f();
+    if entered {
+        super::preempt::safe_point();
+    }
+    r
+}
+
+/// `entersyscall`: loosen the M's hold on its P. Returns false if it held
+/// none. On a goroutine.
+fn enter(m: &M) -> bool {
+    let _section = NoPreempt::enter();
+    let Some(p) = m.p.take() else { return false };
+    m.oldp.set(Some(p));
+    m.syscall_since
+        .store(timers::nanotime(Instant::now()).max(1), Ordering::Relaxed);
+    // SeqCst (in `set_status`): after this store sysmon may take the P.
+    p.set_syscall();
+    true
+}
+
+/// The SIGURG handler's half of blocked-thread detection: the same state
+/// change as `enter`, made by the thread on itself while it is stopped in
+/// goroutine code (so it cannot be using its P). Signal context: atomics
+/// and this thread's `Cell`s only.
+pub(crate) fn enter_from_signal(m: &M) {
+    if let Some(p) = m.p.take() {
+        m.oldp.set(Some(p));
+        m.syscall_since
+            .store(timers::nanotime(Instant::now()).max(1), Ordering::Relaxed);
+        p.set_syscall();
+    }
+}
+
+impl Sched {
+    /// `exitsyscall`: make sure the running goroutine's M holds a P again —
+    /// its old one if sysmon did not take it, else an idle one, else wait
+    /// for one keeping the thread. On the goroutine, at a safe point.
+    pub(crate) fn reacquire_p(&self, m: &M) {
+        let g = m.curg.get().expect("reacquire_p on g0");
+        if let Some(p) = m.oldp.take() {
+            m.syscall_since.store(0, Ordering::Relaxed);
+            // Leave a P that is not ours alone: the loser of the two CASes
+            // must not touch the P afterwards.
+            if p.cas_status(PStatus::Syscall, PStatus::Running) {
+                p.holder.store(m as *const M as *mut M, Ordering::Release);
+                m.p.set(Some(p));
+                return;
+            }
+        }
+        if m.p.get().is_some() {
+            return;
+        }
+        if let Some(p) = self.lock_pidleget() {
+            self.acquirep(m, p);
+            return;
+        }
+        self.wait_for_turn(m, g);
+    }
+}

@@ -1,0 +1,270 @@
+//! sysmon: the runtime's watchdog thread (Go's `sysmon` and `retake` in
+//! proc.go).
+//!
+//! A plain thread — not an M, it holds no P and runs no goroutine — that
+//! wakes periodically and looks at every P:
+//!
+//! - a P in a system call (`Syscall`, `syscall.rs`) for more than
+//!   `SYSCALL_RETAKE` while there is other work (or for more than
+//!   `SYSCALL_RETAKE_IDLE` in any case) is retaken and handed to another M;
+//! - a P whose goroutine has run past `BLOCKED_AFTER` without a scheduling
+//!   tick is a suspect: if its thread is asleep in the kernel
+//!   (`/proc/self/task/<tid>/stat`), the thread is asked by signal to put
+//!   its P in the system-call state, and the next cycle retakes it. A
+//!   running suspect is probed again only after twice as long, so a
+//!   computing goroutine costs a handful of 3.5 µs probes per slice;
+//! - a P whose goroutine has run longer than the preempt slice while other
+//!   goroutines wait (its run queue, the global queue, a due timer) gets
+//!   its `preempt` flag and a SIGURG (`preempt.rs`);
+//! - an M that lost its P in a system call and is computing again for
+//!   longer than a slice is preempted, so it waits for a P like everyone;
+//! - the network is polled if nobody has for `netpoll::OVERDUE`.
+//!
+//! Pacing (Go's): 20 µs between cycles while it finds work to do; after 50
+//! quiet cycles the delay doubles, up to 10 ms when every P is idle and to an
+//! eighth of the preempt slice while goroutines run; and it wakes exactly
+//! when the oldest running slice ends, so a goroutine that will not yield
+//! is asked within `slice + slice/8` of starting.
+//!
+//! Thread limit: preempting a goroutine that holds a P may need a new M for
+//! that P. At `max_threads` with no idle M, sysmon skips the preemption and
+//! warns once; the program keeps running on the threads it has.
+
+use std::collections::HashMap;
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::m::M;
+use super::p::PStatus;
+use super::preempt::{REQUEST_PREEMPT, REQUEST_SYSCALL, signal};
+use super::timers::{NO_TIMER, nanotime};
+use super::{Sched, lock};
+use crate::os::ThreadStat;
+
+const MIN_DELAY: Duration = Duration::from_micros(20);
+const MAX_IDLE_DELAY: Duration = Duration::from_millis(10);
+/// Quiet cycles before the delay starts doubling.
+const QUIET_CYCLES: u32 = 50;
+/// A P in a system call this long is retaken if others need it (Go: 20 µs).
+const SYSCALL_RETAKE: u64 = 20_000;
+/// ... and this long, whether or not anyone does (Go: 10 ms).
+const SYSCALL_RETAKE_IDLE: u64 = 10_000_000;
+/// A goroutine that has run this long without a tick is probed for being
+/// blocked in the kernel.
+const BLOCKED_AFTER: u64 = 100_000;
+
+/// What sysmon remembers of one P between cycles.
+#[derive(Default, Clone)]
+struct PWatch {
+    tick: u32,
+    status: Option<PStatus>,
+    /// When `tick` or `status` last changed.
+    since: u64,
+    /// Run time at which the running goroutine's thread is probed next.
+    probe_at: u64,
+}
+
+struct Sysmon {
+    ps: Vec<PWatch>,
+    stats: HashMap<libc::pid_t, ThreadStat>,
+    delay: Duration,
+    quiet: u32,
+    /// When the first running goroutine's slice ends (`u64::MAX`: none).
+    next_due: u64,
+}
+
+/// Body of the sysmon thread of runtime `sched`; returns when it shuts down.
+pub(crate) fn run(sched: Weak<Sched>) {
+    let mut state = Sysmon {
+        ps: Vec::new(),
+        stats: HashMap::new(),
+        delay: MIN_DELAY,
+        quiet: 0,
+        next_due: u64::MAX,
+    };
+    loop {
+        let Some(sched) = sched.upgrade() else { return };
+        sched.sysmon_note.sleep_until(Instant::now() + state.delay);
+        sched.sysmon_note.clear();
+        if sched.is_shut_down() {
+            return;
+        }
+        let (acted, busy) = sched.sysmon_cycle(&mut state);
+        let now = nanotime(Instant::now());
+        if acted {
+            state.quiet = 0;
+            state.delay = MIN_DELAY;
+        } else {
+            state.quiet += 1;
+            if state.quiet > QUIET_CYCLES {
+                state.delay *= 2;
+            }
+        }
+        let cap = if busy {
+            (sched.preempt_slice / 8).clamp(MIN_DELAY, MAX_IDLE_DELAY)
+        } else {
+            MAX_IDLE_DELAY
+        };
+        state.delay = state.delay.min(cap);
+        // Wake exactly when the longest-running goroutine's slice ends.
+        if let Some(until_due) = state.next_due.checked_sub(now) {
+            state.delay = state.delay.min(Duration::from_nanos(until_due).max(MIN_DELAY));
+        }
+    }
+}
+
+impl Sched {
+    /// One look at every P and M. Returns (did something, some P is busy).
+    fn sysmon_cycle(&self, state: &mut Sysmon) -> (bool, bool) {
+        let now = nanotime(Instant::now());
+        let slice = self.preempt_slice.as_nanos() as u64;
+        let mut acted = false;
+        let mut busy = false;
+        state.next_due = u64::MAX;
+        let timers_due = self.earliest_timer() <= now;
+        let global_work = self.runqsize.load(Ordering::Relaxed) > 0 || timers_due;
+        let allm = lock(&self.allm);
+        let n = self.gomaxprocs();
+        if state.ps.len() < n {
+            state.ps.resize(n, PWatch::default());
+        }
+        for (id, w) in state.ps.iter_mut().enumerate().take(n) {
+            let Some(p) = self.p(id) else { continue };
+            let status = p.status();
+            let tick = p.tick();
+            if w.status != Some(status) || w.tick != tick {
+                *w = PWatch {
+                    tick,
+                    status: Some(status),
+                    since: now,
+                    probe_at: BLOCKED_AFTER,
+                };
+            }
+            let held = now.saturating_sub(w.since);
+            match status {
+                PStatus::Syscall => {
+                    busy = true;
+                    let others_wait = !p.runq.is_empty()
+                        || global_work
+                        || self.nmspinning.load(Ordering::SeqCst) + self.npidle.load(Ordering::SeqCst) == 0;
+                    if held > SYSCALL_RETAKE
+                        && (others_wait || held > SYSCALL_RETAKE_IDLE)
+                        && p.cas_status(PStatus::Syscall, PStatus::Idle)
+                    {
+                        self.syscall_handoffs.fetch_add(1, Ordering::Relaxed);
+                        self.handoffp(p);
+                        acted = true;
+                    }
+                }
+                PStatus::Running => {
+                    busy = true;
+                    state.next_due = state.next_due.min(w.since.saturating_add(slice));
+                    let Some(m) = holder_of(&p) else { continue };
+                    if held >= w.probe_at {
+                        w.probe_at = held.saturating_mul(2);
+                        if self.thread_blocked(&mut state.stats, m) {
+                            self.blocked_detections.fetch_add(1, Ordering::Relaxed);
+                            signal(m, REQUEST_SYSCALL);
+                            acted = true;
+                            continue;
+                        }
+                    }
+                    let others_wait = !p.runq.is_empty() || global_work;
+                    if held >= slice && others_wait && self.may_preempt() {
+                        p.preempt.store(true, Ordering::Relaxed);
+                        signal(m, REQUEST_PREEMPT);
+                        self.preempt_requests.fetch_add(1, Ordering::Relaxed);
+                        acted = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for mp in allm.iter() {
+            let m = mp.get();
+            // A preempted M leaves its goroutine and P for us to queue.
+            if self.take_preempted(m) {
+                acted = true;
+                continue;
+            }
+            // Ms computing without a P after a system call.
+            let since = m.syscall_since.load(Ordering::Relaxed);
+            if since != 0 && now.saturating_sub(since) > slice {
+                busy = true;
+                if !self.thread_blocked(&mut state.stats, m) {
+                    signal(m, REQUEST_PREEMPT);
+                    self.preempt_requests.fetch_add(1, Ordering::Relaxed);
+                    acted = true;
+                }
+            }
+        }
+        state.stats.retain(|tid, _| allm.iter().any(|m| m.get().tid == *tid));
+        drop(allm);
+        if let Some(poller) = self.poller.get()
+            && poller.has_waiters()
+            && poller.is_overdue(now)
+        {
+            // Readied goroutines go to the global queue (sysmon has no P).
+            poller.poll(Some(Duration::ZERO));
+        }
+        (acted, busy)
+    }
+
+    /// Whether M `m`'s thread sleeps in the kernel.
+    fn thread_blocked(&self, stats: &mut HashMap<libc::pid_t, ThreadStat>, m: &M) -> bool {
+        if let std::collections::hash_map::Entry::Vacant(slot) = stats.entry(m.tid) {
+            match ThreadStat::open(m.tid) {
+                Ok(s) => {
+                    slot.insert(s);
+                }
+                Err(_) => return false,
+            }
+        }
+        stats.get(&m.tid).is_some_and(ThreadStat::is_blocked)
+    }
+
+    /// Preempting a goroutine that holds a P hands the P to another M:
+    /// refuse (and warn once) when no M could take it.
+    fn may_preempt(&self) -> bool {
+        if self.mcount.load(Ordering::Relaxed) < self.max_threads {
+            return true;
+        }
+        let mut l = lock(&self.lock);
+        if !l.midle.is_empty() {
+            return true;
+        }
+        if !std::mem::replace(&mut l.preempt_limit_warned, true) {
+            eprintln!(
+                "gort: runtime '{}' is at max_threads ({}); goroutines that run long are not preempted until a thread is free",
+                self.name, self.max_threads
+            );
+        }
+        false
+    }
+
+    /// The earliest timer of all Ps.
+    fn earliest_timer(&self) -> u64 {
+        (0..super::MAX_PROCS)
+            .map_while(|i| self.p(i))
+            .map(|p| p.timer0.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(NO_TIMER)
+    }
+}
+
+/// The M holding `p`, if any. Only while `Sched::allm` is held (an M
+/// leaves `allm` before its struct dies, and releases its P before that).
+fn holder_of(p: &super::p::P) -> Option<&M> {
+    let m = p.holder.load(Ordering::Acquire);
+    // SAFETY: see above: a non-null holder is a live M while `allm` is held.
+    unsafe { m.as_ref() }
+}
+
+impl Sched {
+    /// Wake sysmon for work that cannot wait for its next cycle (a
+    /// preempted goroutine to queue). Any thread; no allocation, no lock.
+    pub(crate) fn wake_sysmon(&self) {
+        self.sysmon_note.wakeup();
+    }
+}

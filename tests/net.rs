@@ -1,0 +1,905 @@
+//! Networking over the netpoller: TCP, UDP and Unix sockets used from
+//! goroutines (which park) and from plain threads (which block), checked
+//! for exact contents and counts. Timeouts appear only as hang guards and
+//! as the deadlines under test; no assertion depends on how long anything
+//! took.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::SocketAddr;
+use std::panic::resume_unwind;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use gort::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+use gort::{JoinHandle, Runtime};
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+
+/// Longer than any test takes on a loaded 2-core machine: reaching it
+/// means a lost wake-up, not slowness.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Run `f` on a runtime with `procs` Ps, failing instead of hanging the
+/// suite if it does not finish within `HANG_GUARD`.
+fn on_runtime<T: Send + 'static>(procs: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    guarded(move || Runtime::builder().procs(procs).build().unwrap().block_on(f))
+}
+
+/// Run `f` on its own thread; panic if it has not finished after `HANG_GUARD`.
+fn guarded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(HANG_GUARD) {
+        Ok(v) => {
+            thread.join().unwrap();
+            v
+        }
+        Err(RecvTimeoutError::Timeout) => panic!("hung: not finished after {HANG_GUARD:?}"),
+        Err(RecvTimeoutError::Disconnected) => resume_unwind(thread.join().unwrap_err()),
+    }
+}
+
+/// Join, re-raising a goroutine's panic as the test's own.
+fn join<T>(h: JoinHandle<T>) -> T {
+    h.join().unwrap_or_else(|panic| resume_unwind(panic))
+}
+
+/// A connected loopback pair: (client, server).
+fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
+}
+
+/// Echo everything read until end of file; returns the bytes echoed. (The
+/// caller dropping the connection then ends the echo stream.)
+fn echo<S>(conn: &S) -> u64
+where
+    for<'a> &'a S: Read + Write,
+{
+    let mut conn = conn;
+    let mut buf = [0; 4096];
+    let mut total = 0;
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            return total;
+        }
+        conn.write_all(&buf[..n]).unwrap();
+        total += n as u64;
+    }
+}
+
+/// A fresh socket path in the temporary directory, not yet existing.
+fn socket_path(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("gort-net-{}-{name}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+// ---------------------------------------------------------------- TCP
+
+#[test]
+fn echo_round_trips_on_a_thousand_concurrent_connections() {
+    const CONNS: usize = 1000;
+    const ROUNDS: usize = 5;
+    let message = |conn: usize, round: usize| format!("conn {conn} round {round};").repeat(1 + (conn + round) % 7);
+    let expected: u64 = (0..CONNS)
+        .flat_map(|c| (0..ROUNDS).map(move |r| (c, r)))
+        .map(|(c, r)| message(c, r).len() as u64)
+        .sum();
+    let (sent, echoed) = on_runtime(2, move || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = gort::go(move || {
+            let handlers: Vec<_> = (0..CONNS)
+                .map(|_| {
+                    let (conn, _) = listener.accept().unwrap();
+                    gort::go(move || echo(&conn))
+                })
+                .collect();
+            handlers.into_iter().map(join).sum::<u64>()
+        });
+        let clients: Vec<_> = (0..CONNS)
+            .map(|c| {
+                gort::go(move || {
+                    let mut stream = TcpStream::connect(addr).unwrap();
+                    let mut sent = 0;
+                    for r in 0..ROUNDS {
+                        let msg = message(c, r);
+                        stream.write_all(msg.as_bytes()).unwrap();
+                        let mut back = vec![0; msg.len()];
+                        stream.read_exact(&mut back).unwrap();
+                        assert_eq!(back, msg.as_bytes(), "connection {c} round {r}");
+                        sent += msg.len() as u64;
+                    }
+                    stream.shutdown(Shutdown::Write).unwrap();
+                    let mut rest = Vec::new();
+                    stream.read_to_end(&mut rest).unwrap();
+                    assert!(rest.is_empty(), "connection {c}: {} stray bytes", rest.len());
+                    sent
+                })
+            })
+            .collect();
+        let sent: u64 = clients.into_iter().map(join).sum();
+        (sent, join(server))
+    });
+    assert_eq!(sent, expected);
+    assert_eq!(echoed, expected);
+}
+
+#[test]
+fn accept_connect_storm_counts_every_connection() {
+    const CLIENTS: u32 = 100;
+    const EACH: u32 = 20;
+    const TOTAL: u32 = CLIENTS * EACH;
+    let mut ids = on_runtime(2, || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = gort::go(move || {
+            let handlers: Vec<_> = (0..TOTAL)
+                .map(|_| {
+                    let (mut conn, peer) = listener.accept().unwrap();
+                    assert!(peer.ip().is_loopback());
+                    gort::go(move || {
+                        let mut id = Vec::new();
+                        conn.read_to_end(&mut id).unwrap();
+                        u32::from_le_bytes(id.try_into().expect("exactly four bytes per connection"))
+                    })
+                })
+                .collect();
+            handlers.into_iter().map(join).collect::<Vec<u32>>()
+        });
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                gort::go(move || {
+                    for i in 0..EACH {
+                        let mut stream = TcpStream::connect(addr).unwrap();
+                        stream.write_all(&(c * EACH + i).to_le_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        clients.into_iter().for_each(join);
+        join(server)
+    });
+    ids.sort_unstable();
+    assert_eq!(ids, (0..TOTAL).collect::<Vec<_>>());
+}
+
+#[test]
+fn read_timeout_fires_then_later_reads_succeed() {
+    on_runtime(2, || {
+        let (a, b) = tcp_pair();
+        assert_eq!(a.read_timeout().unwrap(), None);
+        assert_eq!(
+            a.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        let short = Duration::from_millis(30);
+        a.set_read_timeout(Some(short)).unwrap();
+        assert_eq!(a.read_timeout().unwrap(), Some(short));
+        let mut buf = [0; 16];
+        // Per call, as in std: each read gets the whole timeout again.
+        for _ in 0..2 {
+            assert_eq!((&a).read(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+        }
+        // A longer timeout: data sent meanwhile is read.
+        a.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let b = {
+            let writer = gort::go(move || {
+                gort::time::sleep(Duration::from_millis(20));
+                (&b).write_all(b"first").unwrap();
+                b
+            });
+            (&a).read_exact(&mut buf[..5]).unwrap();
+            assert_eq!(&buf[..5], b"first");
+            join(writer)
+        };
+        // No timeout at all.
+        a.set_read_timeout(None).unwrap();
+        assert_eq!(a.read_timeout().unwrap(), None);
+        let writer = gort::go(move || {
+            gort::time::sleep(Duration::from_millis(60));
+            (&b).write_all(b"second").unwrap();
+        });
+        (&a).read_exact(&mut buf[..6]).unwrap();
+        assert_eq!(&buf[..6], b"second");
+        join(writer);
+    });
+}
+
+#[test]
+fn write_timeout_fires_when_the_peer_does_not_read() {
+    on_runtime(2, || {
+        let (a, b) = tcp_pair();
+        // Small buffers fill sooner; the kernel rounds these up as it likes.
+        SockRef::from(&a).set_send_buffer_size(4096).unwrap();
+        SockRef::from(&b).set_recv_buffer_size(4096).unwrap();
+        a.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0;
+        let err = loop {
+            match (&a).write(&chunk) {
+                Ok(n) => sent += n,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        assert!(sent > 0);
+        // Nothing was lost or duplicated: the peer reads exactly what was accepted.
+        a.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        (&b).read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), sent);
+        assert!(got.iter().all(|&x| x == 7));
+    });
+}
+
+#[test]
+fn half_close_sends_eof_and_the_other_half_still_works() {
+    on_runtime(2, || {
+        let (client, server) = tcp_pair();
+        let server = gort::go(move || {
+            let mut got = Vec::new();
+            (&server).read_to_end(&mut got).unwrap(); // returns at the client's FIN
+            assert_eq!(got, b"ping");
+            assert_eq!((&server).read(&mut [0; 4]).unwrap(), 0, "EOF again");
+            (&server).write_all(b"pong").unwrap();
+        });
+        (&client).write_all(b"ping").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        assert_eq!((&client).write(b"late").unwrap_err().kind(), ErrorKind::BrokenPipe);
+        let mut back = Vec::new();
+        (&client).read_to_end(&mut back).unwrap(); // the server's handle drops: EOF
+        assert_eq!(back, b"pong");
+        join(server);
+    });
+}
+
+/// A goroutine parked in `read` when the peer resets gets `ConnectionReset`,
+/// and a later write fails too.
+fn peer_reset_case(procs: usize) {
+    on_runtime(procs, || {
+        let (client, server) = tcp_pair();
+        let reader = gort::go(move || {
+            let err = (&client).read(&mut [0; 8]).unwrap_err();
+            let later = (&client).write(b"after the reset").unwrap_err();
+            (err.kind(), later.kind())
+        });
+        // Give the reader time to park (not required for the outcome).
+        gort::time::sleep(Duration::from_millis(30));
+        SockRef::from(&server).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(server); // closes with RST
+        let (read, write) = join(reader);
+        assert_eq!(read, ErrorKind::ConnectionReset);
+        assert!(
+            matches!(write, ErrorKind::BrokenPipe | ErrorKind::ConnectionReset),
+            "write after reset: {write:?}"
+        );
+    });
+}
+
+#[test]
+fn peer_reset_fails_a_blocked_read_on_one_p() {
+    peer_reset_case(1);
+}
+
+#[test]
+fn peer_reset_fails_a_blocked_read_after_migrating() {
+    peer_reset_case(2);
+}
+
+#[test]
+fn close_wakes_a_goroutine_blocked_in_read() {
+    on_runtime(2, || {
+        let (a, _b) = tcp_pair();
+        let blocked = a.try_clone().unwrap();
+        let reader = gort::go(move || (&blocked).read(&mut [0; 8]).map_err(|e| e.kind()));
+        gort::time::sleep(Duration::from_millis(30));
+        a.close();
+        assert_eq!(join(reader), Err(ErrorKind::NotConnected));
+        // Every later operation fails the same way, on any handle.
+        assert_eq!((&a).write(b"x").unwrap_err().kind(), ErrorKind::NotConnected);
+        assert_eq!((&a).read(&mut [0; 1]).unwrap_err().kind(), ErrorKind::NotConnected);
+    });
+}
+
+#[test]
+fn close_wakes_a_goroutine_blocked_in_accept() {
+    on_runtime(2, || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let blocked = listener.try_clone().unwrap();
+        let acceptor = gort::go(move || blocked.accept().map(|_| ()).map_err(|e| e.kind()));
+        gort::time::sleep(Duration::from_millis(30));
+        listener.close();
+        assert_eq!(join(acceptor), Err(ErrorKind::NotConnected));
+        assert_eq!(listener.accept().unwrap_err().kind(), ErrorKind::NotConnected);
+    });
+}
+
+#[test]
+fn a_goroutine_blocked_in_read_does_not_hold_the_only_p() {
+    on_runtime(1, || {
+        let (a, b) = tcp_pair();
+        let read_done = Arc::new(AtomicBool::new(false));
+        let done = Arc::clone(&read_done);
+        let reader = gort::go(move || {
+            let mut buf = [0; 5];
+            (&a).read_exact(&mut buf).unwrap();
+            done.store(true, Ordering::SeqCst);
+            buf
+        });
+        gort::yield_now(); // let the reader start and park
+        let done = Arc::clone(&read_done);
+        let counter = gort::go(move || {
+            let mut sum = 0u64;
+            for i in 0..100_000u64 {
+                sum += i;
+                if i % 1000 == 0 {
+                    gort::yield_now();
+                }
+            }
+            (sum, done.load(Ordering::SeqCst))
+        });
+        // The counter finishes while the reader still waits: no data was sent yet.
+        assert_eq!(join(counter), (4_999_950_000, false));
+        (&b).write_all(b"hello").unwrap();
+        assert_eq!(&join(reader), b"hello");
+        assert!(read_done.load(Ordering::SeqCst));
+    });
+}
+
+#[test]
+fn readiness_wakes_a_goroutine_while_every_p_is_busy() {
+    on_runtime(2, || {
+        let (a, b) = tcp_pair();
+        let stop = Arc::new(AtomicBool::new(false));
+        // More busy goroutines than Ps: no M ever goes idle to poll, so the
+        // wake-up must come from a busy M's periodic poll.
+        let busy: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                gort::go(move || {
+                    let mut x = 1u64;
+                    let mut rounds = 0u64;
+                    while !stop.load(Ordering::SeqCst) {
+                        for i in 0..1000 {
+                            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+                        }
+                        std::hint::black_box(x);
+                        rounds += 1;
+                        gort::yield_now();
+                    }
+                    rounds
+                })
+            })
+            .collect();
+        let reader_stop = Arc::clone(&stop);
+        let reader = gort::go(move || {
+            let mut buf = [0; 4];
+            (&a).read_exact(&mut buf).unwrap();
+            reader_stop.store(true, Ordering::SeqCst);
+            buf
+        });
+        // The data arrives from a plain thread, while the goroutines spin.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            (&b).write_all(b"wake").unwrap();
+            b
+        });
+        assert_eq!(&join(reader), b"wake");
+        assert!(busy.into_iter().map(join).all(|rounds| rounds > 0));
+        drop(writer.join().unwrap());
+    });
+}
+
+#[test]
+fn plain_threads_use_tcp_on_both_ends() {
+    guarded(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            echo(&conn)
+        });
+        let client = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            for i in 0..20u32 {
+                let msg = format!("thread message {i}");
+                stream.write_all(msg.as_bytes()).unwrap();
+                let mut back = vec![0; msg.len()];
+                stream.read_exact(&mut back).unwrap();
+                assert_eq!(back, msg.as_bytes());
+            }
+            stream.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(stream.read(&mut [0; 1]).unwrap(), 0);
+        });
+        client.join().unwrap_or_else(|p| resume_unwind(p));
+        let echoed = server.join().unwrap_or_else(|p| resume_unwind(p));
+        let expected: usize = (0..20).map(|i| format!("thread message {i}").len()).sum();
+        assert_eq!(echoed, expected as u64);
+    });
+}
+
+#[test]
+fn a_plain_thread_talks_to_a_goroutine() {
+    on_runtime(2, || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = gort::go(move || {
+            let (conn, _) = listener.accept().unwrap();
+            echo(&conn)
+        });
+        // This thread is not a goroutine: its socket blocks the thread, and
+        // is polled by the default runtime.
+        let client = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(b"from a thread").unwrap();
+            let mut back = [0; 13];
+            stream.read_exact(&mut back).unwrap();
+            assert_eq!(&back, b"from a thread");
+        });
+        assert_eq!(join(server), 13);
+        client.join().unwrap_or_else(|p| resume_unwind(p));
+    });
+}
+
+#[test]
+fn from_std_into_std_and_shared_handles() {
+    on_runtime(2, || {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = TcpListener::try_from(std_listener).unwrap();
+        let client = TcpStream::from_std(std::net::TcpStream::connect(addr).unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        let clone = client.try_clone().unwrap();
+        assert_eq!(clone.as_raw_fd(), client.as_raw_fd(), "a clone shares the descriptor");
+        assert_eq!(
+            client.set_nonblocking(true).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        client.set_nonblocking(false).unwrap();
+        // Another handle exists: into_std refuses.
+        let client = client.into_std().unwrap_err();
+        assert_eq!(client.kind(), ErrorKind::WouldBlock);
+        let mut std_client = clone.into_std().unwrap();
+        std_client.write_all(b"std").unwrap();
+        let mut buf = [0; 3];
+        (&server).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"std");
+    });
+}
+
+// ---------------------------------------------------------------- io::copy
+
+#[test]
+fn io_copy_between_two_tcp_streams() {
+    const LEN: usize = 1 << 20;
+    let data: Arc<Vec<u8>> = Arc::new((0..LEN).map(|i| (i % 251) as u8).collect());
+    let expected = Arc::clone(&data);
+    on_runtime(2, move || {
+        let (source_w, source_r) = tcp_pair();
+        let (sink_w, sink_r) = tcp_pair();
+        let producer = gort::go(move || {
+            (&source_w).write_all(&data).unwrap();
+            // Dropping `source_w` ends the stream.
+        });
+        let copier = gort::go(move || {
+            let n = gort::io::copy(&mut &source_r, &mut &sink_w).unwrap();
+            sink_w.shutdown(Shutdown::Write).unwrap();
+            n
+        });
+        let mut got = Vec::with_capacity(LEN);
+        (&sink_r).read_to_end(&mut got).unwrap();
+        join(producer);
+        assert_eq!(join(copier), LEN as u64);
+        assert!(got == *expected, "copied bytes differ");
+    });
+}
+
+#[test]
+fn copy_bidirectional_proxies_both_ways() {
+    const LEN: usize = 256 * 1024;
+    on_runtime(2, || {
+        let (client, proxy_front) = tcp_pair();
+        let (proxy_back, upstream) = tcp_pair();
+        let echo_server = gort::go(move || {
+            let n = gort::io::copy(&mut &upstream, &mut &upstream).unwrap();
+            upstream.shutdown(Shutdown::Write).unwrap();
+            n
+        });
+        let proxy = gort::go(move || gort::io::copy_bidirectional(&proxy_front, &proxy_back).unwrap());
+        let data: Vec<u8> = (0..LEN).map(|i| (i % 253) as u8).collect();
+        let reader_side = client.try_clone().unwrap();
+        let reader = gort::go(move || {
+            let mut got = Vec::new();
+            (&reader_side).read_to_end(&mut got).unwrap();
+            got
+        });
+        (&client).write_all(&data).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        assert!(join(reader) == data, "echoed bytes differ");
+        assert_eq!(join(echo_server), LEN as u64);
+        assert_eq!(join(proxy), (LEN as u64, LEN as u64));
+    });
+}
+
+/// One direction of a proxy fails (the upstream resets): the other
+/// direction, parked on a silent client, must end too.
+fn copy_bidirectional_failure_case(procs: usize) {
+    on_runtime(procs, || {
+        let (client, proxy_front) = tcp_pair();
+        let (proxy_back, upstream) = tcp_pair();
+        let proxy = gort::go(move || gort::io::copy_bidirectional(&proxy_front, &proxy_back));
+        gort::time::sleep(Duration::from_millis(30));
+        SockRef::from(&upstream).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(upstream);
+        let err = join(proxy).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+        // The client sees the proxy's end of the connection.
+        let mut rest = Vec::new();
+        (&client).read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    });
+}
+
+#[test]
+fn copy_bidirectional_ends_both_directions_when_one_fails_on_one_p() {
+    copy_bidirectional_failure_case(1);
+}
+
+#[test]
+fn copy_bidirectional_ends_both_directions_when_one_fails_after_migrating() {
+    copy_bidirectional_failure_case(2);
+}
+
+// ---------------------------------------------------------------- UDP
+
+#[test]
+fn udp_round_trips_unconnected_and_connected() {
+    const CLIENTS: usize = 10;
+    const ROUNDS: usize = 20;
+    let echoed = on_runtime(2, || {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let server = gort::go(move || {
+            let mut buf = [0; 128];
+            for _ in 0..CLIENTS * ROUNDS {
+                let (peeked, from_peek) = server.peek_from(&mut buf).unwrap();
+                let (n, from) = server.recv_from(&mut buf).unwrap();
+                assert_eq!((peeked, from_peek), (n, from));
+                assert_eq!(server.send_to(&buf[..n], from).unwrap(), n);
+            }
+            CLIENTS * ROUNDS
+        });
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                gort::go(move || {
+                    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    let connected = c % 2 == 1;
+                    if connected {
+                        sock.connect(addr).unwrap();
+                        assert_eq!(sock.peer_addr().unwrap(), addr);
+                    } else {
+                        assert_eq!(sock.peer_addr().unwrap_err().kind(), ErrorKind::NotConnected);
+                    }
+                    let mut buf = [0; 128];
+                    for r in 0..ROUNDS {
+                        let msg = format!("client {c} datagram {r}");
+                        let n = if connected {
+                            assert_eq!(sock.send(msg.as_bytes()).unwrap(), msg.len());
+                            assert_eq!(sock.peek(&mut buf).unwrap(), msg.len());
+                            sock.recv(&mut buf).unwrap()
+                        } else {
+                            assert_eq!(sock.send_to(msg.as_bytes(), addr).unwrap(), msg.len());
+                            let (n, from) = sock.recv_from(&mut buf).unwrap();
+                            assert_eq!(from, addr);
+                            n
+                        };
+                        assert_eq!(&buf[..n], msg.as_bytes());
+                    }
+                })
+            })
+            .collect();
+        clients.into_iter().for_each(join);
+        join(server)
+    });
+    assert_eq!(echoed, CLIENTS * ROUNDS);
+}
+
+#[test]
+fn udp_recv_timeout_fires_then_a_later_recv_succeeds() {
+    on_runtime(2, || {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        let mut buf = [0; 16];
+        assert_eq!(sock.recv_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+        sock.set_read_timeout(None).unwrap();
+        let sender = gort::go(move || {
+            gort::time::sleep(Duration::from_millis(50));
+            let from = UdpSocket::bind("127.0.0.1:0").unwrap();
+            from.send_to(b"late", addr).unwrap();
+            from.local_addr().unwrap()
+        });
+        let (n, from) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"late");
+        assert_eq!(from, join(sender));
+    });
+}
+
+#[test]
+fn udp_close_wakes_a_blocked_recv() {
+    on_runtime(2, || {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let blocked = sock.try_clone().unwrap();
+        let receiver = gort::go(move || blocked.recv_from(&mut [0; 8]).map(|_| ()).map_err(|e| e.kind()));
+        gort::time::sleep(Duration::from_millis(30));
+        sock.close();
+        assert_eq!(join(receiver), Err(ErrorKind::NotConnected));
+        assert_eq!(
+            sock.send_to(b"x", "127.0.0.1:9").unwrap_err().kind(),
+            ErrorKind::NotConnected
+        );
+    });
+}
+
+#[test]
+fn udp_options_handles_and_conversions() {
+    on_runtime(2, || {
+        let sock = UdpSocket::try_from(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        sock.set_broadcast(true).unwrap();
+        assert!(sock.broadcast().unwrap());
+        sock.set_ttl(17).unwrap();
+        assert_eq!(sock.ttl().unwrap(), 17);
+        sock.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(sock.write_timeout().unwrap(), Some(Duration::from_secs(1)));
+        assert!(sock.take_error().unwrap().is_none());
+        assert_eq!(sock.set_nonblocking(true).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert!(format!("{sock:?}").starts_with("UdpSocket"));
+        // A clone shares the socket: what one sends to itself, the other receives.
+        let clone = sock.try_clone().unwrap();
+        let addr = sock.local_addr().unwrap();
+        clone.send_to(b"self", addr).unwrap();
+        let mut buf = [0; 8];
+        let (n, from) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"self"[..], addr));
+        let sock = sock.into_std().unwrap_err();
+        assert_eq!(sock.kind(), ErrorKind::WouldBlock);
+        let std_sock = clone.into_std().unwrap();
+        assert_eq!(std_sock.local_addr().unwrap(), addr);
+        // Back in std's hands it blocks again: a timeout is how std reports
+        // waiting. Blocking the thread inside a goroutine is detected by
+        // sysmon, whose signal ends a timed socket wait early with EINTR
+        // (the kernel does not restart those; README, "Blocking calls").
+        std_sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let err = std_sock.recv_from(&mut buf).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+            ),
+            "{err:?}"
+        );
+    });
+}
+
+// ---------------------------------------------------------------- Unix
+
+#[test]
+fn unix_listener_echoes_many_clients() {
+    const CLIENTS: usize = 50;
+    let path = socket_path("echo");
+    let bound = path.clone();
+    let total = on_runtime(2, move || {
+        let listener = UnixListener::bind(&bound).unwrap();
+        assert_eq!(listener.local_addr().unwrap().as_pathname(), Some(bound.as_path()));
+        let server = gort::go(move || {
+            let handlers: Vec<_> = listener
+                .incoming()
+                .take(CLIENTS)
+                .map(|conn| {
+                    let conn = conn.unwrap();
+                    gort::go(move || echo(&conn))
+                })
+                .collect();
+            handlers.into_iter().map(join).sum::<u64>()
+        });
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let path = bound.clone();
+                gort::go(move || {
+                    let mut stream = UnixStream::connect(&path).unwrap();
+                    assert_eq!(stream.peer_addr().unwrap().as_pathname(), Some(path.as_path()));
+                    assert!(stream.local_addr().unwrap().is_unnamed());
+                    let msg = format!("unix client {c}");
+                    stream.write_all(msg.as_bytes()).unwrap();
+                    stream.shutdown(Shutdown::Write).unwrap();
+                    let mut back = String::new();
+                    stream.read_to_string(&mut back).unwrap();
+                    assert_eq!(back, msg);
+                    msg.len() as u64
+                })
+            })
+            .collect();
+        let sent: u64 = clients.into_iter().map(join).sum();
+        assert_eq!(join(server), sent);
+        sent
+    });
+    std::fs::remove_file(&path).unwrap();
+    let expected: usize = (0..CLIENTS).map(|c| format!("unix client {c}").len()).sum();
+    assert_eq!(total, expected as u64);
+}
+
+#[test]
+fn unix_pair_carries_data_both_ways_and_half_closes() {
+    on_runtime(2, || {
+        let (a, b) = UnixStream::pair().unwrap();
+        let peer = gort::go(move || {
+            let mut got = String::new();
+            (&b).read_to_string(&mut got).unwrap();
+            (&b).write_all(got.to_uppercase().as_bytes()).unwrap();
+        });
+        (&a).write_all(b"shout this").unwrap();
+        a.shutdown(Shutdown::Write).unwrap();
+        let mut back = String::new();
+        (&a).read_to_string(&mut back).unwrap();
+        assert_eq!(back, "SHOUT THIS");
+        join(peer);
+    });
+}
+
+#[test]
+fn unix_read_timeout_and_close_while_blocked() {
+    on_runtime(2, || {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        assert_eq!((&a).read(&mut [0; 4]).unwrap_err().kind(), ErrorKind::TimedOut);
+        a.set_read_timeout(None).unwrap();
+        let blocked = a.try_clone().unwrap();
+        let reader = gort::go(move || (&blocked).read(&mut [0; 4]).map_err(|e| e.kind()));
+        gort::time::sleep(Duration::from_millis(30));
+        a.close();
+        assert_eq!(join(reader), Err(ErrorKind::NotConnected));
+
+        let path = socket_path("close-accept");
+        let listener = UnixListener::bind(&path).unwrap();
+        let blocked = listener.try_clone().unwrap();
+        let acceptor = gort::go(move || blocked.accept().map(|_| ()).map_err(|e| e.kind()));
+        gort::time::sleep(Duration::from_millis(30));
+        listener.close();
+        assert_eq!(join(acceptor), Err(ErrorKind::NotConnected));
+        std::fs::remove_file(&path).unwrap();
+    });
+}
+
+#[test]
+fn unix_abstract_address_and_connect_addr() {
+    on_runtime(2, || {
+        let name = format!("gort-net-{}-abstract", std::process::id());
+        let addr = SocketAddr::from_abstract_name(&name).unwrap();
+        let listener = UnixListener::bind_addr(&addr).unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(addr.as_abstract_name(), Some(name.as_bytes()));
+        let client = gort::go(move || {
+            let mut stream = UnixStream::connect_addr(&addr).unwrap();
+            stream.write_all(b"abstract").unwrap();
+        });
+        let (mut conn, peer) = listener.accept().unwrap();
+        assert!(peer.is_unnamed());
+        let mut got = String::new();
+        conn.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "abstract");
+        join(client);
+    });
+}
+
+#[test]
+fn unix_connect_waits_while_the_accept_queue_is_full() {
+    const WAITING: usize = 5;
+    let path = socket_path("backlog");
+    let bound = path.clone();
+    on_runtime(2, move || {
+        let sock = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        sock.bind(&SockAddr::unix(&bound).unwrap()).unwrap();
+        sock.listen(1).unwrap();
+        let listener = UnixListener::from_std(sock.into()).unwrap();
+        // Fill the queue with raw connections until the kernel says EAGAIN:
+        // from then on, every connect must wait for an accept.
+        let mut raw = Vec::new();
+        loop {
+            let s = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None).unwrap();
+            match s.connect(&SockAddr::unix(&bound).unwrap()) {
+                Ok(()) => raw.push(s),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("unexpected connect error {e}"),
+            }
+            assert!(raw.len() < 100, "the accept queue never filled");
+        }
+        let queued = raw.len();
+        let clients: Vec<_> = (0..WAITING as u8)
+            .map(|c| {
+                let path = bound.clone();
+                gort::go(move || {
+                    let mut stream = UnixStream::connect(&path).unwrap();
+                    stream.write_all(&[c]).unwrap();
+                    let mut back = [0; 1];
+                    stream.read_exact(&mut back).unwrap();
+                    back[0]
+                })
+            })
+            .collect();
+        gort::time::sleep(Duration::from_millis(30)); // let them meet the full queue
+        drop(raw); // still queued: they are accepted, and read as EOF
+        let (mut eof, mut echoed) = (0, 0);
+        for _ in 0..queued + WAITING {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut byte = [0; 1];
+            match conn.read(&mut byte).unwrap() {
+                0 => eof += 1,
+                _ => {
+                    conn.write_all(&byte).unwrap();
+                    echoed += 1;
+                }
+            }
+        }
+        assert_eq!((eof, echoed), (queued, WAITING));
+        let mut ids: Vec<u8> = clients.into_iter().map(join).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..WAITING as u8).collect::<Vec<_>>());
+    });
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn unix_from_std_and_into_std() {
+    on_runtime(2, || {
+        let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
+        let x = UnixStream::try_from(x).unwrap();
+        let y = UnixStream::from_std(y).unwrap();
+        assert!(format!("{x:?}").starts_with("UnixStream"));
+        assert_eq!(x.set_nonblocking(true).unwrap_err().kind(), ErrorKind::InvalidInput);
+        (&x).write_all(b"to std").unwrap();
+        let mut y = y.into_std().unwrap();
+        let mut buf = [0; 6];
+        y.read_exact(&mut buf).unwrap(); // blocking std read: the data is there
+        assert_eq!(&buf, b"to std");
+    });
+}
+
+#[test]
+fn many_readers_parked_on_pairs_all_wake() {
+    const PAIRS: usize = 500;
+    let woken = on_runtime(2, || {
+        let pairs: Vec<_> = (0..PAIRS).map(|_| UnixStream::pair().unwrap()).collect();
+        let (readers, writers): (Vec<_>, Vec<_>) = pairs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (a, b))| {
+                let reader = gort::go(move || {
+                    let mut buf = [0; 8];
+                    (&a).read_exact(&mut buf).unwrap();
+                    u64::from_le_bytes(buf) == i as u64
+                });
+                (reader, b)
+            })
+            .unzip();
+        gort::yield_now();
+        for (i, b) in writers.iter().enumerate().rev() {
+            (&*b).write_all(&(i as u64).to_le_bytes()).unwrap();
+        }
+        // Each reader got its own pair's value.
+        readers.into_iter().map(join).filter(|&ok| ok).count()
+    });
+    assert_eq!(woken, PAIRS);
+}
