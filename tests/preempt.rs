@@ -426,3 +426,38 @@ fn at_max_threads_preemption_waits_with_a_warning() {
     assert!(status.success(), "status {status:?}, stderr:\n{stderr}");
     assert!(stderr.contains("max_threads"), "no warning in stderr:\n{stderr}");
 }
+
+#[test]
+fn a_ping_pong_pair_cannot_starve_the_rest_of_its_queue() {
+    // Two goroutines hand a value back and forth on one P, each readying the
+    // other into `runnext`, so they would inherit one time slice forever.
+    // sysmon must end that slice so a goroutine queued behind them runs.
+    let rt = runtime(1);
+    let rounds = rt.block_on(|| {
+        let (a_tx, a_rx) = gort::chan::bounded::<u64>(0);
+        let (b_tx, b_rx) = gort::chan::bounded::<u64>(0);
+        let pong = gort::go(move || {
+            for v in a_rx.iter() {
+                b_tx.send(v + 1).unwrap();
+            }
+        });
+        let ping = gort::go(move || {
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if n == 1000 {
+                    // Lands behind the pair, in the local queue.
+                    let s = Arc::clone(&stop);
+                    gort::go(move || s.store(true, Ordering::Relaxed));
+                }
+                a_tx.send(n).unwrap();
+                n = b_rx.recv().unwrap();
+            }
+            n
+        });
+        let rounds = ping.join().unwrap();
+        pong.join().unwrap();
+        rounds
+    });
+    assert!(rounds > 1000);
+}

@@ -120,6 +120,14 @@ pub fn ring() {
     let elapsed = start.elapsed();
     let want = (RING_HOPS % RING_NODES as u64) as usize + 1;
     check("ring", id == want, || format!("token ended at node {id} want {want}"));
+    let m = gort::runtime::metrics();
+    info(
+        "ring",
+        format_args!(
+            "steals={} preempt_requests={} preempt_signals={} blocked_detections={} threads={}",
+            m.steals, m.preempt_requests, m.preempt_signals, m.blocked_detections, m.threads_started
+        ),
+    );
     emit("ring", elapsed.as_nanos() as f64 / RING_HOPS as f64, "ns/hop");
 }
 

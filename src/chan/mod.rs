@@ -59,7 +59,6 @@ use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::sched::safe_point;
 use hchan::{Chan, UNBOUNDED, Wait};
 
 /// A channel with a buffer of `cap` values; `cap == 0` makes every send a
@@ -146,7 +145,6 @@ impl<T> Sender<T> {
     /// assert_eq!(h.join().unwrap(), "ping");
     /// ```
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
-        safe_point();
         self.chan.send(v, Wait::Forever).map_err(|e| SendError(e.into_inner()))
     }
 
@@ -243,7 +241,6 @@ impl<T> Receiver<T> {
     /// assert!(rx.recv().is_err()); // the goroutine dropped `tx`
     /// ```
     pub fn recv(&self) -> Result<T, RecvError> {
-        safe_point();
         self.chan.recv(Wait::Forever).map_err(|_| RecvError)
     }
 

@@ -38,7 +38,6 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    crate::sched::safe_point();
     spawn_located(sched, f, name, stack_size, Location::caller())
 }
 

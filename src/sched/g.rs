@@ -122,6 +122,14 @@ impl Drop for Task {
     }
 }
 
+/// Two cache lines: a run of goroutines (a ring of channel peers, say) is
+/// touched G after G, so every byte here costs.
+const _: () = assert!(std::mem::size_of::<G>() == 128);
+
+fn stack_size_u32(bytes: usize) -> u32 {
+    u32::try_from(bytes).expect("stack sizes are checked to be at most 1 GiB")
+}
+
 /// A goroutine.
 pub(crate) struct G {
     pub(crate) ctx: UnsafeCell<Context>,
@@ -131,7 +139,8 @@ pub(crate) struct G {
     pub(crate) sched: NonNull<Sched>,
     pub(crate) stack: UnsafeCell<Option<Stack>>,
     /// Usable stack bytes this goroutine asked for.
-    pub(crate) stack_size: Cell<usize>,
+    /// (u32: at most 1 GiB, `stack::MAX_STACK_SIZE`; it keeps G at 128 bytes.)
+    pub(crate) stack_size: Cell<u32>,
     pub(crate) entry: UnsafeCell<Option<Task>>,
     pub(crate) name: UnsafeCell<Option<Arc<str>>>,
     pub(crate) spawned_at: Cell<&'static Location<'static>>,
@@ -238,7 +247,7 @@ impl Sched {
         };
         match g {
             Some(g) => {
-                g.stack_size.set(stack_size);
+                g.stack_size.set(stack_size_u32(stack_size));
                 g
             }
             None => self.malg(stack_size),
@@ -265,7 +274,7 @@ impl Sched {
             status: AtomicU8::new(GStatus::Idle as u8),
             sched: NonNull::from(self),
             stack: UnsafeCell::new(None),
-            stack_size: Cell::new(stack_size),
+            stack_size: Cell::new(stack_size_u32(stack_size)),
             entry: UnsafeCell::new(None),
             name: UnsafeCell::new(None),
             spawned_at: Cell::new(Location::caller()),

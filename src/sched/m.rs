@@ -99,7 +99,12 @@ pub(crate) struct NoPreempt {
 impl NoPreempt {
     #[inline]
     pub(crate) fn enter() -> NoPreempt {
-        let m = current_m();
+        NoPreempt::on(current_m())
+    }
+
+    /// `enter` for a caller that has just read `current_m()` itself.
+    #[inline]
+    pub(crate) fn on(m: Option<&'static M>) -> NoPreempt {
         if let Some(m) = m {
             m.locks.set(m.locks.get() + 1);
             // The signal handler runs on this thread: a compiler fence is

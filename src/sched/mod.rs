@@ -201,6 +201,7 @@ pub(crate) struct Sched {
     sysmon_note: crate::os::Note,
     /// sysmon's counters (`Metrics`).
     preempt_requests: AtomicU64,
+    preempt_signals: AtomicU64,
     syscall_handoffs: AtomicU64,
     blocked_detections: AtomicU64,
     /// The network poller, created by the first socket (`poll.rs`).
@@ -290,6 +291,7 @@ impl Sched {
             sysmon_started: std::sync::Once::new(),
             sysmon_note: crate::os::Note::new(),
             preempt_requests: AtomicU64::new(0),
+            preempt_signals: AtomicU64::new(0),
             syscall_handoffs: AtomicU64::new(0),
             blocked_detections: AtomicU64::new(0),
             poller: OnceLock::new(),
@@ -375,8 +377,12 @@ pub struct Metrics {
     pub threads_started: u64,
     /// Successful steals from another P's run queue.
     pub steals: u64,
-    /// Preemption requests sysmon sent to goroutines that ran past their slice.
+    /// Goroutines sysmon asked to yield because they ran past their slice
+    /// while others waited.
     pub preempt_requests: u64,
+    /// Preemption signals (SIGURG) sent because a request was not honoured
+    /// at a runtime call in time (Go's async preemptions).
+    pub preempt_signals: u64,
     /// Ps sysmon took from goroutines in system calls and handed to other Ms.
     pub syscall_handoffs: u64,
     /// Threads sysmon found blocked in the kernel in un-annotated calls.
@@ -403,6 +409,7 @@ impl Sched {
             threads_started: self.mnext.load(Ordering::Relaxed),
             steals: self.steals.load(Ordering::Relaxed),
             preempt_requests: self.preempt_requests.load(Ordering::Relaxed),
+            preempt_signals: self.preempt_signals.load(Ordering::Relaxed),
             syscall_handoffs: self.syscall_handoffs.load(Ordering::Relaxed),
             blocked_detections: self.blocked_detections.load(Ordering::Relaxed),
             ran_per_p: ps.iter().map(|p| p.ran.load(Ordering::Relaxed)).collect(),

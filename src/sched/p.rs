@@ -39,29 +39,27 @@ pub(crate) enum PStatus {
     Dead,
 }
 
+/// Laid out in order (`repr(C)`) so that what other threads read often —
+/// status, holder, timer0, preempt — does not share a cache line with the
+/// counters the holder writes on every switch; the 128-byte-aligned run
+/// queue sits between the two groups.
+#[repr(C)]
 pub(crate) struct P {
     pub(crate) id: usize,
     status: AtomicU8,
-    pub(crate) runq: RunQueue<G>,
-    /// Incremented on every new time slice; every 61st looks at the global
-    /// queue first. Written by the holder; sysmon reads it to tell how long
-    /// one goroutine has been running.
-    pub(crate) schedtick: AtomicU32,
     /// Sysmon asks the goroutine running here to yield at its next runtime
     /// call (Go's `gp.preempt`; kept on the P, which sysmon can find).
     pub(crate) preempt: AtomicBool,
     /// The M holding this P, while one does (for sysmon's signals).
     pub(crate) holder: AtomicPtr<M>,
-    /// Dead Gs kept for reuse. Holder of the P only.
-    pub(crate) gfree: UnsafeCell<Vec<GPtr>>,
-    /// Stacks of dead goroutines, kept warm for the next ones. Holder only.
-    pub(crate) stacks: UnsafeCell<LocalStacks>,
-    /// Free memory blocks for goroutine jobs. Holder only.
-    pub(crate) blocks: BlockCache,
-    /// Timers started on this P, and the earliest deadline among them
-    /// (`timers::NO_TIMER` if none), readable without the lock.
-    pub(crate) timers: Mutex<TimerHeap>,
+    /// The earliest deadline in `timers` (`timers::NO_TIMER` if none),
+    /// readable without the lock.
     pub(crate) timer0: AtomicU64,
+    pub(crate) runq: RunQueue<G>,
+    /// Incremented on every new time slice; every 61st looks at the global
+    /// queue first. Written by the holder; sysmon reads it to tell how long
+    /// one goroutine has been running.
+    pub(crate) schedtick: AtomicU32,
     /// Goroutine slices run on this P.
     pub(crate) ran: AtomicU64,
     /// Goroutines spawned and finished on this P. Per P rather than shared,
@@ -69,6 +67,14 @@ pub(crate) struct P {
     /// cache line on every goroutine (Go derives its count the same way).
     pub(crate) created: AtomicU64,
     pub(crate) exited: AtomicU64,
+    /// Dead Gs kept for reuse. Holder of the P only.
+    pub(crate) gfree: UnsafeCell<Vec<GPtr>>,
+    /// Stacks of dead goroutines, kept warm for the next ones. Holder only.
+    pub(crate) stacks: UnsafeCell<LocalStacks>,
+    /// Free memory blocks for goroutine jobs. Holder only.
+    pub(crate) blocks: BlockCache,
+    /// Timers started on this P.
+    pub(crate) timers: Mutex<TimerHeap>,
 }
 
 // SAFETY: `runq` is built for concurrent stealers; `status` and the

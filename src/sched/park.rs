@@ -62,9 +62,10 @@ pub(crate) fn goready(g: GPtr) {
     g.wait_reason.set(WaitReason::None);
     g.set_status(GStatus::Runnable);
     let sched = g.sched();
+    let here = current_m();
     // The P's run queue is touched below.
-    let _section = NoPreempt::enter();
-    let m = current_m().filter(|m| std::ptr::eq(&*m.sched, sched));
+    let _section = NoPreempt::on(here);
+    let m = here.filter(|m| std::ptr::eq(&*m.sched, sched));
     if let Some(m) = m
         && m.collecting.get()
     {
@@ -73,11 +74,23 @@ pub(crate) fn goready(g: GPtr) {
         m.ready_batch.set(batch);
         return;
     }
-    match m.and_then(|m| m.p.get()) {
+    let stealable = match m.and_then(|m| m.p.get()) {
         Some(p) => sched.runqput(&p, g, true),
-        None => sched.globrunqput(g),
+        None => {
+            sched.globrunqput(g);
+            true
+        }
+    };
+    // A goroutine that only went into an empty `runnext` is the partner of
+    // the one running here, which usually parks within nanoseconds and lets
+    // it run: waking an idle M for it would cost a futex wake per hand-off
+    // and an M that spins, finds nothing and sleeps again (tokio's LIFO
+    // slot makes the same call). If the waker keeps running instead, an
+    // already spinning M steals it after the grace, or sysmon ends the
+    // slice it would otherwise wait for.
+    if stealable {
+        sched.wakep();
     }
-    sched.wakep();
 }
 
 /// Yield the processor: the running goroutine goes to the back of the

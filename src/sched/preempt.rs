@@ -4,9 +4,12 @@
 //! preempt slice to stop, in two ways at once:
 //!
 //! - **cooperatively**: it sets its P's `preempt` flag, which the goroutine
-//!   checks at its next runtime call (`safe_point`: spawning, channel
-//!   operations, locks, sleeps, I/O, `yield_now`) and yields there to the
-//!   global queue — cheap, and the goroutine may resume on another thread;
+//!   checks at its next runtime call that may wait anyway (`safe_point`:
+//!   spawning, joining, sleeping, socket I/O, the end of `blocking`) and
+//!   yields there to the global queue — cheap, and the goroutine may resume
+//!   on another thread. Channel operations and locks are not checked on
+//!   their fast paths (a few nanoseconds each would be a tenth of their
+//!   cost); when they park, that is the yield;
 //! - **asynchronously**: it sends SIGURG to the goroutine's thread. The
 //!   handler (on the M's alternate signal stack) checks that the thread is
 //!   running goroutine code — on the goroutine's own stack, outside every
@@ -114,8 +117,13 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         return;
     }
     if m.locks.get() > 0 {
-        m.signal_request.store(request, Ordering::Relaxed);
-        m.preempt_pending.set(true);
+        // Inside the runtime. A preemption waits for the section to end; a
+        // "blocked thread" report is dropped: the thread waits for a runtime
+        // lock whose holder is running, so it will not be blocked for long.
+        if request == REQUEST_PREEMPT {
+            m.signal_request.store(request, Ordering::Relaxed);
+            m.preempt_pending.set(true);
+        }
         return;
     }
     let Some(g) = m.curg.get() else { return };
@@ -221,17 +229,27 @@ extern "sysv64" fn preempt_hook() {
 /// with a runtime lock held.
 #[inline]
 pub(crate) fn safe_point() {
-    let Some(m) = current_m() else { return };
+    if let Some(m) = current_m() {
+        safe_point_on(m);
+    }
+}
+
+/// `safe_point` for a caller that has just read `current_m()`. Returns
+/// whether the goroutine yielded (and so may be on another M now).
+#[inline]
+pub(crate) fn safe_point_on(m: &M) -> bool {
     if m.curg.get().is_none() {
-        return;
+        return false;
     }
     if m.oldp.get().is_some() || m.p.get().is_none() {
         m.sched.reacquire_p(m);
-        return;
+        return false;
     }
     if m.p.get().is_some_and(|p| p.preempt.load(Ordering::Relaxed)) {
         mcall(Pending::Yield);
+        return true;
     }
+    false
 }
 
 impl super::Sched {

@@ -183,14 +183,17 @@ impl<T> RunQueue<T> {
     /// queued are handed to `overflow` in one batch, meant for the global
     /// queue; `overflow` is called at most once. The batch is built on the
     /// stack (about 1 KiB), so no allocation happens here.
-    pub(crate) fn push(&self, g: NonNull<T>, next: bool, overflow: impl FnOnce(Batch<'_, T>)) {
+    ///
+    /// Returns whether something went into the ring (or overflowed), as
+    /// opposed to only filling an empty `runnext`.
+    pub(crate) fn push(&self, g: NonNull<T>, next: bool, overflow: impl FnOnce(Batch<'_, T>)) -> bool {
         let mut g = g;
         if next {
             // Release: pairs with the Acquire CAS in `steal_into`, so a thief
             // that takes `g` from runnext sees it fully prepared.
             let old = self.runnext.0.swap(g.as_ptr(), Release);
             match NonNull::new(old) {
-                None => return,
+                None => return false,
                 Some(old) => g = old,
             }
         }
@@ -205,7 +208,7 @@ impl<T> RunQueue<T> {
                 // Release: pairs with the Acquire `tail` loads in `steal_into`
                 // and `is_empty` (ordering point 1).
                 self.tail.0.store(t + 1, Release);
-                return;
+                return true;
             }
             debug_assert_eq!(t - h, CAP_U64, "run queue holds more than its capacity");
             if let Some(batch) = self.claim_overflow(g, h) {
@@ -217,6 +220,7 @@ impl<T> RunQueue<T> {
         overflow(Batch {
             items: batch.iter().copied(),
         });
+        true
     }
 
     /// Takes the oldest half of a full ring (whose head was `h`) for the
@@ -273,9 +277,10 @@ impl<T> RunQueue<T> {
     /// the caller to run at once; the others are published in `dst` in FIFO
     /// order. The grab is limited to what fits in `dst` plus the returned one.
     ///
-    /// If the ring is empty and `steal_runnext` is set, takes `runnext`
-    /// instead; see the module documentation on why there is no back-off here.
-    pub(crate) fn steal_into(&self, dst: &RunQueue<T>, steal_runnext: bool) -> Option<NonNull<T>> {
+    /// If the ring is empty and `runnext` names what the caller saw in the
+    /// victim's `runnext` (`peek_runnext`), takes it instead if it is still
+    /// there; see the module documentation on why there is no back-off here.
+    pub(crate) fn steal_into(&self, dst: &RunQueue<T>, runnext: Option<NonNull<T>>) -> Option<NonNull<T>> {
         debug_assert!(!ptr::eq(self, dst), "a P cannot steal from itself");
         let dst_tail = dst.tail.0.load(Relaxed);
         // Acquire: pairs with the Release CAS on `dst.head` of `dst`'s
@@ -292,24 +297,17 @@ impl<T> RunQueue<T> {
             let queued = t.wrapping_sub(h);
             let half = queued - queued / 2;
             if half == 0 {
-                if !steal_runnext {
-                    return None;
-                }
-                let next = self.runnext.0.load(Relaxed);
-                if next.is_null() {
-                    return None;
-                }
+                // Only the goroutine the caller saw there: one that has
+                // replaced it since is a newer partner of the goroutine
+                // running on the owner, about to run there (Go's rule too).
+                let seen = runnext?;
                 // Acquire: pairs with the owner's Release swap in `push`.
-                if self
+                return self
                     .runnext
                     .0
-                    .compare_exchange(next, ptr::null_mut(), Acquire, Relaxed)
+                    .compare_exchange(seen.as_ptr(), ptr::null_mut(), Acquire, Relaxed)
                     .is_ok()
-                {
-                    return Some(claimed(next));
-                }
-                // The owner popped it or pushed it into the ring: look again.
-                continue;
+                    .then_some(seen);
             }
             if half > HALF_U64 {
                 // `head` moved on between our two loads.
@@ -337,6 +335,18 @@ impl<T> RunQueue<T> {
                 return Some(claimed(last));
             }
         }
+    }
+
+    /// Owner only. Takes `runnext`, leaving the ring alone.
+    pub(crate) fn take_runnext(&self) -> Option<NonNull<T>> {
+        // Acquire: pairs with the Release swap in `push` (the owner's own,
+        // or one a thief's failed CAS raced with).
+        NonNull::new(self.runnext.0.swap(ptr::null_mut(), Acquire))
+    }
+
+    /// What `runnext` holds now. Any thread; a hint for `steal_into`.
+    pub(crate) fn peek_runnext(&self) -> Option<NonNull<T>> {
+        NonNull::new(self.runnext.0.load(Relaxed))
     }
 
     /// Any thread, approximate: goroutines queued, `runnext` included.
@@ -508,13 +518,13 @@ mod tests {
             victim.push(item(i), false, no_overflow);
         }
         victim.push(item(99), true, no_overflow);
-        assert_eq!(victim.steal_into(&dst, true).map(id), Some(4));
+        assert_eq!(victim.steal_into(&dst, victim.peek_runnext()).map(id), Some(4));
         assert_eq!(drain_ids(&dst), vec![0, 1, 2, 3]);
         // runnext is left alone while the ring has work.
         assert_eq!(drain_ids(&victim), vec![99, 5, 6, 7, 8, 9]);
 
         victim.push(item(7), false, no_overflow);
-        assert_eq!(victim.steal_into(&dst, false).map(id), Some(7));
+        assert_eq!(victim.steal_into(&dst, None).map(id), Some(7));
         assert!(dst.is_empty() && victim.is_empty());
     }
 
@@ -522,10 +532,10 @@ mod tests {
     fn steal_runnext_only_when_asked() {
         let victim = RunQueue::new();
         let dst = RunQueue::new();
-        assert_eq!(victim.steal_into(&dst, true), None);
+        assert_eq!(victim.steal_into(&dst, victim.peek_runnext()), None);
         victim.push(item(5), true, no_overflow);
-        assert_eq!(victim.steal_into(&dst, false), None);
-        assert_eq!(victim.steal_into(&dst, true).map(id), Some(5));
+        assert_eq!(victim.steal_into(&dst, None), None);
+        assert_eq!(victim.steal_into(&dst, victim.peek_runnext()).map(id), Some(5));
         assert!(victim.is_empty() && dst.is_empty());
     }
 
@@ -540,7 +550,7 @@ mod tests {
             dst.push(item(1000 + i), false, no_overflow);
         }
         // Two free slots in dst, plus the one handed back.
-        assert_eq!(victim.steal_into(&dst, false).map(id), Some(2));
+        assert_eq!(victim.steal_into(&dst, None).map(id), Some(2));
         assert_eq!(victim.len(), CAP - 3);
         let got = drain_ids(&dst);
         assert_eq!(got[CAP - 2..], [0, 1]);
@@ -548,7 +558,7 @@ mod tests {
         for i in 0..CAP {
             dst.push(item(2000 + i), false, no_overflow);
         }
-        assert_eq!(victim.steal_into(&dst, false).map(id), Some(3));
+        assert_eq!(victim.steal_into(&dst, None).map(id), Some(3));
         assert_eq!(dst.len(), CAP);
     }
 
@@ -581,8 +591,8 @@ mod tests {
                     continue;
                 }
                 let stolen = owner_q
-                    .steal_into(mine, round.is_multiple_of(4))
-                    .or_else(|| other.steal_into(mine, true));
+                    .steal_into(mine, owner_q.peek_runnext().filter(|_| round.is_multiple_of(4)))
+                    .or_else(|| other.steal_into(mine, other.peek_runnext()));
                 match stolen {
                     Some(p) => consume(p, &mut seen),
                     None if consumed.load(Relaxed) == N => return seen,
@@ -692,7 +702,7 @@ mod loom_tests {
         thread::spawn(move || {
             let mine = RunQueue::new();
             let mut seen = Vec::new();
-            if let Some(p) = victim.steal_into(&mine, steal_runnext) {
+            if let Some(p) = victim.steal_into(&mine, victim.peek_runnext().filter(|_| steal_runnext)) {
                 record(p, &mut seen);
             }
             mine.drain(|p| record(p, &mut seen));
@@ -759,7 +769,7 @@ mod loom_tests {
                 let (q, middle) = (q.clone(), middle.clone());
                 thread::spawn(move || {
                     let mut seen = Vec::new();
-                    if let Some(p) = q.steal_into(&middle, false) {
+                    if let Some(p) = q.steal_into(&middle, None) {
                         record(p, &mut seen);
                     }
                     middle.drain(|p| record(p, &mut seen));

@@ -14,6 +14,7 @@ use super::g::{G, GPtr, GStatus, Task};
 use super::m::{M, MPtr, NoPreempt, Pending, current_m};
 use super::p::{P, PPtr, PStatus};
 use super::poll::Woke;
+use super::preempt;
 use super::runq::RunQueue;
 use super::timers::{NO_TIMER, nanotime};
 use super::{Sched, lock};
@@ -45,13 +46,14 @@ const SCAVENGE_MIN_IDLE_NS: u64 = 10_000_000;
 
 impl Sched {
     /// Put `g` on `p`'s local queue (on `runnext` if `next`); spill half the
-    /// queue to the global one if it is full. Holder of `p` only.
-    pub(crate) fn runqput(&self, p: &P, g: GPtr, next: bool) {
+    /// queue to the global one if it is full. Holder of `p` only. Returns
+    /// whether the queue now holds work beyond `runnext`.
+    pub(crate) fn runqput(&self, p: &P, g: GPtr, next: bool) -> bool {
         p.runq.push(g.as_non_null(), next, |batch| {
             let mut l = lock(&self.lock);
             l.runq.extend(batch.map(GPtr::from_non_null));
             self.runqsize.store(l.runq.len(), Ordering::Relaxed);
-        });
+        })
     }
 
     /// Take a batch from the global queue: one to run now, and up to half a
@@ -96,17 +98,21 @@ impl Sched {
                     continue;
                 }
                 let Some(victim) = self.p(id) else { continue };
-                let mut stolen = victim.runq.steal_into(&p.runq, false);
-                if stolen.is_none() && last {
+                let mut stolen = victim.runq.steal_into(&p.runq, None);
+                if stolen.is_none()
+                    && last
+                    && let Some(seen) = victim.runq.peek_runnext()
+                {
                     if victim.status() == PStatus::Running {
                         // A running P's `runnext` is usually the partner of
                         // the goroutine running there (a channel peer it just
                         // readied), about to run within microseconds.
                         // Stealing it would split the pair across cores; give
-                        // the owner that long first (Go waits 3 µs too).
+                        // the owner that long first, and take only the same
+                        // goroutine afterwards (Go waits 3 µs too).
                         runnext_grace();
                     }
-                    stolen = victim.runq.steal_into(&p.runq, true);
+                    stolen = victim.runq.steal_into(&p.runq, Some(seen));
                 }
                 if let Some(g) = stolen {
                     self.steals.fetch_add(1, Ordering::Relaxed);
@@ -144,6 +150,9 @@ impl Sched {
                 continue 'top;
             }
             let p = m.p();
+            if p.preempt.load(Ordering::Relaxed) {
+                self.end_inherited_slice(&p);
+            }
             if p.timer0.load(Ordering::Relaxed) != NO_TIMER {
                 self.run_timers(&p, nanotime(Instant::now()));
             }
@@ -224,6 +233,20 @@ impl Sched {
                 }
             }
             self.stopm(m);
+        }
+    }
+
+    /// sysmon asked the goroutine on `p` to yield, and it has stopped
+    /// running (parked, yielded or ended): honour the request by ending the
+    /// time slice it handed down. Its `runnext` partner goes to the back of
+    /// the queue, so a pair of goroutines readying each other cannot keep
+    /// the P from the rest of its queue (Go breaks such pairs the same way,
+    /// by sending the preempted one to the global queue). Holder of `p`.
+    fn end_inherited_slice(&self, p: &P) {
+        p.preempt.store(false, Ordering::Relaxed);
+        p.schedtick.store(p.tick().wrapping_add(1), Ordering::Relaxed);
+        if let Some(g) = p.runq.take_runnext() {
+            self.runqput(p, GPtr::from_non_null(g), false);
         }
     }
 
@@ -324,7 +347,6 @@ impl Sched {
         if !inherit {
             p.schedtick.store(p.tick().wrapping_add(1), Ordering::Relaxed);
         }
-        p.preempt.store(false, Ordering::Relaxed);
         P::count(&p.ran);
         // SAFETY: we own `g` (it came off a run queue or out of a park), so
         // its stack and context are ours to set up.
@@ -339,6 +361,11 @@ impl Sched {
         // M resumes it (we own it).
         unsafe { switch(m.g0.get(), g.ctx.get()) };
         m.curg.set(None);
+        // The section `mcall` opened; a preemption that arrived during it is
+        // moot, the goroutine has stopped running.
+        m.locks.set(m.locks.get() - 1);
+        m.preempt_pending.set(false);
+        m.signal_request.store(super::preempt::REQUEST_NONE, Ordering::Relaxed);
         // The goroutine may have come back with another P (it waited for
         // one after a preemption or a system call): read it again.
         let p = m.p();
@@ -380,7 +407,7 @@ impl Sched {
     fn give_stack(&self, p: &P, g: GPtr) -> bool {
         // SAFETY: we hold `p`, so its stack cache is ours.
         let local = unsafe { &mut *p.stacks.get() };
-        match self.stacks.get(local, g.stack_size.get()) {
+        match self.stacks.get(local, g.stack_size.get() as usize) {
             Ok(stack) => {
                 // SAFETY: we own g and it is not running; a stack from the
                 // cache holds no live frames; `goroutine_entry` never returns.
@@ -439,6 +466,11 @@ extern "sysv64" fn goroutine_entry(g: usize) -> ! {
 pub(crate) fn mcall(pending: Pending) {
     let m = current_m().expect("mcall outside a goroutine");
     let g = m.curg.get().expect("mcall on g0");
+    // From here to g0 the M must keep its P: no signal may move it into the
+    // system-call state or preempt it. g0 (`execute`) ends the section on
+    // this same M, whatever thread the goroutine later resumes on.
+    m.locks.set(m.locks.get() + 1);
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
     if m.p.get().is_none() {
         // Back from a system call whose P was retaken: g0 needs one.
         m.sched.reacquire_p(m);
@@ -471,9 +503,15 @@ pub(crate) fn newproc(
     stack_size: usize,
     spawned_at: &'static Location<'static>,
 ) -> u64 {
+    let mut here = current_m();
+    // Spawning is a cooperative preemption point; after a yield we may be
+    // on another thread.
+    if here.is_some_and(preempt::safe_point_on) {
+        here = current_m();
+    }
     // The P's free list and run queue are touched below.
-    let _section = NoPreempt::enter();
-    let m = current_m().filter(|m| std::ptr::eq(&*m.sched, sched));
+    let _section = NoPreempt::on(here);
+    let m = here.filter(|m| std::ptr::eq(&*m.sched, sched));
     let p: Option<PPtr> = m.and_then(|m| m.p.get());
     let g = sched.gfget(p.as_deref(), stack_size);
     let id = sched.goidgen.fetch_add(1, Ordering::Relaxed) + 1;
@@ -492,7 +530,9 @@ pub(crate) fn newproc(
     }
     g.set_status(GStatus::Runnable);
     match p {
-        Some(p) => sched.runqput(&p, g, true),
+        Some(p) => {
+            sched.runqput(&p, g, true);
+        }
         None => sched.globrunqput(g),
     }
     sched.wakep();

@@ -74,6 +74,17 @@ impl Sched {
     /// its old one if sysmon did not take it, else an idle one, else wait
     /// for one keeping the thread. On the goroutine, at a safe point.
     pub(crate) fn reacquire_p(&self, m: &M) {
+        // Not preempted while it changes `m`'s P (a preemption would hand
+        // it a P of its own halfway through). A preemption that arrives
+        // meanwhile is moot once the goroutine has a fresh turn.
+        m.locks.set(m.locks.get() + 1);
+        self.reacquire_p_locked(m);
+        m.locks.set(m.locks.get() - 1);
+        m.preempt_pending.set(false);
+        m.signal_request.store(super::preempt::REQUEST_NONE, Ordering::Relaxed);
+    }
+
+    fn reacquire_p_locked(&self, m: &M) {
         let g = m.curg.get().expect("reacquire_p on g0");
         if let Some(p) = m.oldp.take() {
             m.syscall_since.store(0, Ordering::Relaxed);

@@ -171,10 +171,16 @@ impl Sched {
                         }
                     }
                     let others_wait = !p.runq.is_empty() || global_work;
-                    if held >= slice && others_wait && self.may_preempt() {
-                        p.preempt.store(true, Ordering::Relaxed);
-                        signal(m, REQUEST_PREEMPT);
-                        self.preempt_requests.fetch_add(1, Ordering::Relaxed);
+                    if held >= slice && others_wait {
+                        // First ask; signal only if the next look finds the
+                        // request not yet honoured (the goroutine has made
+                        // no runtime call that yields).
+                        if !p.preempt.swap(true, Ordering::Relaxed) {
+                            self.preempt_requests.fetch_add(1, Ordering::Relaxed);
+                        } else if self.may_preempt() {
+                            signal(m, REQUEST_PREEMPT);
+                            self.preempt_signals.fetch_add(1, Ordering::Relaxed);
+                        }
                         acted = true;
                     }
                 }
@@ -194,7 +200,7 @@ impl Sched {
                 busy = true;
                 if !self.thread_blocked(&mut state.stats, m) {
                     signal(m, REQUEST_PREEMPT);
-                    self.preempt_requests.fetch_add(1, Ordering::Relaxed);
+                    self.preempt_signals.fetch_add(1, Ordering::Relaxed);
                     acted = true;
                 }
             }

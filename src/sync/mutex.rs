@@ -337,7 +337,6 @@ impl<T: ?Sized> Mutex<T> {
     /// ```
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        crate::sched::safe_point();
         self.raw.lock(WaitReason::Mutex);
         MutexGuard {
             mutex: self,
