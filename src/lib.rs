@@ -32,18 +32,28 @@
 //! | a goroutine returns | recycled with its stack | runs other Gs | stays |
 //! | no runnable G anywhere | — | spins, then sleeps on a futex | returned to the idle list |
 //! | a plain thread calls `join` | — | that thread blocks (it is not an M) | — |
+//! | socket read/write with no data / no room | parks (netpoller) | runs other Gs | stays |
+//! | `gort::blocking(f)`, or a blocking call sysmon detects | runs `f` | blocks in the kernel | handed to another M |
+//! | a goroutine runs past its slice while others wait | preempted, keeps its thread | sleeps with it | handed to another M |
+//! | `lock_os_thread` goroutine parks | parks | sleeps (runs nothing else) | handed to another M |
 //!
 //! ## Migration rule
 //!
 //! A goroutine may move to another OS thread whenever it calls into the
-//! runtime (join, yield, and later channel ops, locks, sleeps, I/O). Do not
-//! hold a reference obtained from `thread_local!`'s `with` across such a call.
+//! runtime (join, yield, channel ops, locks, sleeps, socket I/O); an
+//! asynchronous preemption never moves it. Do not hold a reference obtained
+//! from `thread_local!`'s `with` across such a call, and check a failed
+//! system call's `io::Error` before the next one (the compiler may keep
+//! `errno`'s per-thread address across the call).
 //!
 //! ## Module map
 //!
-//! `arch` (context switch, the only assembly), `stack` (guarded stack
-//! reservations), `os` (futex, system calls), `sched` (G, M, P, run queues,
-//! schedule, idle Ms, park), `goroutine` and `runtime` (the public API).
+//! `arch` (context switch and preemption trampoline, the only assembly),
+//! `stack` (guarded stack reservations), `os` (futex, epoll, signals, system
+//! calls), `sched` (G, M, P, run queues, schedule, idle Ms, park, sysmon,
+//! preemption, system calls), `netpoll` (epoll poll descriptors),
+//! `goroutine` and `runtime` (the public API), `chan`, `sync`, `time`,
+//! `net`, `io`.
 
 #![deny(
     unsafe_op_in_unsafe_fn,

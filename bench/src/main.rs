@@ -56,6 +56,8 @@ fn main() {
         "parked_mem" => gort::run(chans::parked_mem),
         "preempt_latency" => preempt::preempt_latency(),
         "syscall_block" => preempt::syscall_block(),
+        // gort only: the latency of sysmon's blocked-thread detection.
+        "detect_latency" => preempt::detect_latency(),
         "tcp_echo" => gort::run(move || net::tcp_echo(&args[1..])),
         "syscall_block_spawnblocking" => not_available(&name, "same_as_syscall_block"),
         n if ALL.contains(&n) => not_available(n, "not-yet"),

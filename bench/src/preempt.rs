@@ -135,3 +135,42 @@ pub fn syscall_block() {
     info(name, format_args!("burn_iters={burn_iters}"));
     emit(name, elapsed.as_secs_f64() * 1e3, "ms");
 }
+
+/// gort only: how long an un-annotated blocking call holds its P before
+/// sysmon notices and hands the P off. One P; a goroutine blocks in a
+/// 20 ms `std::thread::sleep` while another waits in the run queue; the
+/// delay until the second one starts is the detection latency.
+pub fn detect_latency() {
+    const ROUNDS: usize = 100;
+    let name = "detect_latency";
+    let rt = gort::Runtime::builder().procs(1).build().expect("runtime");
+    let mut delays = rt.block_on(|| {
+        (0..ROUNDS)
+            .map(|_| {
+                let (tx, rx) = gort::chan::bounded::<Instant>(1);
+                let blocker = gort::go(move || {
+                    let t0 = Instant::now();
+                    // Queued behind the blocker on the only P.
+                    gort::go(move || tx.send(Instant::now()).expect("send"));
+                    std::thread::sleep(Duration::from_millis(20));
+                    t0
+                });
+                let started = rx.recv().expect("waiter ran");
+                let t0 = blocker.join().expect("blocker");
+                started.saturating_duration_since(t0).as_secs_f64() * 1e3
+            })
+            .collect::<Vec<f64>>()
+    });
+    delays.sort_by(f64::total_cmp);
+    let pct = |p: f64| delays[((p / 100.0 * delays.len() as f64).ceil() as usize).clamp(1, delays.len()) - 1];
+    info(
+        name,
+        format_args!(
+            "p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+            pct(50.0),
+            pct(99.0),
+            delays[delays.len() - 1]
+        ),
+    );
+    emit(name, pct(50.0), "ms")
+}
