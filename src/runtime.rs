@@ -31,6 +31,8 @@ use crate::stack;
 
 /// Default bound on OS threads per runtime (Go's default `SetMaxThreads`).
 const DEFAULT_MAX_THREADS: usize = 10_000;
+/// How long an idle M lingers (tokio's blocking-pool keep-alive).
+const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Go's `forcePreemptNS`.
 const DEFAULT_PREEMPT_SLICE: Duration = Duration::from_millis(10);
 /// Shorter slices would have sysmon signalling faster than it can pace.
@@ -83,6 +85,7 @@ pub struct Builder {
     name: String,
     max_threads: usize,
     preempt_slice: Duration,
+    keep_alive: Duration,
 }
 
 impl Builder {
@@ -109,6 +112,15 @@ impl Builder {
     /// Upper bound on OS threads (default 10,000, as Go).
     pub fn max_threads(mut self, n: usize) -> Builder {
         self.max_threads = n;
+        self
+    }
+
+    /// How long an idle thread waits for work before it exits (default
+    /// 10 s, as tokio's blocking pool). Threads that sysmon started for a
+    /// burst of blocking calls go away afterwards; new ones are started
+    /// when needed.
+    pub fn thread_keep_alive(mut self, keep_alive: Duration) -> Builder {
+        self.keep_alive = keep_alive;
         self
     }
 
@@ -141,6 +153,7 @@ impl Builder {
                 stack_size,
                 max_threads: self.max_threads,
                 preempt_slice: self.preempt_slice,
+                keep_alive: self.keep_alive,
             }),
         })
     }
@@ -169,6 +182,7 @@ impl Runtime {
             name: "gort".to_string(),
             max_threads: DEFAULT_MAX_THREADS,
             preempt_slice: DEFAULT_PREEMPT_SLICE,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
     }
 

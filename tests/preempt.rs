@@ -461,3 +461,29 @@ fn a_ping_pong_pair_cannot_starve_the_rest_of_its_queue() {
     });
     assert!(rounds > 1000);
 }
+
+#[test]
+fn threads_started_for_blocking_calls_exit_when_idle() {
+    let rt = gort::Runtime::builder()
+        .procs(2)
+        .thread_keep_alive(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    rt.block_on(|| {
+        // Blocking calls make sysmon hand their Ps to new threads.
+        let hs: Vec<_> = (0..8)
+            .map(|_| gort::go(|| std::thread::sleep(Duration::from_millis(100))))
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        let started = gort::runtime::metrics().threads_started;
+        assert!(started > 2, "no extra threads were needed ({started})");
+        // Then they are idle, and go.
+        for _ in 0..2000 {
+            if gort::runtime::metrics().threads_live < started as usize {
+                return;
+            }
+            gort::time::sleep(Duration::from_millis(5));
+        }
+        panic!("idle threads did not exit");
+    });
+}

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::g::GPtr;
 use super::m::{M, MPtr, set_current_m};
@@ -154,21 +155,43 @@ impl Sched {
         }
     }
 
-    /// Park `m` until some `startm` hands it a P (Go's `stopm`). On return
-    /// `m` holds that P, or none if the runtime is shutting down.
-    pub(crate) fn stopm(&self, m: &M) {
+    /// Park `m` until some `startm` hands it a P (Go's `stopm`). Returns
+    /// true holding that P; false if `m` should end its thread instead: the
+    /// runtime is shutting down, or nobody needed it for `keep_alive`
+    /// (threads made for a burst of blocking calls do not linger).
+    pub(crate) fn stopm(&self, m: &M) -> bool {
         debug_assert!(m.p.get().is_none() && !m.spinning.get());
         {
             let mut l = lock(&self.lock);
             if self.is_shut_down() {
-                return;
+                return false;
             }
             l.midle.push(MPtr::new(m));
         }
-        m.park.sleep();
+        let woken = match Instant::now().checked_add(self.keep_alive) {
+            Some(deadline) => m.park.sleep_until(deadline),
+            None => {
+                m.park.sleep();
+                true
+            }
+        };
+        if !woken {
+            let mut l = lock(&self.lock);
+            if let Some(at) = l.midle.iter().position(|&idle| idle == MPtr::new(m)) {
+                l.midle.swap_remove(at);
+                return false;
+            }
+            // Taken off the list just now: that waker's wake-up is coming.
+            drop(l);
+            m.park.sleep();
+        }
         m.park.clear();
-        if let Some(p) = m.nextp.take() {
-            self.acquirep(m, p);
+        match m.nextp.take() {
+            Some(p) => {
+                self.acquirep(m, p);
+                true
+            }
+            None => false,
         }
     }
 

@@ -158,6 +158,7 @@ pub(crate) struct Config {
     pub(crate) stack_size: usize,
     pub(crate) max_threads: usize,
     pub(crate) preempt_slice: std::time::Duration,
+    pub(crate) keep_alive: std::time::Duration,
 }
 
 /// State of one runtime's scheduler (Go's `schedt` plus `allp`).
@@ -194,6 +195,8 @@ pub(crate) struct Sched {
     steals: AtomicU64,
     /// How long a goroutine may run while others wait (`sysmon.rs`).
     preempt_slice: std::time::Duration,
+    /// How long an idle M waits for work before its thread exits.
+    keep_alive: std::time::Duration,
     /// Every live M, for sysmon; an M leaves before its struct dies.
     allm: Mutex<Vec<MPtr>>,
     sysmon_started: std::sync::Once,
@@ -287,6 +290,7 @@ impl Sched {
             mnext: AtomicU64::new(0),
             steals: AtomicU64::new(0),
             preempt_slice: cfg.preempt_slice,
+            keep_alive: cfg.keep_alive,
             allm: Mutex::new(Vec::new()),
             sysmon_started: std::sync::Once::new(),
             sysmon_note: crate::os::Note::new(),

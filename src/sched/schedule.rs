@@ -146,7 +146,9 @@ impl Sched {
             let p = m.p();
             if p.id >= self.gomaxprocs() && !self.retire_p(m) {
                 self.drop_spinning(m);
-                self.stopm(m);
+                if !self.stopm(m) {
+                    return None;
+                }
                 continue 'top;
             }
             let p = m.p();
@@ -232,7 +234,9 @@ impl Sched {
                     Some(Woke::WithoutP) | None => {}
                 }
             }
-            self.stopm(m);
+            if !self.stopm(m) {
+                return None;
+            }
         }
     }
 
@@ -293,7 +297,9 @@ impl Sched {
             if let Some(owner) = g.lockedm.get()
                 && owner != MPtr::new(m)
             {
-                self.startlockedm(m, owner);
+                if !self.startlockedm(m, owner) {
+                    return;
+                }
                 continue;
             }
             match self.execute(m, g, inherit) {
@@ -309,14 +315,15 @@ impl Sched {
     }
 
     /// `g` must run on M `owner`, which sleeps until it does: give it our P
-    /// and stop (Go's `startlockedm`). On g0, holding a P.
-    fn startlockedm(&self, m: &M, owner: MPtr) {
+    /// and stop (Go's `startlockedm`). On g0, holding a P. Returns false if
+    /// `m` should end its thread (see `stopm`).
+    fn startlockedm(&self, m: &M, owner: MPtr) -> bool {
         let p = self.releasep(m);
         // `owner` sleeps in `stoplockedm` or `wait_for_turn` and reads
         // `nextp` after its note's Acquire.
         owner.get().nextp.set(Some(p));
         owner.get().park.wakeup();
-        self.stopm(m);
+        self.stopm(m)
     }
 
     /// The goroutine locked to `m` is not runnable: hand off our P and
