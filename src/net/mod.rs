@@ -17,6 +17,34 @@
 //! `Arc<NetFd<std type>>` (`fd.rs` holds the retry-and-park loop), whose
 //! system calls are std's (or socket2's), made on a non-blocking descriptor.
 
+/// std's timeout methods for a socket type whose `fd` field is an
+/// `Arc<NetFd<_>>`, as deadlines backed by timers (`net/fd.rs`).
+macro_rules! timeouts {
+    () => {
+        /// Bound each read to `timeout` (None: no bound); a read that waits
+        /// longer fails with `TimedOut`. `Some(Duration::ZERO)` is an
+        /// error, as in std.
+        pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.fd.set_timeout(crate::netpoll::Direction::Read, timeout)
+        }
+
+        /// As `set_read_timeout`, for writes.
+        pub fn set_write_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.fd.set_timeout(crate::netpoll::Direction::Write, timeout)
+        }
+
+        /// The read timeout.
+        pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.fd.timeout(crate::netpoll::Direction::Read))
+        }
+
+        /// The write timeout.
+        pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.fd.timeout(crate::netpoll::Direction::Write))
+        }
+    };
+}
+
 /// `AsRawFd` and `AsFd` for a socket type whose `fd` field is an
 /// `Arc<NetFd<_>>`.
 macro_rules! fd_traits {

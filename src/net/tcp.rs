@@ -28,7 +28,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::fd::NetFd;
 use super::{each_addr, refuse_nonblocking, unwrap_only_handle};
-use crate::netpoll::{Direction, timeout_error};
+use crate::netpoll::timeout_error;
 
 /// A TCP socket server, listening for connections (std's `TcpListener`).
 ///
@@ -300,26 +300,7 @@ impl TcpStream {
         self.fd.sock().ttl()
     }
 
-    /// Bound each read to `timeout` (None: no bound); a read that waits
-    /// longer fails with `TimedOut`. `Some(Duration::ZERO)` is an error, as in std.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.fd.set_timeout(Direction::Read, timeout)
-    }
-
-    /// As `set_read_timeout`, for writes.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.fd.set_timeout(Direction::Write, timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.fd.timeout(Direction::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.fd.timeout(Direction::Write))
-    }
+    timeouts!();
 
     /// Take the pending `SO_ERROR`.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {

@@ -17,13 +17,11 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::fd::NetFd;
 use super::{each_addr, refuse_nonblocking, unwrap_only_handle};
-use crate::netpoll::Direction;
 
 /// A UDP socket (std's `UdpSocket`): `recv_from` and `send_to` park the
 /// goroutine until a datagram arrives or there is room to send one.
@@ -137,26 +135,7 @@ impl UdpSocket {
         self.fd.sock().peer_addr()
     }
 
-    /// Bound each receive to `timeout` (None: no bound); one that waits
-    /// longer fails with `TimedOut`. `Some(Duration::ZERO)` is an error, as in std.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.fd.set_timeout(Direction::Read, timeout)
-    }
-
-    /// As `set_read_timeout`, for sends.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.fd.set_timeout(Direction::Write, timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.fd.timeout(Direction::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.fd.timeout(Direction::Write))
-    }
+    timeouts!();
 
     /// Set `SO_BROADCAST`.
     pub fn set_broadcast(&self, broadcast: bool) -> io::Result<()> {

@@ -36,7 +36,6 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::fd::NetFd;
 use super::{refuse_nonblocking, unwrap_only_handle};
-use crate::netpoll::Direction;
 
 /// The first pause before retrying a `connect` refused with `EAGAIN`.
 const CONNECT_RETRY_MIN: Duration = Duration::from_millis(1);
@@ -283,26 +282,7 @@ impl UnixStream {
         self.fd.sock().shutdown(how)
     }
 
-    /// Bound each read to `timeout` (None: no bound); a read that waits
-    /// longer fails with `TimedOut`. `Some(Duration::ZERO)` is an error, as in std.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.fd.set_timeout(Direction::Read, timeout)
-    }
-
-    /// As `set_read_timeout`, for writes.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.fd.set_timeout(Direction::Write, timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.fd.timeout(Direction::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.fd.timeout(Direction::Write))
-    }
+    timeouts!();
 
     /// Take the pending `SO_ERROR`.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
