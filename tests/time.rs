@@ -157,7 +157,9 @@ fn a_ticker_ticks_and_stops() {
         let t = gort::time::Ticker::new(Duration::from_millis(2));
         let first = t.receiver().recv().unwrap();
         let second = t.receiver().recv().unwrap();
-        assert!(second >= first + Duration::from_millis(1), "ticks are a period apart");
+        // Ticks follow a fixed schedule (Go's), so a late first tick may be
+        // followed closely by an on-time second one: only order is certain.
+        assert!(second > first, "ticks arrive in order");
         t.stop();
         gort::time::sleep(Duration::from_millis(10));
         assert!(t.receiver().try_recv().is_err(), "no tick after stop");

@@ -125,6 +125,7 @@ mod schedule;
 mod syscall;
 mod sysmon;
 pub(crate) mod timers;
+mod trace;
 mod wakestate;
 
 pub(crate) use blocks::{BlockClass, alloc_block, free_block};
@@ -197,6 +198,8 @@ pub(crate) struct Sched {
     preempt_slice: std::time::Duration,
     /// How long an idle M waits for work before its thread exits.
     keep_alive: std::time::Duration,
+    /// `GORTDEBUG` (`trace.rs`), read when the runtime is built.
+    debug: trace::DebugFlags,
     /// Every live M, for sysmon; an M leaves before its struct dies.
     allm: Mutex<Vec<MPtr>>,
     sysmon_started: std::sync::Once,
@@ -291,6 +294,7 @@ impl Sched {
             steals: AtomicU64::new(0),
             preempt_slice: cfg.preempt_slice,
             keep_alive: cfg.keep_alive,
+            debug: trace::DebugFlags::from_env(),
             allm: Mutex::new(Vec::new()),
             sysmon_started: std::sync::Once::new(),
             sysmon_note: crate::os::Note::new(),

@@ -26,6 +26,9 @@
 //! when the oldest running slice ends, so a goroutine that will not yield
 //! is asked within `slice + slice/8` of starting.
 //!
+//! With `GORTDEBUG=schedtrace=MS` it also prints Go's `SCHED` lines every
+//! MS milliseconds (`trace.rs`).
+//!
 //! Thread limit: preempting a goroutine that holds a P may need a new M for
 //! that P. At `max_threads` with no idle M, sysmon skips the preemption and
 //! warns once; the program keeps running on the threads it has.
@@ -76,6 +79,8 @@ struct Sysmon {
 
 /// Body of the sysmon thread of runtime `sched`; returns when it shuts down.
 pub(crate) fn run(sched: Weak<Sched>) {
+    let started = Instant::now();
+    let mut next_trace = started;
     let mut state = Sysmon {
         ps: Vec::new(),
         stats: HashMap::new(),
@@ -110,6 +115,14 @@ pub(crate) fn run(sched: Weak<Sched>) {
         // Wake exactly when the longest-running goroutine's slice ends.
         if let Some(until_due) = state.next_due.checked_sub(now) {
             state.delay = state.delay.min(Duration::from_nanos(until_due).max(MIN_DELAY));
+        }
+        if let Some(period) = sched.debug.schedtrace {
+            let at = Instant::now();
+            if at >= next_trace {
+                eprint!("{}", sched.schedtrace(at - started, sched.debug.scheddetail));
+                next_trace = at + period;
+            }
+            state.delay = state.delay.min(next_trace.saturating_duration_since(at).max(MIN_DELAY));
         }
     }
 }

@@ -111,6 +111,11 @@ impl TimerHeap {
         Some(top)
     }
 
+    /// Entries, cancelled ones included (`schedtrace`).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     fn peek_when(&self) -> u64 {
         self.entries.first().map_or(NO_TIMER, |e| e.when)
     }

@@ -1,0 +1,75 @@
+//! `GORTDEBUG=schedtrace=MS,scheddetail=1` prints Go's `SCHED` lines to
+//! stderr: checked in a child process that runs with the variable set.
+
+use std::process::Command;
+use std::time::Duration;
+
+const CHILD_ENV: &str = "GORT_TEST_CHILD";
+
+#[test]
+fn schedtrace_lines_parse() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let rt = gort::Runtime::builder().procs(2).build().unwrap();
+        rt.block_on(|| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    gort::go(|| {
+                        for _ in 0..30 {
+                            gort::time::sleep(Duration::from_millis(2));
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().for_each(|h| h.join().unwrap());
+        });
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "schedtrace_lines_parse", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .env("GORTDEBUG", "schedtrace=10,scheddetail=1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let sched: Vec<&str> = stderr.lines().filter(|l| l.starts_with("SCHED ")).collect();
+    assert!(sched.len() >= 2, "too few SCHED lines:\n{stderr}");
+    for line in &sched {
+        // SCHED 10ms: gomaxprocs=2 idleprocs=1 threads=3 spinningthreads=0 idlethreads=1 runqueue=0 [0 0]
+        let (head, rest) = line.split_once(": ").expect("a colon after the time");
+        let ms = head.trim_start_matches("SCHED ").trim_end_matches("ms");
+        ms.parse::<u64>().unwrap_or_else(|_| panic!("bad time in {line}"));
+        let (fields, queues) = rest.split_once(" [").expect("per-P queues");
+        let keys: Vec<(&str, u64)> = fields
+            .split(' ')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("bad field in {line}"));
+                (k, v.parse().unwrap_or_else(|_| panic!("bad value in {line}")))
+            })
+            .collect();
+        let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            [
+                "gomaxprocs",
+                "idleprocs",
+                "threads",
+                "spinningthreads",
+                "idlethreads",
+                "runqueue"
+            ]
+        );
+        assert_eq!(keys[0].1, 2);
+        assert!(keys[1].1 <= 2);
+        let per_p: Vec<u64> = queues
+            .trim_end_matches(']')
+            .split(' ')
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(per_p.len(), 2);
+    }
+    // scheddetail: a line per P after each SCHED line.
+    assert!(stderr.lines().any(|l| l.starts_with("  P0: status=")), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("  P1: status=")), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("  M")), "{stderr}");
+}
