@@ -11,11 +11,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 fn runtime(procs: usize) -> gort::Runtime {
+    sliced_runtime(procs, Duration::from_millis(2))
+}
+
+fn sliced_runtime(procs: usize, slice: Duration) -> gort::Runtime {
     gort::Runtime::builder()
         .procs(procs)
-        .preempt_slice(Duration::from_millis(2))
+        .preempt_slice(slice)
         .build()
         .unwrap()
+}
+
+/// `n` goroutines running `body` until `stop` is set.
+fn spinners(n: usize, stop: &Arc<AtomicBool>, body: fn(&AtomicBool) -> u64) -> Vec<gort::JoinHandle<u64>> {
+    (0..n)
+        .map(|_| {
+            let stop = Arc::clone(stop);
+            gort::go(move || body(&stop))
+        })
+        .collect()
 }
 
 fn tid() -> i32 {
@@ -285,19 +299,10 @@ fn a_spinning_goroutine_cannot_starve_a_ticker() {
 
 #[test]
 fn registers_survive_thousands_of_preemptions() {
-    let rt = gort::Runtime::builder()
-        .procs(1)
-        .preempt_slice(Duration::from_micros(100))
-        .build()
-        .unwrap();
+    let rt = sliced_runtime(1, Duration::from_micros(100));
     rt.block_on(|| {
         let stop = Arc::new(AtomicBool::new(false));
-        let spinners: Vec<_> = (0..2)
-            .map(|_| {
-                let stop = Arc::clone(&stop);
-                gort::go(move || checked_spin(&stop))
-            })
-            .collect();
+        let spinners = spinners(2, &stop, checked_spin);
         // Two spinners on one P take turns only by being preempted.
         let before = gort::runtime::metrics().preempt_requests;
         while gort::runtime::metrics().preempt_requests - before < 2000 {
@@ -316,28 +321,20 @@ thread_local! {
 
 #[test]
 fn a_preempted_goroutine_keeps_its_thread_locals() {
-    let rt = gort::Runtime::builder()
-        .procs(1)
-        .preempt_slice(Duration::from_micros(200))
-        .build()
-        .unwrap();
+    /// No runtime call in here: it may only be stopped asynchronously,
+    /// and must resume on the same thread.
+    fn check_thread_locals(stop: &AtomicBool) -> u64 {
+        let mut checks = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            MY_TID.with(|t| assert_eq!(*t, tid(), "resumed on another thread"));
+            checks += 1;
+        }
+        checks
+    }
+    let rt = sliced_runtime(1, Duration::from_micros(200));
     rt.block_on(|| {
         let stop = Arc::new(AtomicBool::new(false));
-        let spinners: Vec<_> = (0..2)
-            .map(|_| {
-                let stop = Arc::clone(&stop);
-                gort::go(move || {
-                    let mut checks = 0u64;
-                    // No runtime call in this loop: it may only be stopped
-                    // asynchronously, and must resume on the same thread.
-                    while !stop.load(Ordering::Relaxed) {
-                        MY_TID.with(|t| assert_eq!(*t, tid(), "resumed on another thread"));
-                        checks += 1;
-                    }
-                    checks
-                })
-            })
-            .collect();
+        let spinners = spinners(2, &stop, check_thread_locals);
         for _ in 0..50 {
             gort::time::sleep(Duration::from_millis(1));
         }
@@ -353,11 +350,7 @@ fn preempted_println_keeps_stdout_whole() {
     // Two goroutines print lines on one P and are preempted mid-`println!`
     // (holding stdout's lock); every line must come out whole.
     if std::env::var_os(CHILD_ENV).is_some() {
-        let rt = gort::Runtime::builder()
-            .procs(1)
-            .preempt_slice(Duration::from_micros(200))
-            .build()
-            .unwrap();
+        let rt = sliced_runtime(1, Duration::from_micros(200));
         rt.block_on(|| {
             let hs: Vec<_> = (0..2)
                 .map(|id| {

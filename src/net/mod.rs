@@ -17,6 +17,35 @@
 //! `Arc<NetFd<std type>>` (`fd.rs` holds the retry-and-park loop), whose
 //! system calls are std's (or socket2's), made on a non-blocking descriptor.
 
+/// The methods every gort socket handle shares, for a type whose `fd`
+/// field is an `Arc<NetFd<_>>` and whose `Clone` shares it.
+macro_rules! handle_methods {
+    () => {
+        /// Take the pending `SO_ERROR`.
+        pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+            self.fd.sock().take_error()
+        }
+
+        /// Another handle to the same socket (no descriptor is duplicated).
+        pub fn try_clone(&self) -> std::io::Result<Self> {
+            Ok(self.clone())
+        }
+
+        /// Go's `Close`: wake every goroutine blocked on this socket with an
+        /// error and fail later calls; the socket closes when the last
+        /// handle drops.
+        pub fn close(&self) {
+            self.fd.close();
+        }
+
+        /// Refused: gort sockets park the goroutine instead (module
+        /// documentation).
+        pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+            crate::net::refuse_nonblocking(nonblocking)
+        }
+    };
+}
+
 /// std's timeout methods for a socket type whose `fd` field is an
 /// `Arc<NetFd<_>>`, as deadlines backed by timers (`net/fd.rs`).
 macro_rules! timeouts {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::fd::NetFd;
-use super::{each_addr, refuse_nonblocking, unwrap_only_handle};
+use super::{each_addr, unwrap_only_handle};
 use crate::netpoll::timeout_error;
 
 /// A TCP socket server, listening for connections (std's `TcpListener`).
@@ -118,21 +118,7 @@ impl TcpListener {
         self.fd.sock().local_addr()
     }
 
-    /// Another handle to the same listener (no descriptor is duplicated).
-    pub fn try_clone(&self) -> io::Result<TcpListener> {
-        Ok(self.clone())
-    }
-
-    /// Go's `Close`: wake every goroutine blocked in `accept` with an error
-    /// and fail later calls; the socket closes when the last handle drops.
-    pub fn close(&self) {
-        self.fd.close();
-    }
-
-    /// Refused: see the module documentation.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        refuse_nonblocking(nonblocking)
-    }
+    handle_methods!();
 
     /// Set `IP_TTL`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
@@ -142,11 +128,6 @@ impl TcpListener {
     /// `IP_TTL`.
     pub fn ttl(&self) -> io::Result<u32> {
         self.fd.sock().ttl()
-    }
-
-    /// Take the pending `SO_ERROR`.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.fd.sock().take_error()
     }
 }
 
@@ -302,27 +283,7 @@ impl TcpStream {
 
     timeouts!();
 
-    /// Take the pending `SO_ERROR`.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.fd.sock().take_error()
-    }
-
-    /// Another handle to the same connection (no descriptor is duplicated).
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        Ok(self.clone())
-    }
-
-    /// Go's `Close`: wake every goroutine blocked on this connection with an
-    /// error and fail later calls; the socket closes when the last handle
-    /// drops.
-    pub fn close(&self) {
-        self.fd.close();
-    }
-
-    /// Refused: see the module documentation.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        refuse_nonblocking(nonblocking)
-    }
+    handle_methods!();
 }
 
 impl TryFrom<std::net::TcpStream> for TcpStream {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::fd::NetFd;
-use super::{each_addr, refuse_nonblocking, unwrap_only_handle};
+use super::{each_addr, unwrap_only_handle};
 
 /// A UDP socket (std's `UdpSocket`): `recv_from` and `send_to` park the
 /// goroutine until a datagram arrives or there is room to send one.
@@ -207,28 +207,7 @@ impl UdpSocket {
         self.fd.sock().ttl()
     }
 
-    /// Take the pending `SO_ERROR` (for example the ICMP "port unreachable"
-    /// of an earlier `send` on a connected socket).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.fd.sock().take_error()
-    }
-
-    /// Another handle to the same socket (no descriptor is duplicated).
-    pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        Ok(self.clone())
-    }
-
-    /// Go's `Close`: wake every goroutine blocked on this socket with an
-    /// error and fail later calls; the socket closes when the last handle
-    /// drops.
-    pub fn close(&self) {
-        self.fd.close();
-    }
-
-    /// Refused: see the module documentation.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        refuse_nonblocking(nonblocking)
-    }
+    handle_methods!();
 }
 
 impl TryFrom<std::net::UdpSocket> for UdpSocket {

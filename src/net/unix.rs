@@ -35,7 +35,7 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::fd::NetFd;
-use super::{refuse_nonblocking, unwrap_only_handle};
+use super::unwrap_only_handle;
 
 /// The first pause before retrying a `connect` refused with `EAGAIN`.
 const CONNECT_RETRY_MIN: Duration = Duration::from_millis(1);
@@ -122,26 +122,7 @@ impl UnixListener {
         self.fd.sock().local_addr()
     }
 
-    /// Another handle to the same listener (no descriptor is duplicated).
-    pub fn try_clone(&self) -> io::Result<UnixListener> {
-        Ok(self.clone())
-    }
-
-    /// Go's `Close`: wake every goroutine blocked in `accept` with an error
-    /// and fail later calls; the socket closes when the last handle drops.
-    pub fn close(&self) {
-        self.fd.close();
-    }
-
-    /// Refused: see the module documentation.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        refuse_nonblocking(nonblocking)
-    }
-
-    /// Take the pending `SO_ERROR`.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.fd.sock().take_error()
-    }
+    handle_methods!();
 }
 
 impl TryFrom<std::os::unix::net::UnixListener> for UnixListener {
@@ -284,27 +265,7 @@ impl UnixStream {
 
     timeouts!();
 
-    /// Take the pending `SO_ERROR`.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.fd.sock().take_error()
-    }
-
-    /// Another handle to the same connection (no descriptor is duplicated).
-    pub fn try_clone(&self) -> io::Result<UnixStream> {
-        Ok(self.clone())
-    }
-
-    /// Go's `Close`: wake every goroutine blocked on this connection with an
-    /// error and fail later calls; the socket closes when the last handle
-    /// drops.
-    pub fn close(&self) {
-        self.fd.close();
-    }
-
-    /// Refused: see the module documentation.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        refuse_nonblocking(nonblocking)
-    }
+    handle_methods!();
 }
 
 /// One `connect` attempt, never inlined into the retry loop: std declares
