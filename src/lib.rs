@@ -53,7 +53,7 @@
 //! calls), `sched` (G, M, P, run queues, schedule, idle Ms, park, sysmon,
 //! preemption, system calls), `netpoll` (epoll poll descriptors),
 //! `goroutine` and `runtime` (the public API), `chan`, `sync`, `time`,
-//! `net`, `io`.
+//! `net`, `io`, `debug` (stack traces of goroutines, for dumps).
 
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -64,6 +64,7 @@
 
 mod arch;
 pub mod chan;
+mod debug;
 pub mod goroutine;
 pub mod io;
 pub mod net;

@@ -20,13 +20,31 @@
 //! return address undefined (`.cfi_undefined rip`) and its frame pointer is
 //! zero, so unwinders and backtraces stop cleanly at the goroutine's first
 //! frame instead of reading the word above the stack top.
+//!
+//! Stack traces of suspended goroutines (`debug/unwind.rs`) start from
+//! [`Context::suspended_regs`], which reads the saved words back out of the
+//! suspended stack; this file stays the only one that knows their layout.
 
 use core::arch::naked_asm;
+use core::ops::Range;
 
 /// MXCSR at process start per the ABI: all exceptions masked, round to nearest.
 const DEFAULT_MXCSR: u64 = 0x1f80;
 /// x87 control word per the ABI: extended precision, all exceptions masked.
 const DEFAULT_FPUCW: u64 = 0x037f;
+
+/// What an unwinder needs to walk a suspended context's stack: the address
+/// it resumes at (the instruction after its `call switch`, or the entry
+/// trampoline's first instruction for a context that never ran; either way
+/// an exact instruction address, not a return address to be looked up minus
+/// one), the stack pointer once `switch` has returned, and the frame
+/// pointer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct SuspendedRegs {
+    pub(crate) ip: usize,
+    pub(crate) sp: usize,
+    pub(crate) bp: usize,
+}
 
 /// A suspended execution context: the stack pointer at which `switch` saved
 /// the callee-saved registers. Owned by whoever owns the G (or M) it belongs to.
@@ -77,6 +95,50 @@ impl Context {
         // `sp` is 16-byte aligned because `top` is and 80 is a multiple of 16.
         unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut u64, words.len()) };
         Context { sp }
+    }
+
+    /// The registers a stack walk of this suspended context starts from,
+    /// read back from the words `switch` (or `for_entry`) left at the saved
+    /// sp; `None` when that sp is not 8-aligned or its words do not lie
+    /// inside `stack`, the context's whole stack.
+    ///
+    /// Meant for goroutine dumps, which look at contexts they do not own: the
+    /// context may be resumed, and its stack reused, while this runs. Each
+    /// word is read once with a volatile load and only from `stack`, which
+    /// must be mapped for the call's duration; a racing resume can only make
+    /// the result garbage, which the unwinder tolerates, never a fault.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "the goroutine dump (issue 6, part 2) is the caller; debug's tests use it now"
+        )
+    )]
+    pub(crate) fn suspended_regs(&self, stack: Range<usize>) -> Option<SuspendedRegs> {
+        // Words `switch` keeps on a suspended stack, from the saved sp up:
+        // the control-word slot, r15, r14, r13, r12, rbx, rbp, then the
+        // return address (the layout `for_entry` draws too).
+        const SAVED_WORDS: usize = 8;
+        const SAVED_RBP: usize = 6;
+        const SAVED_RIP: usize = 7;
+        // SAFETY: `sp` is a plain word of `self`; the volatile read takes
+        // whatever value a racing `switch` left, the race the doc allows.
+        let sp = unsafe { core::ptr::read_volatile(&raw const self.sp) };
+        let end = sp.checked_add(SAVED_WORDS * 8)?;
+        if sp % 8 != 0 || sp < stack.start || end > stack.end {
+            return None;
+        }
+        let word = |i: usize| {
+            // SAFETY: `sp + 8 * i` for i < SAVED_WORDS is 8-aligned and
+            // inside `stack`, which the caller keeps mapped; a volatile read
+            // of mapped memory can't fault whatever it holds.
+            unsafe { core::ptr::read_volatile((sp + 8 * i) as *const usize) }
+        };
+        Some(SuspendedRegs {
+            ip: word(SAVED_RIP),
+            sp: end,
+            bp: word(SAVED_RBP),
+        })
     }
 }
 
