@@ -436,6 +436,7 @@ pub fn dump_grouped(w: &mut impl Write) -> io::Result<()> {
 ///
 /// It checks one runtime: tests that run in parallel should each build
 /// their own and call [`Runtime::check_leaks`].
+#[allow(clippy::test_attr_in_doctest, reason = "the example is the test it is meant for")]
 pub fn check_leaks(grace: Duration) -> Result<(), Leaks> {
     with_current(|s| s.check_leaks(grace))
 }

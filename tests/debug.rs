@@ -118,6 +118,7 @@ fn dump_of_the_caller_itself_and_its_children() {
         );
         let kid = all.iter().find(|g| g.id == child.goroutine().id()).unwrap();
         assert_eq!(kid.parent, Some(me));
+        assert!(kid.spawned_at.file().ends_with("debug.rs"), "{kid}");
         let mut text = Vec::new();
         gort::runtime::dump(&mut text).unwrap();
         let text = String::from_utf8(text).unwrap();

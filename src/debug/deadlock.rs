@@ -2,10 +2,9 @@
 //! ever run again, say so and exit, instead of hanging silently.
 //!
 //! sysmon runs the check on each idle look (`Sched::check_dead`). A runtime
-//! is deadlocked when all of these hold, twice in a row with no scheduling
-//! progress in between (sysmon's looks are ≤ 10 ms apart when idle, so a
-//! transient state, such as a goroutine between being readied and queued,
-//! never reaches a report):
+//! is deadlocked when all of these hold on looks at least `CONFIRM` apart
+//! with no scheduling progress in between (so a transient state, such as a
+//! goroutine between being readied and queued, never reaches a report):
 //!
 //! - every P is idle, no M spins, the global queue is empty;
 //! - at least one goroutine is parked, and every live goroutine is parked
@@ -25,25 +24,36 @@
 
 use std::collections::HashSet;
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use crate::sched::{GStatus, Sched, WaitReason};
 
-/// sysmon's memory between two looks: the progress stamp of the last look
-/// that found a suspected deadlock.
+/// How long a suspected deadlock must persist, unchanged, to be reported.
+const CONFIRM: Duration = Duration::from_millis(10);
+
+/// sysmon's memory between looks: the progress stamp of the first look
+/// that suspected the current state, and when that was.
 #[derive(Default)]
 pub(crate) struct DeadlockWatch {
-    suspect: Option<(u64, u64, u64)>,
+    suspect: Option<((u64, u64, u64), Instant)>,
 }
 
 impl Sched {
     /// One look for a deadlock; sysmon, when no P is busy. Exits the
-    /// process with the report if the previous look suspected the same state.
+    /// process with the report if the same state was suspected `CONFIRM` ago.
     pub(crate) fn check_dead(&self, watch: &mut DeadlockWatch) {
-        let stamp = self.deadlock_suspected();
-        if stamp.is_some() && stamp == watch.suspect {
-            self.report_deadlock();
+        let Some(stamp) = self.deadlock_suspected() else {
+            watch.suspect = None;
+            return;
+        };
+        match watch.suspect {
+            Some((seen, since)) if seen == stamp => {
+                if since.elapsed() >= CONFIRM {
+                    self.report_deadlock();
+                }
+            }
+            _ => watch.suspect = Some((stamp, Instant::now())),
         }
-        watch.suspect = stamp;
     }
 
     /// The progress stamp if the runtime looks deadlocked, else None.

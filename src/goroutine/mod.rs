@@ -74,7 +74,8 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    with_current(|s| spawn_on(s, f, None, s.stack_size()))
+    let at = Location::caller();
+    with_current(|s| spawn_located(s, f, None, s.stack_size(), at))
 }
 
 /// An owned permission to join a goroutine (std's `JoinHandle`). Dropping

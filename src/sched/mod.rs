@@ -316,7 +316,7 @@ impl Sched {
             preempt_signals: AtomicU64::new(0),
             syscall_handoffs: AtomicU64::new(0),
             blocked_detections: AtomicU64::new(0),
-            coarse_now: AtomicU64::new(0),
+            coarse_now: AtomicU64::new(timers::nanotime(std::time::Instant::now())),
             detect_deadlocks: cfg.detect_deadlocks && !debug.deadlock_off,
             sysmon_tid: std::sync::atomic::AtomicI32::new(0),
             threads_before: crate::os::process_threads()
@@ -403,7 +403,7 @@ impl Sched {
         self.npidle.load(Ordering::SeqCst) == n
             && self.nmspinning.load(Ordering::SeqCst) == 0
             && self.runqsize.load(Ordering::SeqCst) == 0
-            && (0..n).filter_map(|i| self.p(i)).all(|p| p.runq.len() == 0)
+            && (0..n).filter_map(|i| self.p(i)).all(|p| p.runq.is_empty())
     }
 
     /// Moves whenever anything is scheduled: goroutines created and exited,

@@ -442,9 +442,9 @@ impl Sched {
     fn goexit0(&self, p: &P, g: GPtr) {
         g.set_status(GStatus::Dead);
         g.lockedm.set(None);
+        self.set_g_name(g, None);
         // SAFETY: we own the dead G and hold `p`; g's stack has no live
         // frames any more (we are on g0).
-        self.set_g_name(g, None);
         unsafe {
             if let Some(stack) = (*g.stack.get()).take() {
                 self.stacks.put(&mut *p.stacks.get(), stack);
