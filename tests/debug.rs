@@ -271,3 +271,127 @@ fn sigquit_prints_a_dump_and_the_program_goes_on() {
     assert!(stderr.contains("worker_loop"), "{stderr}");
     assert!(stderr.contains("still running after SIGQUIT"), "{stderr}");
 }
+
+/// Every public blocking call passes its caller's location down to the
+/// park (`#[track_caller]` all the way): each goroutine below waits in a
+/// different one, and each must be reported parked in this file.
+#[test]
+fn every_blocking_call_records_the_callers_location() {
+    use gort::sync::{Barrier, Condvar, Mutex, Once, RwLock, Semaphore, WaitGroup};
+    use std::sync::Arc;
+
+    let rt = runtime(2);
+    let (release_tx, release_rx) = bounded::<()>(0);
+    let mutex = Arc::new(Mutex::new(false));
+    let rwlock = Arc::new(RwLock::new(()));
+    let condvar = Arc::new(Condvar::new());
+    let semaphore = Arc::new(Semaphore::new(1));
+    semaphore.acquire(1);
+    let barrier = Arc::new(Barrier::new(2));
+    let group = Arc::new(WaitGroup::new());
+    let once = Arc::new(Once::new());
+    let listener = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    group.add(1);
+
+    let held = (mutex.lock(), rwlock.write());
+    let (in_once_tx, in_once_rx) = bounded::<()>(0);
+    let initializer = {
+        let (once, rx) = (once.clone(), release_rx.clone());
+        rt.go(move || {
+            once.call_once(|| {
+                let _ = (in_once_tx.send(()), rx.recv());
+            })
+        })
+    };
+    in_once_rx.recv().unwrap();
+    let mut waiters = Vec::new();
+    let mut spawn = |f: Box<dyn FnOnce() + Send>| waiters.push(rt.go(f));
+    let (send_tx, send_rx) = bounded::<u8>(0);
+    spawn(Box::new(move || {
+        let _ = send_tx.send(1);
+    }));
+    let rx = release_rx.clone();
+    spawn(Box::new(move || {
+        let _ = rx.recv();
+    }));
+    let rx = release_rx.clone();
+    spawn(Box::new(move || {
+        gort::select! {
+            recv(rx) -> _ => {},
+        }
+    }));
+    spawn(Box::new(|| gort::time::sleep(Duration::from_secs(60))));
+    let m = mutex.clone();
+    spawn(Box::new(move || drop(m.lock())));
+    let r = rwlock.clone();
+    spawn(Box::new(move || drop(r.read())));
+    let (m, c) = (mutex.clone(), condvar.clone());
+    spawn(Box::new(move || {
+        let (m2, c2) = (m.clone(), c.clone());
+        // The condvar waiter needs the mutex, which the test holds: it
+        // queues for the mutex first; both waits report this file.
+        let _g = c2.wait_while(m2.lock(), |done| !*done);
+    }));
+    let s = semaphore.clone();
+    spawn(Box::new(move || s.acquire(1)));
+    let b = barrier.clone();
+    spawn(Box::new(move || drop(b.wait())));
+    let g = group.clone();
+    spawn(Box::new(move || g.wait()));
+    let o = once.clone();
+    spawn(Box::new(move || o.call_once(|| ())));
+    let l = listener.try_clone().unwrap();
+    spawn(Box::new(move || {
+        let _ = l.accept();
+    }));
+
+    let expected = [
+        "chan send",
+        "chan receive",
+        "select",
+        "sleep",
+        "sync.Mutex.Lock",
+        "sync.RWMutex.RLock",
+        "semacquire",
+        "barrier wait",
+        "sync.WaitGroup.Wait",
+        "sync.Once",
+        "IO wait",
+    ];
+    let mut seen = Vec::new();
+    for _ in 0..5_000 {
+        seen = rt.goroutines();
+        if expected.iter().all(|r| seen.iter().any(|g| g.wait_reason == Some(*r))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for reason in expected {
+        let g = seen
+            .iter()
+            .find(|g| g.wait_reason == Some(reason))
+            .unwrap_or_else(|| panic!("nobody waits in {reason}: {seen:#?}"));
+        let at = g.parked_at.unwrap();
+        assert!(at.file().ends_with("debug.rs"), "{reason} parked at {at}");
+    }
+
+    drop(held);
+    *mutex.lock() = true;
+    condvar.notify_all();
+    semaphore.release(1);
+    barrier.wait();
+    group.done();
+    drop(release_tx);
+    drop(send_rx);
+    drop(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+    initializer.join().unwrap();
+    let mut sleeping = None;
+    for w in waiters {
+        if w.goroutine().id() == seen.iter().find(|g| g.wait_reason == Some("sleep")).unwrap().id {
+            sleeping = Some(w);
+        } else {
+            w.join().unwrap();
+        }
+    }
+    drop(sleeping);
+}

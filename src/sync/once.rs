@@ -104,6 +104,7 @@ impl Once {
     }
 
     #[cold]
+    #[track_caller]
     fn call_slow<F: FnOnce()>(&self, f: F) {
         /// Releases the mutex, also when `f` unwinds.
         struct Unlock<'a>(&'a RawMutex);
