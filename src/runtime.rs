@@ -424,6 +424,10 @@ pub fn dump_grouped(w: &mut impl Write) -> io::Result<()> {
 /// ```
 /// #[test]
 /// fn workers_finish() {
+///     no_leaks_after_work();
+/// }
+///
+/// fn no_leaks_after_work() {
 ///     gort::run(|| {
 ///         let (tx, rx) = gort::chan::bounded(0);
 ///         gort::go(move || tx.send(42).unwrap());
@@ -431,7 +435,7 @@ pub fn dump_grouped(w: &mut impl Write) -> io::Result<()> {
 ///     });
 ///     gort::runtime::check_leaks(std::time::Duration::from_millis(100)).unwrap();
 /// }
-/// # workers_finish();
+/// # no_leaks_after_work();
 /// ```
 ///
 /// It checks one runtime: tests that run in parallel should each build

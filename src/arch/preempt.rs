@@ -116,11 +116,13 @@ static XSAVE_SIZE: AtomicUsize = AtomicUsize::new(0);
 /// `vzeroupper` is legal. Written before [`XSAVE_SIZE`] is published.
 static AVX_USABLE: AtomicBool = AtomicBool::new(false);
 
-// The extent of `async_preempt`: it is the only thing in its section, and
-// the linker defines these for any section named like a C identifier.
+// The end of `async_preempt`: a label its assembly defines after its last
+// instruction. (Not the linker's `__start_`/`__stop_` section symbols: a
+// program that references them but never the trampoline itself, as
+// `is_async_preempt` alone does, gets its section collected and fails to
+// link.)
 unsafe extern "C" {
-    static __start_gort_async_preempt: u8;
-    static __stop_gort_async_preempt: u8;
+    static gort_async_preempt_end: u8;
 }
 
 /// Edit the signal context `uc` so that returning from the handler runs
@@ -191,7 +193,7 @@ fn stack_needed(xsave_size: usize) -> usize {
 
 /// The addresses of `async_preempt`'s instructions.
 fn trampoline_range() -> Range<usize> {
-    (&raw const __start_gort_async_preempt) as usize..(&raw const __stop_gort_async_preempt) as usize
+    async_preempt as *const () as usize..(&raw const gort_async_preempt_end) as usize
 }
 
 /// The XSAVE area size, read from CPUID on first use; `None` without XSAVE.
@@ -242,7 +244,6 @@ fn read_xcr0() -> u64 {
 /// # Safety
 /// Only `inject_async_preempt` may direct execution here.
 #[unsafe(naked)]
-#[unsafe(link_section = "gort_async_preempt")]
 unsafe extern "sysv64" fn async_preempt() {
     naked_asm!(
         ".cfi_startproc",
@@ -371,6 +372,9 @@ unsafe extern "sysv64" fn async_preempt() {
         "lea rsp, [rsp + 8]",
         ".cfi_adjust_cfa_offset -8",
         "ret {red_zone}",
+        ".globl gort_async_preempt_end",
+        ".hidden gort_async_preempt_end",
+        "gort_async_preempt_end:",
         ".cfi_endproc",
         entry_depth = const ENTRY_DEPTH,
         ret_addr_depth = const RED_ZONE + 8,

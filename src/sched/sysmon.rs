@@ -18,7 +18,11 @@
 //!   its `preempt` flag and a SIGURG (`preempt.rs`);
 //! - an M that lost its P in a system call and is computing again for
 //!   longer than a slice is preempted, so it waits for a P like everyone;
-//! - the network is polled if nobody has for `netpoll::OVERDUE`.
+//! - the network is polled if nobody has for `netpoll::OVERDUE`;
+//! - when no P is busy, the deadlock check runs (`debug/deadlock.rs`).
+//!
+//! Each cycle also stores the time in `Sched::coarse_now`, the clock parks
+//! stamp goroutines with for dumps (a load instead of a clock read per park).
 //!
 //! Pacing (Go's): 20 µs between cycles while it finds work to do; after 50
 //! quiet cycles the delay doubles, up to 10 ms when every P is idle and to an
