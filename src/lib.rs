@@ -53,7 +53,7 @@
 //! calls), `sched` (G, M, P, run queues, schedule, idle Ms, park, sysmon,
 //! preemption, system calls), `netpoll` (epoll poll descriptors),
 //! `goroutine` and `runtime` (the public API), `chan`, `sync`, `time`,
-//! `net`, `io`.
+//! `net`, `io`, `trace` (execution traces).
 
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -74,6 +74,7 @@ mod sched;
 mod stack;
 pub mod sync;
 pub mod time;
+pub mod trace;
 
 pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, blocking, current, go, scope, yield_now};
 pub use runtime::{Error, Runtime, run};
