@@ -179,13 +179,16 @@ impl Trace {
 fn a_traced_workload_shows_slices_and_scheduler_events() {
     let path = temp_path("workload");
     let mixed = runtime("trace-mixed", 2);
-    let spin = runtime("trace-spin", 1);
     gort::trace::start(&path).unwrap();
     assert_eq!(
         gort::trace::start(&path).unwrap_err().kind(),
         std::io::ErrorKind::AlreadyExists
     );
     mixed.block_on(mixed_workload);
+    // A runtime built and dropped while tracing: its events must survive
+    // the runtimes built after it.
+    runtime("trace-brief", 1).block_on(|| gort::go(|| ()).join().unwrap());
+    let spin = runtime("trace-spin", 1);
     spin.block_on(preempted_spinner);
     gort::trace::stop().unwrap();
     gort::trace::stop().unwrap();
@@ -208,7 +211,11 @@ fn a_traced_workload_shows_slices_and_scheduler_events() {
         .named("spawn")
         .map(|e| e["args"]["goid"].as_u64().unwrap())
         .collect();
-    assert_eq!(spawned.len(), 12, "two mains, eight senders, server, spinner");
+    assert_eq!(
+        spawned.len(),
+        14,
+        "three mains, eight senders, server, spinner, one brief"
+    );
     for goid in &spawned {
         assert!(ran.contains(goid), "goroutine {goid} was spawned but never ran");
     }

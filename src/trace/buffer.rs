@@ -162,10 +162,7 @@ impl PTrace {
             }),
         });
         let mut all = lock(&P_BUFFERS);
-        // Forget buffers of Ps that are gone and have nothing left to write.
-        // SAFETY: a buffer only the registry holds has no owner any more,
-        // and we hold `P_BUFFERS`.
-        all.retain(|b| Arc::strong_count(b) > 1 || unsafe { (*b.pending.get()).bytes.is_empty() });
+        forget_dead(&mut all);
         all.push(Arc::clone(&buffer));
         PTrace(buffer)
     }
@@ -187,6 +184,14 @@ impl PTrace {
         // Release pairs with `stop`'s Acquire wait: our writes are seen.
         buffer.recording.store(false, Ordering::Release);
     }
+}
+
+/// Forget the buffers of Ps that are gone (only the registry holds them)
+/// and have nothing left for the writer. `P_BUFFERS` held.
+fn forget_dead(all: &mut Vec<Arc<PBuffer>>) {
+    // SAFETY: a buffer only the registry holds has no owner any more, and
+    // the caller holds `P_BUFFERS`.
+    all.retain(|b| Arc::strong_count(b) > 1 || unsafe { !(*b.pending.get()).bytes.is_empty() });
 }
 
 /// After raising a recording flag: whether tracing is still on.
@@ -292,11 +297,14 @@ pub(crate) fn enable(tx: SyncSender<Chunk>) {
     });
     *lock(&SENDER) = Some(tx);
     DROPPED.store(0, Ordering::Relaxed);
-    for buffer in lock(&P_BUFFERS).iter() {
+    let mut all = lock(&P_BUFFERS);
+    forget_dead(&mut all);
+    for buffer in all.iter() {
         // SAFETY: tracing is off and no recording is in progress, so no
         // owner touches `pending` until `ENABLED` is set below.
         unsafe { (*buffer.pending.get()).bytes.reserve(CHUNK_BYTES) };
     }
+    drop(all);
     // Release pairs with `still_enabled`'s Acquire.
     ENABLED.store(true, Ordering::Release);
 }
