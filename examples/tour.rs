@@ -400,7 +400,11 @@ fn echo_server() {
 
 fn preemption() {
     heading("preemption: a call-free spinner and a 1 ms ticker on one P");
-    let rt = gort::Runtime::builder().procs(1).build().expect("runtime");
+    let rt = gort::Runtime::builder()
+        .procs(1)
+        .name("spinner")
+        .build()
+        .expect("runtime");
     rt.block_on(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let spinning = Arc::clone(&stop);
@@ -433,7 +437,11 @@ fn preemption() {
 
 fn blocking_calls() {
     heading("blocking calls: 8 goroutines in std::thread::sleep, 2 Ps, a computation");
-    let rt = gort::Runtime::builder().procs(2).build().expect("runtime");
+    let rt = gort::Runtime::builder()
+        .procs(2)
+        .name("blocking")
+        .build()
+        .expect("runtime");
     rt.block_on(|| {
         let start = Instant::now();
         let sleepers: Vec<_> = (0..8)

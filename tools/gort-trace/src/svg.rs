@@ -22,7 +22,7 @@ const LEFT: f64 = 170.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 44.0;
 /// Height of a lane's mark band and of its slice row.
-const MARK_BAND: f64 = 12.0;
+const MARK_BAND: f64 = 16.0;
 const ROW: f64 = 24.0;
 const LANE_GAP: f64 = 8.0;
 const AXIS: f64 = 34.0;
@@ -48,7 +48,7 @@ pub fn render(timeline: &Timeline, title: &str) -> String {
     let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
     let _ = writeln!(
         svg,
-        r#"<text x="{LEFT}" y="24" font-size="15" font-weight="bold">{}</text>"#,
+        r#"<text x="12" y="24" font-size="15" font-weight="bold">{}</text>"#,
         escape(title)
     );
     axis(&mut svg, &scale, plot_bottom);
@@ -229,26 +229,29 @@ fn flush_busy(svg: &mut String, run: Option<BusyRun>, row: f64) {
     }
 }
 
-/// A mark's glyph, in the band above a lane's row (`top` is the band's top).
+/// A mark's glyph, in the band above a lane's row (`top` is the band's
+/// top): preemptions and system calls in its upper half, parks as ticks in
+/// its lower half, so that a preemption and the park that follows it at
+/// the same pixel both show.
 fn mark_svg(svg: &mut String, kind: MarkKind, x: f64, top: f64) {
-    let bottom = top + MARK_BAND;
     let _ = match kind {
         MarkKind::Park => writeln!(
             svg,
-            r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="#555" stroke-width="1"/>"##,
-            top + 4.0
+            r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#555" stroke-width="1"/>"##,
+            top + 9.0,
+            top + MARK_BAND
         ),
         MarkKind::Preempt => writeln!(
             svg,
-            r##"<path d="M{:.1} {:.1}h8l-4 8z" fill="#d93025"/>"##,
+            r##"<path d="M{:.1} {:.1}h8l-4 7z" fill="#d93025"/>"##,
             x - 4.0,
-            top + 2.0
+            top + 1.0
         ),
         MarkKind::Syscall => writeln!(
             svg,
             r##"<rect x="{:.1}" y="{:.1}" width="6" height="6" fill="#1a73e8"/>"##,
             x - 3.0,
-            top + 4.0
+            top + 1.5
         ),
     };
 }
@@ -290,7 +293,7 @@ fn legend(svg: &mut String, top: f64) {
             "park",
         ),
         (
-            |x, y| format!(r##"<path d="M{:.1} {:.1}h8l-4 8z" fill="#d93025"/>"##, x + 2.0, y - 4.0),
+            |x, y| format!(r##"<path d="M{:.1} {:.1}h8l-4 7z" fill="#d93025"/>"##, x + 2.0, y - 4.0),
             "preempt",
         ),
         (
