@@ -4,7 +4,11 @@
 //! Every hook is an inlined test of `ENABLED` (a relaxed load of a static,
 //! a branch the CPU predicts) in front of an out-of-line `#[cold]`
 //! recording function, so tracing costs the scheduler next to nothing while
-//! it is off and the clock is read only while it is on.
+//! it is off and the clock is read only while it is on. The hooks are left
+//! to LLVM to inline rather than marked `#[inline]`: an `#[inline]` function
+//! may be inlined into other crates, which makes rustc export the static it
+//! reads, and an exported static is read through the GOT (two dependent
+//! loads instead of one).
 //!
 //! Slices: a goroutine's stretch on a P begins when `execute` switches to
 //! it, or when a running goroutine's M takes a P (`acquirep`: back from a
@@ -33,7 +37,6 @@ fn on() -> bool {
 }
 
 /// `execute` is about to run `g` on `p`.
-#[inline]
 pub(crate) fn slice_begin(p: &P, g: GPtr) {
     if on() {
         begin(p, g, Alloc::Yes);
@@ -41,7 +44,6 @@ pub(crate) fn slice_begin(p: &P, g: GPtr) {
 }
 
 /// The goroutine running on `p` switched back to g0.
-#[inline]
 pub(crate) fn slice_end(p: &P) {
     if on() {
         end(p, Alloc::Yes);
@@ -49,7 +51,6 @@ pub(crate) fn slice_end(p: &P) {
 }
 
 /// `m` took `p` (`acquirep`); if it runs a goroutine, that one now runs on `p`.
-#[inline]
 pub(crate) fn acquired(m: &M, p: &P) {
     if on() {
         acquired_cold(m, p);
@@ -57,7 +58,6 @@ pub(crate) fn acquired(m: &M, p: &P) {
 }
 
 /// `m` let `p` go (`releasep`); if it runs a goroutine, that one stops running on `p`.
-#[inline]
 pub(crate) fn released(m: &M, p: &P) {
     if on() {
         released_cold(m, p);
@@ -65,7 +65,6 @@ pub(crate) fn released(m: &M, p: &P) {
 }
 
 /// `g`, on `p`, parks (on g0, before its park callback runs).
-#[inline]
 pub(crate) fn park(p: &P, g: GPtr) {
     if on() {
         park_cold(p, g);
@@ -73,7 +72,6 @@ pub(crate) fn park(p: &P, g: GPtr) {
 }
 
 /// `g`, on `p`, yielded: by itself, or at sysmon's request (`p.preempt`).
-#[inline]
 pub(crate) fn yielded(p: &P, g: GPtr) {
     if on() {
         yielded_cold(p, g);
@@ -81,7 +79,6 @@ pub(crate) fn yielded(p: &P, g: GPtr) {
 }
 
 /// SIGURG stopped `g` on `p` (in the preemption hook: no allocation).
-#[inline]
 pub(crate) fn preempted(p: &P, g: GPtr) {
     if on() {
         preempted_cold(p, g);
@@ -89,7 +86,6 @@ pub(crate) fn preempted(p: &P, g: GPtr) {
 }
 
 /// `g` was spawned on `sched`, by the goroutine running on `m` if any.
-#[inline]
 pub(crate) fn spawn(sched: &Sched, m: Option<&M>, g: GPtr) {
     if on() {
         spawn_cold(sched, m, g);
@@ -97,7 +93,6 @@ pub(crate) fn spawn(sched: &Sched, m: Option<&M>, g: GPtr) {
 }
 
 /// Parked `g` of `sched` was made runnable, from `m` if the waker is an M of `sched`.
-#[inline]
 pub(crate) fn ready(sched: &Sched, m: Option<&M>, g: GPtr) {
     if on() {
         ready_cold(sched, m, g);
@@ -105,7 +100,6 @@ pub(crate) fn ready(sched: &Sched, m: Option<&M>, g: GPtr) {
 }
 
 /// `p` stole goroutines from P `from` (now on `p`'s queue, plus the one returned).
-#[inline]
 pub(crate) fn steal(p: &P, from: usize) {
     if on() {
         steal_cold(p, from);
@@ -113,7 +107,6 @@ pub(crate) fn steal(p: &P, from: usize) {
 }
 
 /// The goroutine on `m` enters a system call, keeping `p` loosely.
-#[inline]
 pub(crate) fn syscall_enter(p: &P, m: &M) {
     if on() {
         syscall_enter_cold(p, m);
@@ -122,7 +115,6 @@ pub(crate) fn syscall_enter(p: &P, m: &M) {
 
 /// The running goroutine is back from the call of `gort::blocking` (its
 /// P still loosely held, or already retaken).
-#[inline]
 pub(crate) fn syscall_exit() {
     if on() {
         syscall_exit_cold();
@@ -130,7 +122,6 @@ pub(crate) fn syscall_exit() {
 }
 
 /// sysmon retook `p` from a goroutine in a system call (it owns `p` now).
-#[inline]
 pub(crate) fn syscall_handoff(p: &P) {
     if on() {
         syscall_handoff_cold(p);
@@ -138,7 +129,6 @@ pub(crate) fn syscall_handoff(p: &P) {
 }
 
 /// sysmon asked the goroutine on `p` to yield.
-#[inline]
 pub(crate) fn preempt_request(sched: &Sched, p: &P) {
     if on() {
         sysmon_cold(sched, p, Event::PreemptRequest);
@@ -146,7 +136,6 @@ pub(crate) fn preempt_request(sched: &Sched, p: &P) {
 }
 
 /// sysmon sent SIGURG to stop the goroutine on `p`.
-#[inline]
 pub(crate) fn preempt_signal(sched: &Sched, p: &P) {
     if on() {
         sysmon_cold(sched, p, Event::PreemptSignal);
@@ -154,7 +143,6 @@ pub(crate) fn preempt_signal(sched: &Sched, p: &P) {
 }
 
 /// sysmon found `p`'s thread blocked in the kernel.
-#[inline]
 pub(crate) fn blocked(sched: &Sched, p: &P) {
     if on() {
         sysmon_cold(sched, p, Event::Blocked);
@@ -162,7 +150,6 @@ pub(crate) fn blocked(sched: &Sched, p: &P) {
 }
 
 /// A network poll by `m` made `ready` goroutines runnable.
-#[inline]
 pub(crate) fn netpoll(sched: &Sched, m: &M, ready: usize) {
     if on() && ready > 0 {
         on_m(sched, Some(m), Event::Netpoll { ready: ready as u64 });
