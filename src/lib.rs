@@ -53,7 +53,8 @@
 //! calls), `sched` (G, M, P, run queues, schedule, idle Ms, park, sysmon,
 //! preemption, system calls), `netpoll` (epoll poll descriptors),
 //! `goroutine` and `runtime` (the public API), `chan`, `sync`, `time`,
-//! `net`, `io`, `trace` (execution traces).
+//! `net`, `io`, `debug` (dumps, deadlock and leak checks), `trace`
+//! (execution traces).
 
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -64,6 +65,7 @@
 
 mod arch;
 pub mod chan;
+mod debug;
 pub mod goroutine;
 pub mod io;
 pub mod net;

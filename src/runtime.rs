@@ -1,7 +1,7 @@
 //! Runtimes: building one, running a main goroutine on it, shutting it
 //! down, and the process-wide default runtime; plus the `runtime::`
 //! introspection functions (Go's package runtime: `GOMAXPROCS`,
-//! `NumGoroutine`).
+//! `NumGoroutine`, `Stack`; goleak's leak check), implemented in `debug/`.
 //!
 //! The default runtime is created on first use — by `gort::run`, by
 //! `gort::go` outside any goroutine, or by a `runtime::` query — with
@@ -20,10 +20,12 @@
 //! its own goroutines does not wait for its threads.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Write};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::debug;
+pub use crate::debug::{Frame, GoroutineInfo, GoroutineState, Leaks};
 use crate::goroutine::{JoinHandle, spawn_on};
 pub use crate::sched::Metrics;
 use crate::sched::{Config, MAX_PROCS, Sched, current_m};
@@ -86,6 +88,7 @@ pub struct Builder {
     max_threads: usize,
     preempt_slice: Duration,
     keep_alive: Duration,
+    detect_deadlocks: bool,
 }
 
 impl Builder {
@@ -131,6 +134,15 @@ impl Builder {
         self
     }
 
+    /// Whether to stop the program with Go's `fatal error: all goroutines
+    /// are asleep - deadlock!`, a goroutine dump and exit status 2 when
+    /// every goroutine waits for another and nothing outside can wake them
+    /// (default true; `GORTDEBUG=deadlock=0` turns it off for every runtime).
+    pub fn detect_deadlocks(mut self, on: bool) -> Builder {
+        self.detect_deadlocks = on;
+        self
+    }
+
     /// Build the runtime. No thread starts until a goroutine is spawned.
     pub fn build(self) -> Result<Runtime, Error> {
         let procs = self.procs.unwrap_or_else(default_procs);
@@ -146,16 +158,19 @@ impl Builder {
         }
         stack::install_overflow_handler(crate::goroutine::describe_overflow);
         crate::sched::install_preemption();
-        Ok(Runtime {
-            sched: Sched::new(Config {
-                name: self.name,
-                procs,
-                stack_size,
-                max_threads: self.max_threads,
-                preempt_slice: self.preempt_slice,
-                keep_alive: self.keep_alive,
-            }),
-        })
+        debug::install_sigquit();
+        debug::threads::note_user();
+        let sched = Sched::new(Config {
+            name: self.name,
+            procs,
+            stack_size,
+            max_threads: self.max_threads,
+            preempt_slice: self.preempt_slice,
+            keep_alive: self.keep_alive,
+            detect_deadlocks: self.detect_deadlocks,
+        });
+        debug::register(&sched);
+        Ok(Runtime { sched })
     }
 }
 
@@ -183,6 +198,7 @@ impl Runtime {
             max_threads: DEFAULT_MAX_THREADS,
             preempt_slice: DEFAULT_PREEMPT_SLICE,
             keep_alive: DEFAULT_KEEP_ALIVE,
+            detect_deadlocks: true,
         }
     }
 
@@ -239,6 +255,28 @@ impl Runtime {
     /// What the scheduler has done so far.
     pub fn metrics(&self) -> Metrics {
         self.sched.metrics()
+    }
+
+    /// A snapshot of this runtime's goroutines; see [`goroutines`].
+    pub fn goroutines(&self) -> Vec<GoroutineInfo> {
+        self.sched.goroutines(true)
+    }
+
+    /// Write a dump of this runtime's goroutines; see [`dump`].
+    pub fn dump(&self, w: &mut impl Write) -> io::Result<()> {
+        self.sched.dump(w)
+    }
+
+    /// Write the grouped dump of this runtime's goroutines; see [`dump_grouped`].
+    pub fn dump_grouped(&self, w: &mut impl Write) -> io::Result<()> {
+        self.sched.dump_grouped(w)
+    }
+
+    /// Check that no goroutine of this runtime but the caller is left; see
+    /// [`check_leaks`]. Tests that run in parallel should each use their
+    /// own runtime and this method.
+    pub fn check_leaks(&self, grace: Duration) -> Result<(), Leaks> {
+        self.sched.check_leaks(grace)
     }
 }
 
@@ -339,6 +377,68 @@ pub fn num_goroutine() -> usize {
 /// ```
 pub fn metrics() -> Metrics {
     with_current(|s| s.metrics())
+}
+
+/// A snapshot of every goroutine of the current runtime, by id: state,
+/// wait reason and duration, where it parked and where it was spawned, and
+/// its stack (Go's `runtime.Stack(buf, true)`, as data).
+///
+/// ```
+/// let (tx, rx) = gort::chan::bounded::<()>(0);
+/// let waiter = gort::go(move || rx.recv());
+/// while !gort::runtime::goroutines().iter().any(|g| g.wait_reason == Some("chan receive")) {
+///     gort::yield_now();
+/// }
+/// drop(tx);
+/// assert!(waiter.join().unwrap().is_err());
+/// ```
+pub fn goroutines() -> Vec<GoroutineInfo> {
+    with_current(|s| s.goroutines(true))
+}
+
+/// Write a dump of every goroutine of the current runtime to `w`, in Go's
+/// format (`goroutine 7 [chan receive, 2 minutes]:`, frames, `created by`),
+/// one blank-line separated entry each. SIGQUIT writes the same dump of
+/// every runtime to stderr and the program goes on (`GORTDEBUG=sigquitexit=1`
+/// exits with status 2 afterwards, as Go does).
+///
+/// Stacks of goroutines that are not running are unwound from their saved
+/// registers (DWARF call-frame information, see `README.md`); goroutines
+/// running on other threads show none.
+pub fn dump(w: &mut impl Write) -> io::Result<()> {
+    with_current(|s| s.dump(w))
+}
+
+/// Like [`dump`], with goroutines that have the same state, stack and spawn
+/// site printed once, with their count and ids (Go's `debug=1` goroutine
+/// profile): the readable form for a million goroutines.
+pub fn dump_grouped(w: &mut impl Write) -> io::Result<()> {
+    with_current(|s| s.dump_grouped(w))
+}
+
+/// Check that every goroutine of the current runtime except the caller has
+/// ended, waiting up to `grace` for stragglers (goleak's `VerifyNone`). The
+/// error lists every goroutine left, with its dump entry; its `Display` is
+/// the report.
+///
+/// ```
+/// #[test]
+/// fn workers_finish() {
+///     gort::run(|| {
+///         let (tx, rx) = gort::chan::bounded(0);
+///         gort::go(move || tx.send(42).unwrap());
+///         assert_eq!(rx.recv(), Ok(42));
+///     });
+///     gort::runtime::check_leaks(std::time::Duration::from_millis(100)).unwrap();
+/// }
+/// # workers_finish();
+/// ```
+///
+/// It checks one runtime: tests that run in parallel should each build
+/// their own and call [`Runtime::check_leaks`].
+#[allow(clippy::test_attr_in_doctest, reason = "the example is the test it is meant for")]
+pub fn check_leaks(grace: Duration) -> Result<(), Leaks> {
+    with_current(|s| s.check_leaks(grace))
 }
 
 /// Wire the calling goroutine to its current OS thread (Go's

@@ -177,6 +177,13 @@ pub(crate) unsafe fn inject_async_preempt(
     true
 }
 
+/// Whether `ip` is one of `async_preempt`'s instructions, such as the return
+/// address of its call to the hook. Stack walks stop there: its CFA is
+/// anchored in rbx, a register the unwinder does not track (`debug/unwind.rs`).
+pub(crate) fn is_async_preempt(ip: usize) -> bool {
+    trampoline_range().contains(&ip)
+}
+
 /// Stack the injected frame and the hook need below the interrupted rsp.
 fn stack_needed(xsave_size: usize) -> usize {
     ENTRY_DEPTH + SAVED_REGS + XSAVE_ALIGN_SLACK + xsave_size + HOOK_STACK_RESERVE

@@ -20,6 +20,11 @@
 //! return address undefined (`.cfi_undefined rip`) and its frame pointer is
 //! zero, so unwinders and backtraces stop cleanly at the goroutine's first
 //! frame instead of reading the word above the stack top.
+//!
+//! Stack traces of suspended goroutines (`debug/unwind.rs`) start from
+//! [`SuspendedRegs::read`], which reads the saved words back out of (a copy
+//! of) the suspended stack; this file stays the only one that knows their
+//! layout.
 
 use core::arch::naked_asm;
 
@@ -27,6 +32,19 @@ use core::arch::naked_asm;
 const DEFAULT_MXCSR: u64 = 0x1f80;
 /// x87 control word per the ABI: extended precision, all exceptions masked.
 const DEFAULT_FPUCW: u64 = 0x037f;
+
+/// What an unwinder needs to walk a suspended context's stack: the address
+/// it resumes at (the instruction after its `call switch`, or the entry
+/// trampoline's first instruction for a context that never ran; either way
+/// an exact instruction address, not a return address to be looked up minus
+/// one), the stack pointer once `switch` has returned, and the frame
+/// pointer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct SuspendedRegs {
+    pub(crate) ip: usize,
+    pub(crate) sp: usize,
+    pub(crate) bp: usize,
+}
 
 /// A suspended execution context: the stack pointer at which `switch` saved
 /// the callee-saved registers. Owned by whoever owns the G (or M) it belongs to.
@@ -77,6 +95,39 @@ impl Context {
         // `sp` is 16-byte aligned because `top` is and 80 is a multiple of 16.
         unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut u64, words.len()) };
         Context { sp }
+    }
+
+    /// The saved stack pointer, for goroutine dumps, which look at contexts
+    /// they do not own: it may be changing right now (the context resumed
+    /// elsewhere), so it is read once, with a volatile load, and the caller
+    /// treats the value as a hint to validate.
+    pub(crate) fn saved_sp(&self) -> usize {
+        // SAFETY: `sp` is a plain word of `self`; the volatile read takes
+        // whatever value a racing `switch` left.
+        unsafe { core::ptr::read_volatile(&raw const self.sp) }
+    }
+}
+
+impl SuspendedRegs {
+    /// The registers a stack walk of a context suspended at `sp` starts
+    /// from, read back from the words `switch` (or `for_entry`) left there;
+    /// `word(addr)` reads the stack (a copy of it, for dumps) and `None`
+    /// means unreadable.
+    pub(crate) fn read(sp: usize, word: impl Fn(usize) -> Option<usize>) -> Option<SuspendedRegs> {
+        // Words `switch` keeps on a suspended stack, from the saved sp up:
+        // the control-word slot, r15, r14, r13, r12, rbx, rbp, then the
+        // return address (the layout `for_entry` draws too).
+        const SAVED_WORDS: usize = 8;
+        const SAVED_RBP: usize = 6;
+        const SAVED_RIP: usize = 7;
+        if !sp.is_multiple_of(8) {
+            return None;
+        }
+        Some(SuspendedRegs {
+            ip: word(sp.checked_add(SAVED_RIP * 8)?)?,
+            sp: sp.checked_add(SAVED_WORDS * 8)?,
+            bp: word(sp + SAVED_RBP * 8)?,
+        })
     }
 }
 

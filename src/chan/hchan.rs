@@ -337,6 +337,7 @@ impl<T> Chan<T> {
 
     /// `send`, `try_send`, `send_timeout`: one lock round trip on the fast
     /// path; otherwise park on `sendq` with the value in a slot on this stack.
+    #[track_caller]
     pub(super) fn send(&self, v: T, wait: Wait) -> Result<(), SendTimeoutError<T>> {
         let mut st = self.lock();
         let v = match self.try_send_locked(&mut st, v) {
@@ -372,6 +373,7 @@ impl<T> Chan<T> {
     }
 
     /// `recv`, `try_recv`, `recv_timeout`: like `send`, parking on `recvq`.
+    #[track_caller]
     pub(super) fn recv(&self, wait: Wait) -> Result<T, RecvTimeoutError> {
         loop {
             let mut st = self.lock();

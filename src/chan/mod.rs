@@ -144,6 +144,7 @@ impl<T> Sender<T> {
     /// tx.send("ping").unwrap(); // returns once the goroutine has it
     /// assert_eq!(h.join().unwrap(), "ping");
     /// ```
+    #[track_caller]
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         self.chan.send(v, Wait::Forever).map_err(|e| SendError(e.into_inner()))
     }
@@ -171,6 +172,7 @@ impl<T> Sender<T> {
     /// gort::go(move || rx.recv().unwrap());
     /// assert!(tx.send_timeout(2, Duration::from_secs(60)).is_ok());
     /// ```
+    #[track_caller]
     pub fn send_timeout(&self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.chan.send(v, Wait::timeout(timeout))
     }
@@ -183,6 +185,7 @@ impl<T> Sender<T> {
     /// let r = tx.send_deadline(1, Instant::now() + Duration::from_millis(1));
     /// assert!(r.unwrap_err().is_timeout());
     /// ```
+    #[track_caller]
     pub fn send_deadline(&self, v: T, deadline: Instant) -> Result<(), SendTimeoutError<T>> {
         self.chan.send(v, Wait::Until(deadline))
     }
@@ -240,6 +243,7 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.recv(), Ok(42));
     /// assert!(rx.recv().is_err()); // the goroutine dropped `tx`
     /// ```
+    #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
         self.chan.recv(Wait::Forever).map_err(|_| RecvError)
     }
@@ -270,6 +274,7 @@ impl<T> Receiver<T> {
     /// drop(tx);
     /// assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Err(RecvTimeoutError::Disconnected));
     /// ```
+    #[track_caller]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.chan.recv(Wait::timeout(timeout))
     }
@@ -281,6 +286,7 @@ impl<T> Receiver<T> {
     /// let (_tx, rx) = gort::chan::unbounded::<u8>();
     /// assert!(rx.recv_deadline(Instant::now() + Duration::from_millis(1)).is_err());
     /// ```
+    #[track_caller]
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
         self.chan.recv(Wait::Until(deadline))
     }
@@ -410,6 +416,7 @@ pub struct Iter<'a, T> {
 
 impl<T> Iterator for Iter<'_, T> {
     type Item = T;
+    #[track_caller]
     fn next(&mut self) -> Option<T> {
         self.rx.recv().ok()
     }
@@ -428,6 +435,7 @@ pub struct TryIter<'a, T> {
 
 impl<T> Iterator for TryIter<'_, T> {
     type Item = T;
+    #[track_caller]
     fn next(&mut self) -> Option<T> {
         self.rx.try_recv().ok()
     }
@@ -449,6 +457,7 @@ pub struct IntoIter<T> {
 
 impl<T> Iterator for IntoIter<T> {
     type Item = T;
+    #[track_caller]
     fn next(&mut self) -> Option<T> {
         self.rx.recv().ok()
     }

@@ -180,6 +180,7 @@ fn cheaprandn(n: usize) -> usize {
 /// The engine (see the module header). Returns the position, in the
 /// reordered `cases`, of the completed case — with its reservation for a
 /// `SendLater` case — or `None` if `wait` ran out first.
+#[track_caller]
 fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>)> {
     let n = cases.len();
     loop {
@@ -377,6 +378,7 @@ impl<'a> Select<'a> {
     /// gort::go(move || tx.send(1).unwrap());
     /// assert_eq!(sel.select().recv(&rx), Ok(1));
     /// ```
+    #[track_caller]
     pub fn select(&mut self) -> SelectedOperation<'_> {
         self.choose(Wait::Forever)
             .expect("a select without deadline returns with an operation")
@@ -404,6 +406,7 @@ impl<'a> Select<'a> {
     /// sel.recv(&rx);
     /// assert!(sel.select_timeout(Duration::from_millis(5)).is_err());
     /// ```
+    #[track_caller]
     pub fn select_timeout(&mut self, timeout: Duration) -> Result<SelectedOperation<'_>, SelectTimeoutError> {
         self.choose(Wait::timeout(timeout)).ok_or(SelectTimeoutError)
     }
@@ -419,10 +422,12 @@ impl<'a> Select<'a> {
     /// let oper = sel.select_deadline(Instant::now() + Duration::from_secs(1)).unwrap();
     /// assert_eq!(oper.recv(&rx), Ok(3));
     /// ```
+    #[track_caller]
     pub fn select_deadline(&mut self, deadline: Instant) -> Result<SelectedOperation<'_>, SelectTimeoutError> {
         self.choose(Wait::Until(deadline)).ok_or(SelectTimeoutError)
     }
 
+    #[track_caller]
     fn choose(&mut self, wait: Wait) -> Option<SelectedOperation<'_>> {
         let (pos, reservation) = run(&mut self.cases, wait)?;
         let c = &self.cases[pos];
@@ -613,6 +618,7 @@ pub mod __private {
 
     /// Run a `select!`: the caller's index of the completed arm, or `None`
     /// for `default`.
+    #[track_caller]
     pub fn select(cases: &mut [Case<'_>], wait: Wait) -> Option<usize> {
         run(cases, wait).map(|(pos, _)| cases[pos].index)
     }

@@ -65,6 +65,7 @@ impl<T> Packet<T> {
     }
 
     /// Handle side, once (the handle is consumed by `join`).
+    #[track_caller]
     pub(crate) fn join(&self) -> std::thread::Result<T> {
         if self.state.load(Ordering::Acquire) != DONE {
             // SAFETY: before our CAS succeeds the goroutine side never reads
@@ -205,6 +206,7 @@ impl<J: ?Sized> Drop for Shared<J> {
 pub(crate) type JobHandle<'a, T> = Shared<dyn JoinTarget<T> + 'a>;
 
 impl<T> JobHandle<'_, T> {
+    #[track_caller]
     pub(crate) fn join(&self) -> std::thread::Result<T> {
         self.get().packet().join()
     }

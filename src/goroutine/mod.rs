@@ -74,7 +74,8 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    with_current(|s| spawn_on(s, f, None, s.stack_size()))
+    let at = Location::caller();
+    with_current(|s| spawn_located(s, f, None, s.stack_size(), at))
 }
 
 /// An owned permission to join a goroutine (std's `JoinHandle`). Dropping
@@ -87,6 +88,7 @@ pub struct JoinHandle<T> {
 impl<T> JoinHandle<T> {
     /// Wait for the goroutine to finish: a goroutine parks, a plain thread
     /// blocks. `Err` carries the panic payload if it panicked.
+    #[track_caller]
     pub fn join(self) -> Result<T, Box<dyn Any + Send + 'static>> {
         crate::sched::safe_point();
         self.job.join()
@@ -200,7 +202,7 @@ pub fn current() -> Goroutine {
         .expect("gort::current() called outside a goroutine");
     // SAFETY: the running goroutine owns its own fields.
     let name = unsafe { (*g.name.get()).clone() };
-    Goroutine { id: g.id.get(), name }
+    Goroutine { id: g.id(), name }
 }
 
 /// Let other goroutines run; the caller goes to the back of the global
@@ -233,10 +235,10 @@ pub(crate) fn describe_overflow(addr: usize, out: &mut SignalBuf) -> bool {
     let _ = write!(
         out,
         "goroutine {} [{}] stack overflow (stack {} KiB, spawned at {})",
-        g.id.get(),
+        g.id(),
         name,
         stack.size() / 1024,
-        g.spawned_at.get()
+        g.spawned_at()
     );
     true
 }
@@ -342,6 +344,7 @@ pub struct ScopedJoinHandle<'scope, T> {
 impl<T> ScopedJoinHandle<'_, T> {
     /// Wait for the goroutine; `Err` carries its panic. A joined panic does
     /// not make `scope` panic.
+    #[track_caller]
     pub fn join(self) -> Result<T, Box<dyn Any + Send + 'static>> {
         let result = self.job.join();
         if result.is_err() {

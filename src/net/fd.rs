@@ -61,11 +61,13 @@ impl<S: AsRawFd> NetFd<S> {
 
     /// Run `op` until it does not report `WouldBlock`, waiting for the
     /// socket to become readable in between.
+    #[track_caller]
     pub(crate) fn read<R>(&self, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
         self.io(Direction::Read, op)
     }
 
     /// As `read`, for writability.
+    #[track_caller]
     pub(crate) fn write<R>(&self, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
         self.io(Direction::Write, op)
     }
@@ -77,6 +79,7 @@ impl<S: AsRawFd> NetFd<S> {
     /// read raises a new edge, so nothing is missed — except an end of file
     /// or error whose edge came with the data: once the poller has seen a
     /// hang-up, reads are always tried. Not for datagrams.
+    #[track_caller]
     pub(crate) fn read_stream(&self, len: usize, mut op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize> {
         let try_first = !self.drained.swap(false, Ordering::Relaxed) || self.reg.hung_up();
         let n = self.io_from(Direction::Read, try_first, &mut op)?;
@@ -86,10 +89,12 @@ impl<S: AsRawFd> NetFd<S> {
         Ok(n)
     }
 
+    #[track_caller]
     fn io<R>(&self, dir: Direction, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
         self.io_from(dir, true, &mut op)
     }
 
+    #[track_caller]
     fn io_from<R>(&self, dir: Direction, try_first: bool, op: &mut impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
         crate::sched::safe_point();
         if self.reg.is_closed() {
@@ -123,6 +128,7 @@ impl<S: AsRawFd> NetFd<S> {
 
     /// Wait until the socket is writable once (a non-blocking `connect` in
     /// progress), honouring `deadline`.
+    #[track_caller]
     pub(crate) fn wait_writable(&self, deadline: Option<Instant>) -> io::Result<()> {
         let _one_waiter = self.write_lock.lock();
         self.reg.wait(Direction::Write, deadline)

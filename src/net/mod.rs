@@ -98,10 +98,12 @@ macro_rules! fd_traits {
 macro_rules! stream_io {
     ($ty:ty) => {
         impl std::io::Read for &$ty {
+            #[track_caller]
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 self.fd.read_stream(buf.len(), |mut s| s.read(buf))
             }
 
+            #[track_caller]
             fn read_vectored(&mut self, bufs: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<usize> {
                 let len = bufs.iter().map(|b| b.len()).sum();
                 self.fd.read_stream(len, |mut s| s.read_vectored(bufs))
@@ -109,10 +111,12 @@ macro_rules! stream_io {
         }
 
         impl std::io::Write for &$ty {
+            #[track_caller]
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
                 self.fd.write(|mut s| s.write(buf))
             }
 
+            #[track_caller]
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
                 self.fd.write(|mut s| s.write_vectored(bufs))
             }

@@ -98,6 +98,7 @@ impl TcpListener {
     }
 
     /// Accept a connection, parking the goroutine until one arrives.
+    #[track_caller]
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (sock, addr) = self
             .fd
@@ -171,11 +172,13 @@ pub struct TcpStream {
 impl TcpStream {
     /// Connect to `addr` (each resolved address is tried in turn), parking
     /// the goroutine while the handshake is in progress.
+    #[track_caller]
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
         each_addr(addr, |a| TcpStream::connect_deadline(&a, None))
     }
 
     /// Connect to one address, giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         if timeout.is_zero() {
             return Err(io::Error::new(
@@ -186,6 +189,7 @@ impl TcpStream {
         TcpStream::connect_deadline(addr, Instant::now().checked_add(timeout))
     }
 
+    #[track_caller]
     fn connect_deadline(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
         let sock = Socket::new(
             Domain::for_address(*addr),
@@ -257,6 +261,7 @@ impl TcpStream {
 
     /// Receive data without removing it from the queue, parking until some
     /// arrives.
+    #[track_caller]
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.fd.read(|s| s.peek(buf))
     }

@@ -85,17 +85,20 @@ impl UdpSocket {
 
     /// Receive one datagram, parking until one arrives; returns its length
     /// (truncated to `buf`) and its sender.
+    #[track_caller]
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.fd.read(|s| s.recv_from(buf))
     }
 
     /// As `recv_from`, but the datagram stays queued.
+    #[track_caller]
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.fd.read(|s| s.peek_from(buf))
     }
 
     /// Send `buf` as one datagram to `addr`, parking while the send buffer
     /// is full. As in std, only the first address `addr` resolves to is used.
+    #[track_caller]
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         let to = addr
             .to_socket_addrs()?
@@ -111,16 +114,19 @@ impl UdpSocket {
     }
 
     /// Send `buf` to the connected peer.
+    #[track_caller]
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.fd.write(|s| s.send(buf))
     }
 
     /// Receive one datagram from the connected peer.
+    #[track_caller]
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.fd.read(|s| s.recv(buf))
     }
 
     /// As `recv`, but the datagram stays queued.
+    #[track_caller]
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.fd.read(|s| s.peek(buf))
     }

@@ -105,6 +105,7 @@ impl UnixListener {
     }
 
     /// Accept a connection, parking the goroutine until one arrives.
+    #[track_caller]
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         // std's accept gives the peer's address in std's type (which has no
         // public constructor); the accepted socket is then made non-blocking.
@@ -179,11 +180,13 @@ pub struct UnixStream {
 impl UnixStream {
     /// Connect to the socket at `path`, parking the goroutine while the
     /// listener's queue is full (see the module documentation).
+    #[track_caller]
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
         UnixStream::connect_sockaddr(&SockAddr::unix(path)?)
     }
 
     /// Connect to `addr`: a pathname or (Linux) an abstract address.
+    #[track_caller]
     pub fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
         let to = if let Some(path) = addr.as_pathname() {
             SockAddr::unix(path)?
@@ -202,6 +205,7 @@ impl UnixStream {
         UnixStream::connect_sockaddr(&to)
     }
 
+    #[track_caller]
     fn connect_sockaddr(to: &SockAddr) -> io::Result<UnixStream> {
         let sock = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
         let mut pause = CONNECT_RETRY_MIN;

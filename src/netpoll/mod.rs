@@ -317,6 +317,7 @@ impl Registration {
     /// Wait until `dir` may be ready again after an `EAGAIN`, or until
     /// `deadline`. `Ok` means "retry the system call". Callers serialise
     /// waits per direction (one waiter per slot).
+    #[track_caller]
     pub(crate) fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
         let pd = self.pd();
         let slot = pd.slot(dir);

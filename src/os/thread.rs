@@ -1,6 +1,9 @@
 //! Thread identity, signals to threads, and the kernel's view of a thread's
 //! state: what sysmon needs to preempt an M and to notice one blocked in
-//! the kernel (DESIGN.md §3, §3a).
+//! the kernel (DESIGN.md §3, §3a); the process's thread list, which the
+//! deadlock check compares with the threads it knows; and a fault-proof
+//! read of the process's own memory, which dumps use to copy the stack of a
+//! goroutine that may start running (and rewrite that stack) meanwhile.
 
 use std::fs::File;
 use std::io;
@@ -19,6 +22,48 @@ pub(crate) fn tgkill(tid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
     // and the thread is joined after it ends: M threads are joined).
     let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, sig) };
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// The calling thread's kernel id, cached after the first call (the
+/// system call costs more than the thread-local read).
+pub(crate) fn current_tid() -> libc::pid_t {
+    thread_local!(static TID: libc::pid_t = gettid());
+    TID.with(|t| *t)
+}
+
+/// Every thread of this process (`/proc/self/task`).
+pub(crate) fn process_threads() -> io::Result<Vec<libc::pid_t>> {
+    let mut tids = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        if let Some(tid) = entry?.file_name().to_str().and_then(|s| s.parse().ok()) {
+            tids.push(tid);
+        }
+    }
+    Ok(tids)
+}
+
+/// Copy `len` bytes at `addr` of this process's memory, or fail (`EFAULT`)
+/// where it is unmapped, instead of faulting. The kernel does the copy, so
+/// memory another thread writes meanwhile yields stale bytes, not a data race.
+pub(crate) fn read_own_memory(addr: usize, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: `local` describes `buf`, which we own and which is `len`
+    // bytes long; the kernel checks `remote` and reports EFAULT instead of
+    // faulting.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    match usize::try_from(n) {
+        Ok(n) if n == len => Ok(buf),
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::EFAULT)),
+        Err(_) => Err(io::Error::last_os_error()),
+    }
 }
 
 /// A thread's `/proc/self/task/<tid>/stat`, kept open: one `pread` per

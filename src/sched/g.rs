@@ -10,13 +10,18 @@
 //!
 //! Field ownership: `status` is atomic (read by anyone); every other field
 //! is touched only by the G's current owner (see `sched/mod.rs`), which is
-//! why `G` can be `Sync` although it uses `Cell`s.
+//! why `G` can be `Sync` although it uses `Cell`s — except what dumps read
+//! from other threads (`debug/dump.rs`): the id, parent, wait reason, park
+//! and spawn locations and wait start are relaxed atomics (plain moves on
+//! x86-64; a dump is a snapshot and may be stale), and the name is written
+//! under the `allgs` lock when it changes (`Sched::set_g_name`), which the
+//! dump holds while it copies names.
 
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
 use super::m::MPtr;
 use super::p::P;
@@ -51,8 +56,9 @@ pub(crate) enum GStatus {
     Dead,
 }
 
-/// Why a goroutine is parked (shown by dumps, later).
+/// Why a goroutine is parked (shown by dumps).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub(crate) enum WaitReason {
     None,
     /// `JoinHandle::join`.
@@ -83,6 +89,50 @@ pub(crate) enum WaitReason {
     Once,
     /// Waiting for a socket (`net`).
     IoWait,
+}
+
+impl WaitReason {
+    /// Indexed by discriminant.
+    const ALL: [WaitReason; 16] = [
+        WaitReason::None,
+        WaitReason::Join,
+        WaitReason::Scope,
+        WaitReason::WaitGroup,
+        WaitReason::ChanSend,
+        WaitReason::ChanReceive,
+        WaitReason::Select,
+        WaitReason::Sleep,
+        WaitReason::Mutex,
+        WaitReason::RwLockRead,
+        WaitReason::RwLockWrite,
+        WaitReason::Condvar,
+        WaitReason::Semaphore,
+        WaitReason::Barrier,
+        WaitReason::Once,
+        WaitReason::IoWait,
+    ];
+
+    /// The words a dump shows, Go's where Go has the same wait.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::None => "waiting",
+            WaitReason::Join => "join",
+            WaitReason::Scope => "scope wait",
+            WaitReason::WaitGroup => "sync.WaitGroup.Wait",
+            WaitReason::ChanSend => "chan send",
+            WaitReason::ChanReceive => "chan receive",
+            WaitReason::Select => "select",
+            WaitReason::Sleep => "sleep",
+            WaitReason::Mutex => "sync.Mutex.Lock",
+            WaitReason::RwLockRead => "sync.RWMutex.RLock",
+            WaitReason::RwLockWrite => "sync.RWMutex.Lock",
+            WaitReason::Condvar => "sync.Cond.Wait",
+            WaitReason::Semaphore => "semacquire",
+            WaitReason::Barrier => "barrier wait",
+            WaitReason::Once => "sync.Once",
+            WaitReason::IoWait => "IO wait",
+        }
+    }
 }
 
 /// A goroutine's body as the scheduler sees it: a type-erased pointer with
@@ -122,9 +172,11 @@ impl Drop for Task {
     }
 }
 
-/// Two cache lines: a run of goroutines (a ring of channel peers, say) is
-/// touched G after G, so every byte here costs.
-const _: () = assert!(std::mem::size_of::<G>() == 128);
+/// Two cache lines and a bit: a run of goroutines (a ring of channel peers,
+/// say) is touched G after G, so every byte here costs. The dump's fields
+/// (`parked_at`, `wait_since`, `parent`) are written at every park or spawn
+/// and read only by dumps.
+const _: () = assert!(std::mem::size_of::<G>() <= 152);
 
 fn stack_size_u32(bytes: usize) -> u32 {
     u32::try_from(bytes).expect("stack sizes are checked to be at most 1 GiB")
@@ -133,7 +185,7 @@ fn stack_size_u32(bytes: usize) -> u32 {
 /// A goroutine.
 pub(crate) struct G {
     pub(crate) ctx: UnsafeCell<Context>,
-    pub(crate) id: Cell<u64>,
+    id: AtomicU64,
     status: AtomicU8,
     /// The runtime this G belongs to; fixed at allocation.
     pub(crate) sched: NonNull<Sched>,
@@ -143,8 +195,15 @@ pub(crate) struct G {
     pub(crate) stack_size: Cell<u32>,
     pub(crate) entry: UnsafeCell<Option<Task>>,
     pub(crate) name: UnsafeCell<Option<Arc<str>>>,
-    pub(crate) spawned_at: Cell<&'static Location<'static>>,
-    pub(crate) wait_reason: Cell<WaitReason>,
+    spawned_at: AtomicPtr<Location<'static>>,
+    /// The id of the goroutine that spawned this one; 0 for a plain thread.
+    parent: AtomicU64,
+    wait_reason: AtomicU8,
+    /// Where the goroutine's code called the blocking function it is parked
+    /// in (`#[track_caller]` through every public blocking call).
+    parked_at: AtomicPtr<Location<'static>>,
+    /// When it parked, in the runtime's coarse clock (`Sched::coarse_now`).
+    wait_since: AtomicU64,
     /// The goroutine's reusable wait token (`WaitToken::new`).
     pub(crate) token: UnsafeCell<Option<Arc<WaitToken>>>,
     /// Goroutine-local values (`gort::local!`), created on first use.
@@ -182,6 +241,52 @@ impl G {
         self.status.store(s as u8, Ordering::Release);
     }
 
+    pub(crate) fn id(&self) -> u64 {
+        self.id.load(Ordering::Relaxed)
+    }
+
+    /// The goroutine that spawned this one (0: a plain thread).
+    pub(crate) fn parent(&self) -> u64 {
+        self.parent.load(Ordering::Relaxed)
+    }
+
+    /// Name a fresh G for a new goroutine. Owner only.
+    pub(crate) fn set_identity(&self, id: u64, parent: u64, spawned_at: &'static Location<'static>) {
+        self.id.store(id, Ordering::Relaxed);
+        self.parent.store(parent, Ordering::Relaxed);
+        self.spawned_at.store(location_ptr(spawned_at), Ordering::Relaxed);
+    }
+
+    pub(crate) fn spawned_at(&self) -> &'static Location<'static> {
+        // SAFETY: only ever stored from a `&'static Location`.
+        unsafe { &*self.spawned_at.load(Ordering::Relaxed) }
+    }
+
+    pub(crate) fn wait_reason(&self) -> WaitReason {
+        WaitReason::ALL
+            .get(usize::from(self.wait_reason.load(Ordering::Relaxed)))
+            .copied()
+            .unwrap_or(WaitReason::None)
+    }
+
+    pub(crate) fn set_wait_reason(&self, reason: WaitReason) {
+        self.wait_reason.store(reason as u8, Ordering::Relaxed);
+    }
+
+    /// Where and since when (coarse `nanotime`) the goroutine waits.
+    pub(crate) fn parked(&self) -> (&'static Location<'static>, u64) {
+        // SAFETY: only ever stored from a `&'static Location`.
+        let at = unsafe { &*self.parked_at.load(Ordering::Relaxed) };
+        (at, self.wait_since.load(Ordering::Relaxed))
+    }
+
+    /// Record a park: why, where, when. Owner only.
+    pub(crate) fn set_parked(&self, reason: WaitReason, at: &'static Location<'static>, since: u64) {
+        self.set_wait_reason(reason);
+        self.parked_at.store(location_ptr(at), Ordering::Relaxed);
+        self.wait_since.store(since, Ordering::Relaxed);
+    }
+
     /// The stack range, for the overflow report. Signal-handler safe.
     ///
     /// # Safety
@@ -190,6 +295,10 @@ impl G {
         // SAFETY: the caller is the G's owner, so nothing writes `stack` now.
         unsafe { (*self.stack.get()).as_ref() }
     }
+}
+
+fn location_ptr(at: &'static Location<'static>) -> *mut Location<'static> {
+    (at as *const Location<'static>).cast_mut()
 }
 
 /// A pointer to a G of a live runtime. Copy, Send: it is a name, not an owner.
@@ -266,19 +375,47 @@ impl Sched {
         }
     }
 
+    /// Set the name of a G its caller owns. The `allgs` lock is taken only
+    /// when a name comes or goes, so unnamed spawns stay lock-free while a
+    /// dump (which holds that lock) can read names safely.
+    pub(crate) fn set_g_name(&self, g: GPtr, name: Option<Arc<str>>) {
+        // SAFETY: the caller owns g; reads by dumps hold `allgs`, and we only
+        // read here.
+        let had_name = unsafe { (*g.name.get()).is_some() };
+        if had_name || name.is_some() {
+            let _dumps = lock(&self.allgs);
+            // SAFETY: owner, and dumps are excluded by `allgs`.
+            unsafe { *g.name.get() = name };
+        }
+    }
+
+    /// Every G of this runtime with its name, read under the `allgs` lock
+    /// (see `set_g_name`). For dumps; the status of each may change at any time.
+    pub(crate) fn all_gs_named(&self) -> Vec<(GPtr, Option<Arc<str>>)> {
+        let allgs = lock(&self.allgs);
+        allgs
+            .iter()
+            // SAFETY: names are written only under the lock we hold.
+            .map(|&g| (g, unsafe { (*g.name.get()).clone() }))
+            .collect()
+    }
+
     /// Allocate a brand-new G (Go's `malg`); it gets a stack when it first runs.
     fn malg(&self, stack_size: usize) -> GPtr {
         let g = Box::new(G {
             ctx: UnsafeCell::new(Context::empty()),
-            id: Cell::new(0),
+            id: AtomicU64::new(0),
             status: AtomicU8::new(GStatus::Idle as u8),
             sched: NonNull::from(self),
             stack: UnsafeCell::new(None),
             stack_size: Cell::new(stack_size_u32(stack_size)),
             entry: UnsafeCell::new(None),
             name: UnsafeCell::new(None),
-            spawned_at: Cell::new(Location::caller()),
-            wait_reason: Cell::new(WaitReason::None),
+            spawned_at: AtomicPtr::new(location_ptr(Location::caller())),
+            parent: AtomicU64::new(0),
+            parked_at: AtomicPtr::new(location_ptr(Location::caller())),
+            wait_since: AtomicU64::new(0),
+            wait_reason: AtomicU8::new(WaitReason::None as u8),
             locals: UnsafeCell::new(None),
             token: UnsafeCell::new(None),
             lockedm: Cell::new(None),

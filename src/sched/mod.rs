@@ -130,7 +130,7 @@ mod trace;
 mod wakestate;
 
 pub(crate) use blocks::{BlockClass, alloc_block, free_block};
-pub(crate) use g::{GPtr, Task, WaitReason};
+pub(crate) use g::{GPtr, GStatus, Task, WaitReason};
 pub(crate) use lock::{RuntimeLock, RuntimeLockGuard};
 pub(crate) use m::M;
 pub(crate) use m::NoPreempt;
@@ -140,6 +140,7 @@ pub(crate) use park::{Claim, TIMED_OUT, WaitCell, WaitToken, Waiter, park_if, yi
 pub(crate) use preempt::{install as install_preemption, safe_point};
 pub(crate) use schedule::{lock_os_thread, newproc, unlock_os_thread};
 pub(crate) use syscall::blocking;
+pub(crate) use timers::nanotime;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -163,6 +164,7 @@ pub(crate) struct Config {
     pub(crate) max_threads: usize,
     pub(crate) preempt_slice: std::time::Duration,
     pub(crate) keep_alive: std::time::Duration,
+    pub(crate) detect_deadlocks: bool,
 }
 
 /// State of one runtime's scheduler (Go's `schedt` plus `allp`).
@@ -215,6 +217,17 @@ pub(crate) struct Sched {
     preempt_signals: AtomicU64,
     syscall_handoffs: AtomicU64,
     blocked_detections: AtomicU64,
+    /// `nanotime` as of sysmon's last look: the clock parks stamp
+    /// `G::wait_since` with, for the price of a load (dumps show waits in
+    /// milliseconds and minutes, so sysmon's pacing is precise enough).
+    pub(crate) coarse_now: AtomicU64,
+    /// Run the deadlock check (`debug/deadlock.rs`)?
+    detect_deadlocks: bool,
+    /// sysmon's thread id (0 until it starts), and the threads the process
+    /// had when this runtime was built, its builder's excepted: the
+    /// deadlock check's "own" and "older" threads.
+    sysmon_tid: std::sync::atomic::AtomicI32,
+    threads_before: std::collections::HashSet<libc::pid_t>,
     /// The network poller, created by the first socket (`poll.rs`).
     poller: OnceLock<Arc<Poller>>,
     poller_init: Mutex<()>,
@@ -270,6 +283,7 @@ impl<T> std::ops::DerefMut for LockGuard<'_, T> {
 impl Sched {
     pub(crate) fn new(cfg: Config) -> Arc<Sched> {
         let allp: Box<[AtomicPtr<P>]> = (0..MAX_PROCS).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
+        let debug = trace::DebugFlags::from_env();
         let trace_id = crate::trace::register_runtime(&cfg.name);
         let sched = Arc::new_cyclic(|me| Sched {
             name: cfg.name,
@@ -301,7 +315,7 @@ impl Sched {
             steals: AtomicU64::new(0),
             preempt_slice: cfg.preempt_slice,
             keep_alive: cfg.keep_alive,
-            debug: trace::DebugFlags::from_env(),
+            debug,
             allm: Mutex::new(Vec::new()),
             sysmon_started: std::sync::Once::new(),
             sysmon_note: crate::os::Note::new(),
@@ -309,6 +323,14 @@ impl Sched {
             preempt_signals: AtomicU64::new(0),
             syscall_handoffs: AtomicU64::new(0),
             blocked_detections: AtomicU64::new(0),
+            coarse_now: AtomicU64::new(timers::nanotime(std::time::Instant::now())),
+            detect_deadlocks: cfg.detect_deadlocks && !debug.deadlock_off,
+            sysmon_tid: std::sync::atomic::AtomicI32::new(0),
+            threads_before: crate::os::process_threads()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|&tid| tid != crate::os::current_tid())
+                .collect(),
             poller: OnceLock::new(),
             poller_init: Mutex::new(()),
             shutdown: AtomicBool::new(false),
@@ -370,6 +392,47 @@ impl Sched {
         let created = self.created_outside.load(Ordering::Relaxed)
             + ps.iter().map(|p| p.created.load(Ordering::Relaxed)).sum::<u64>();
         (created, exited)
+    }
+
+    /// `GORTDEBUG` as this runtime read it.
+    pub(crate) fn debug_flags(&self) -> trace::DebugFlags {
+        self.debug
+    }
+
+    pub(crate) fn detect_deadlocks(&self) -> bool {
+        self.detect_deadlocks
+    }
+
+    /// Nothing runs or waits to run: every P idle, no M spinning, every
+    /// run queue empty. A snapshot; the deadlock check confirms it twice.
+    pub(crate) fn is_quiescent(&self) -> bool {
+        let n = self.gomaxprocs();
+        self.npidle.load(Ordering::SeqCst) == n
+            && self.nmspinning.load(Ordering::SeqCst) == 0
+            && self.runqsize.load(Ordering::SeqCst) == 0
+            && (0..n).filter_map(|i| self.p(i)).all(|p| p.runq.is_empty())
+    }
+
+    /// Moves whenever anything is scheduled: goroutines created and exited,
+    /// and time slices started on every P.
+    pub(crate) fn progress_stamp(&self) -> (u64, u64, u64) {
+        let (created, exited) = self.goroutine_totals();
+        let ticks = (0..MAX_PROCS)
+            .map_while(|i| self.p(i))
+            .map(|p| u64::from(p.schedtick.load(Ordering::Relaxed)))
+            .sum();
+        (created, exited, ticks)
+    }
+
+    /// This runtime's threads: its Ms and sysmon.
+    pub(crate) fn own_threads(&self) -> std::collections::HashSet<libc::pid_t> {
+        let mut own: std::collections::HashSet<libc::pid_t> = lock(&self.allm).iter().map(|m| m.get().tid).collect();
+        own.insert(self.sysmon_tid.load(Ordering::Relaxed));
+        own
+    }
+
+    pub(crate) fn threads_before(&self) -> &std::collections::HashSet<libc::pid_t> {
+        &self.threads_before
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {

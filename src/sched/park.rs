@@ -38,6 +38,10 @@ use crate::os::Note;
 /// Park the running goroutine; `unlock` runs on g0 once it is suspended and
 /// returns whether to stay parked. Returns when someone `goready`s it.
 /// On a goroutine only; `unlock` must not block or park.
+///
+/// `#[track_caller]` here and on every function between it and the public
+/// blocking call records where the user's code waits (`G::parked_at`).
+#[track_caller]
 pub(crate) fn gopark<F: FnOnce() -> bool>(unlock: F, reason: WaitReason) {
     /// # Safety
     /// `data` points to a live `Option<F>` holding a value.
@@ -48,7 +52,12 @@ pub(crate) fn gopark<F: FnOnce() -> bool>(unlock: F, reason: WaitReason) {
         (f.take().expect("park callback called twice"))()
     }
     let m = current_m().expect("gopark outside a goroutine");
-    m.curg.get().expect("gopark on g0").wait_reason.set(reason);
+    let g = m.curg.get().expect("gopark on g0");
+    g.set_parked(
+        reason,
+        std::panic::Location::caller(),
+        m.sched.coarse_now.load(Ordering::Relaxed),
+    );
     let mut slot = Some(unlock);
     mcall(Pending::Park {
         unlock: call::<F>,
@@ -59,7 +68,7 @@ pub(crate) fn gopark<F: FnOnce() -> bool>(unlock: F, reason: WaitReason) {
 /// Make parked goroutine `g` runnable. Any thread.
 pub(crate) fn goready(g: GPtr) {
     debug_assert_eq!(g.status(), GStatus::Waiting);
-    g.wait_reason.set(WaitReason::None);
+    g.set_wait_reason(WaitReason::None);
     g.set_status(GStatus::Runnable);
     let sched = g.sched();
     let here = current_m();
@@ -111,6 +120,15 @@ pub(crate) struct ThreadParker {
     note: Note,
 }
 
+impl ThreadParker {
+    /// Sleep until woken, known meanwhile to the deadlock check as a thread
+    /// that cannot wake anyone (`debug/threads.rs`).
+    fn sleep_untimed(&self) {
+        let _asleep = crate::debug::threads::Asleep::enter();
+        self.note.sleep();
+    }
+}
+
 thread_local! {
     static PARKER: Arc<ThreadParker> = Arc::new(ThreadParker { note: Note::new() });
     /// A plain thread's reusable `WaitToken`.
@@ -146,12 +164,13 @@ impl Waiter {
 /// waiter it registered is woken. If it returns false, return at once.
 /// This is the lock-free form of `park_releasing`: `register` is typically
 /// a CAS that publishes "a waiter is here" unless the event already happened.
+#[track_caller]
 pub(crate) fn park_if(register: impl FnOnce() -> bool, reason: WaitReason) {
     if current_m().is_some_and(|m| m.curg.get().is_some()) {
         gopark(register, reason);
     } else if register() {
         PARKER.with(|t| {
-            t.note.sleep();
+            t.sleep_untimed();
             t.note.clear();
         });
     }
@@ -159,6 +178,7 @@ pub(crate) fn park_if(register: impl FnOnce() -> bool, reason: WaitReason) {
 
 /// Suspend the caller — goroutine or thread — until its registered
 /// `Waiter` is woken, releasing `guard` only once it is safe to be woken.
+#[track_caller]
 pub(crate) fn park_releasing<T>(guard: super::LockGuard<'_, T>, reason: WaitReason) {
     if current_m().is_some_and(|m| m.curg.get().is_some()) {
         gopark(
@@ -171,7 +191,7 @@ pub(crate) fn park_releasing<T>(guard: super::LockGuard<'_, T>, reason: WaitReas
     } else {
         drop(guard);
         PARKER.with(|t| {
-            t.note.sleep();
+            t.sleep_untimed();
             t.note.clear();
         });
     }
@@ -196,6 +216,7 @@ impl<S> WaitCell<S> {
 
     /// Park until `ready` returns Some, re-checking after every wake-up.
     /// Only one caller may wait at a time.
+    #[track_caller]
     pub(crate) fn wait<R>(&self, reason: WaitReason, mut ready: impl FnMut(&mut S) -> Option<R>) -> R {
         let mut slot = lock(&self.inner);
         loop {
@@ -296,6 +317,7 @@ impl WaitToken {
     /// winner's tag (`TIMED_OUT` for the deadline). The caller must have
     /// registered the token wherever a waker will look for it, and must
     /// withdraw the losing registrations afterwards.
+    #[track_caller]
     pub(crate) fn wait(self: &Arc<Self>, deadline: Option<Instant>, reason: WaitReason) -> usize {
         match &self.waiter {
             Waiter::Goroutine(_) => {
@@ -318,7 +340,7 @@ impl WaitToken {
             Waiter::Thread(parker) => {
                 let woken = match deadline {
                     None => {
-                        parker.note.sleep();
+                        parker.sleep_untimed();
                         true
                     }
                     Some(d) => parker.note.sleep_until(d),

@@ -433,8 +433,8 @@ impl Sched {
             Err(e) => {
                 eprintln!(
                     "gort: goroutine {} (spawned at {}) cannot run: stack allocation failed: {e}",
-                    g.id.get(),
-                    g.spawned_at.get()
+                    g.id(),
+                    g.spawned_at()
                 );
                 // SAFETY: we own g; dropping the task that never ran
                 // abandons it, which fails its JoinHandle.
@@ -448,10 +448,10 @@ impl Sched {
     fn goexit0(&self, p: &P, g: GPtr) {
         g.set_status(GStatus::Dead);
         g.lockedm.set(None);
+        self.set_g_name(g, None);
         // SAFETY: we own the dead G and hold `p`; g's stack has no live
         // frames any more (we are on g0).
         unsafe {
-            *g.name.get() = None;
             if let Some(stack) = (*g.stack.get()).take() {
                 self.stacks.put(&mut *p.stacks.get(), stack);
             }
@@ -517,6 +517,9 @@ pub(crate) fn newproc(
     spawned_at: &'static Location<'static>,
 ) -> u64 {
     let mut here = current_m();
+    if here.is_none() {
+        crate::debug::threads::note_user();
+    }
     // Spawning is a cooperative preemption point; after a yield we may be
     // on another thread.
     if here.is_some_and(preempt::safe_point_on) {
@@ -528,13 +531,14 @@ pub(crate) fn newproc(
     let p: Option<PPtr> = m.and_then(|m| m.p.get());
     let g = sched.gfget(p.as_deref(), stack_size);
     let id = sched.goidgen.fetch_add(1, Ordering::Relaxed) + 1;
-    g.id.set(id);
-    g.spawned_at.set(spawned_at);
+    g.set_identity(
+        id,
+        m.and_then(|m| m.curg.get()).map_or(0, |parent| parent.id()),
+        spawned_at,
+    );
+    sched.set_g_name(g, name);
     // SAFETY: a G fresh from the free list is owned by us.
-    unsafe {
-        *g.entry.get() = Some(task);
-        *g.name.get() = name;
-    }
+    unsafe { *g.entry.get() = Some(task) };
     match p {
         Some(p) => P::count(&p.created),
         None => {

@@ -43,6 +43,7 @@ use super::p::PStatus;
 use super::preempt::{REQUEST_PREEMPT, REQUEST_SYSCALL, signal};
 use super::timers::{NO_TIMER, nanotime};
 use super::{Sched, lock};
+use crate::debug::DeadlockWatch;
 use crate::os::ThreadStat;
 
 const MIN_DELAY: Duration = Duration::from_micros(20);
@@ -75,6 +76,7 @@ struct Sysmon {
     quiet: u32,
     /// When the first running goroutine's slice ends (`u64::MAX`: none).
     next_due: u64,
+    deadlock: DeadlockWatch,
 }
 
 /// Body of the sysmon thread of runtime `sched`; returns when it shuts down.
@@ -87,7 +89,11 @@ pub(crate) fn run(sched: Weak<Sched>) {
         delay: MIN_DELAY,
         quiet: 0,
         next_due: u64::MAX,
+        deadlock: DeadlockWatch::default(),
     };
+    if let Some(sched) = sched.upgrade() {
+        sched.sysmon_tid.store(crate::os::gettid(), Ordering::Relaxed);
+    }
     loop {
         let Some(sched) = sched.upgrade() else { return };
         sched.sysmon_note.sleep_until(Instant::now() + state.delay);
@@ -96,6 +102,9 @@ pub(crate) fn run(sched: Weak<Sched>) {
             return;
         }
         let (acted, busy) = sched.sysmon_cycle(&mut state);
+        if !busy {
+            sched.check_dead(&mut state.deadlock);
+        }
         let now = nanotime(Instant::now());
         if acted {
             state.quiet = 0;
@@ -131,6 +140,7 @@ impl Sched {
     /// One look at every P and M. Returns (did something, some P is busy).
     fn sysmon_cycle(&self, state: &mut Sysmon) -> (bool, bool) {
         let now = nanotime(Instant::now());
+        self.coarse_now.store(now, Ordering::Relaxed);
         let slice = self.preempt_slice.as_nanos() as u64;
         let mut acted = false;
         let mut busy = false;

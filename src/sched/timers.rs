@@ -116,6 +116,13 @@ impl TimerHeap {
         self.entries.len()
     }
 
+    /// Whether any entry may still fire (cancelled ones cannot).
+    fn has_pending(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.timer.state.load(Ordering::Relaxed) == PENDING)
+    }
+
     fn peek_when(&self) -> u64 {
         self.entries.first().map_or(NO_TIMER, |e| e.when)
     }
@@ -238,6 +245,12 @@ impl Sched {
                 f();
             }
         }
+    }
+
+    /// Whether a timer anywhere may still fire: the deadlock check's "a
+    /// timer will wake someone". O(timers); only for that rare check.
+    pub(crate) fn has_pending_timers(&self) -> bool {
+        self.all_ps().any(|p| lock(&p.timers).has_pending())
     }
 
     /// Every P ever created (retired ones may still hold timers).

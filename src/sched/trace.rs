@@ -25,6 +25,10 @@ use super::p::PStatus;
 pub(crate) struct DebugFlags {
     pub(crate) schedtrace: Option<Duration>,
     pub(crate) scheddetail: bool,
+    /// `deadlock=0`: no deadlock check (`debug/deadlock.rs`) in any runtime.
+    pub(crate) deadlock_off: bool,
+    /// `sigquitexit=1`: after the SIGQUIT dump, exit with status 2 as Go does.
+    pub(crate) sigquit_exit: bool,
 }
 
 impl DebugFlags {
@@ -39,6 +43,8 @@ impl DebugFlags {
             match (key.trim(), val.trim().parse::<u64>()) {
                 ("schedtrace", Ok(ms)) if ms > 0 => d.schedtrace = Some(Duration::from_millis(ms)),
                 ("scheddetail", Ok(n)) => d.scheddetail = n != 0,
+                ("deadlock", Ok(n)) => d.deadlock_off = n == 0,
+                ("sigquitexit", Ok(n)) => d.sigquit_exit = n != 0,
                 _ => {}
             }
         }

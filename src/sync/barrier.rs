@@ -94,6 +94,7 @@ impl Barrier {
     /// let me = barrier.wait().is_leader();
     /// assert!(me ^ other.join().unwrap());
     /// ```
+    #[track_caller]
     pub fn wait(&self) -> BarrierWaitResult {
         let mut s = lock(&self.state);
         s.arrived += 1;

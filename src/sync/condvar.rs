@@ -101,6 +101,7 @@ impl Condvar {
     /// }
     /// assert_eq!(*n, 1);
     /// ```
+    #[track_caller]
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         self.wait_until(guard, None).0
     }
@@ -121,6 +122,7 @@ impl Condvar {
     /// let items = queue.1.wait_while(queue.0.lock(), |items| items.is_empty());
     /// assert_eq!(*items, [7]);
     /// ```
+    #[track_caller]
     pub fn wait_while<'a, T: ?Sized, F>(&self, mut guard: MutexGuard<'a, T>, mut condition: F) -> MutexGuard<'a, T>
     where
         F: FnMut(&mut T) -> bool,
@@ -144,6 +146,7 @@ impl Condvar {
     /// assert!(result.timed_out());
     /// assert_eq!(*guard, 0);
     /// ```
+    #[track_caller]
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
@@ -164,6 +167,7 @@ impl Condvar {
     /// let (guard, result) = cv.wait_timeout_while(m.lock(), Duration::from_millis(1), |ready| !*ready);
     /// assert!(result.timed_out() && !*guard);
     /// ```
+    #[track_caller]
     pub fn wait_timeout_while<'a, T: ?Sized, F>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -214,6 +218,7 @@ impl Condvar {
 
     /// The one wait: register, unlock, park until notified or `deadline`
     /// (`None`: no deadline), relock. Returns whether the deadline won.
+    #[track_caller]
     fn wait_until<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,

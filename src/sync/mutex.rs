@@ -77,6 +77,7 @@ impl RawMutex {
 
     /// Acquire the lock; a waiter parks with `reason`.
     #[inline]
+    #[track_caller]
     pub(crate) fn lock(&self, reason: WaitReason) {
         // Acquire pairs with the Release in `unlock`: the previous holder's
         // writes are visible.
@@ -113,6 +114,7 @@ impl RawMutex {
     }
 
     #[cold]
+    #[track_caller]
     fn lock_slow(&self, reason: WaitReason) {
         let mut wait_start: Option<Instant> = None;
         let mut starving = false;
@@ -336,6 +338,7 @@ impl<T: ?Sized> Mutex<T> {
     /// assert_eq!(*m.lock(), 2);
     /// ```
     #[inline]
+    #[track_caller]
     pub fn lock(&self) -> MutexGuard<'_, T> {
         self.raw.lock(WaitReason::Mutex);
         MutexGuard {

@@ -81,6 +81,7 @@ impl Once {
     /// assert_eq!(runs.load(Ordering::Relaxed), 1);
     /// ```
     #[inline]
+    #[track_caller]
     pub fn call_once<F: FnOnce()>(&self, f: F) {
         if !self.is_completed() {
             self.call_slow(f);
@@ -103,6 +104,7 @@ impl Once {
     }
 
     #[cold]
+    #[track_caller]
     fn call_slow<F: FnOnce()>(&self, f: F) {
         /// Releases the mutex, also when `f` unwinds.
         struct Unlock<'a>(&'a RawMutex);
@@ -222,6 +224,7 @@ impl<T> OnceLock<T> {
     /// assert_eq!(*cell.get_or_init(|| 1), 1);
     /// assert_eq!(*cell.get_or_init(|| 2), 1);
     /// ```
+    #[track_caller]
     pub fn get_or_init<F: FnOnce() -> T>(&self, f: F) -> &T {
         if let Some(v) = self.get() {
             return v;
@@ -265,6 +268,7 @@ impl<T> OnceLock<T> {
     }
 
     /// Run `f` under `once` and store its result, unless already done.
+    #[track_caller]
     fn initialize<F: FnOnce() -> T>(&self, f: F) {
         self.once.call_once(|| {
             let value = f();

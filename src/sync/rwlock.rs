@@ -59,6 +59,7 @@ impl RawRwLock {
     }
 
     #[inline]
+    #[track_caller]
     fn read(&self) {
         // Acquire pairs with the Release in `unlock_write`: the last
         // writer's writes are visible (a reader that waits is ordered after
@@ -110,6 +111,7 @@ impl RawRwLock {
         }
     }
 
+    #[track_caller]
     fn write(&self) {
         // One writer at a time.
         self.w.lock(WaitReason::RwLockWrite);
@@ -241,6 +243,7 @@ impl<T: ?Sized> RwLock<T> {
     /// assert_eq!(*lock.read(), 1);
     /// ```
     #[inline]
+    #[track_caller]
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
         self.raw.read();
         RwLockReadGuard {
@@ -256,6 +259,7 @@ impl<T: ?Sized> RwLock<T> {
     /// *lock.write() += 1;
     /// assert_eq!(*lock.read(), 2);
     /// ```
+    #[track_caller]
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         self.raw.write();
         RwLockWriteGuard {

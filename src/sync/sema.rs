@@ -146,6 +146,7 @@ impl Sema {
     /// queues at the head: a waiter that was woken once already and lost
     /// the race for the lock it was woken for goes back to the front (Go's
     /// `queueLifo`).
+    #[track_caller]
     pub(super) fn acquire(&self, lifo: bool, reason: WaitReason) {
         let mut s = lock(&self.inner);
         if s.count > 0 {

@@ -87,6 +87,7 @@ impl Semaphore {
     /// assert!(!sem.try_acquire(4));
     /// sem.release(7);
     /// ```
+    #[track_caller]
     pub fn acquire(&self, n: usize) {
         let mut s = lock(&self.state);
         if self.capacity - s.cur >= n && s.waiters.is_empty() {

@@ -83,6 +83,7 @@ impl WaitGroup {
     }
 
     /// Block until the counter is zero.
+    #[track_caller]
     pub fn wait(&self) {
         loop {
             // Acquire pairs with `done`'s Release: the tasks' work is visible.

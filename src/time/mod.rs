@@ -26,6 +26,7 @@ pub use timer::{Ticker, Timer, after, tick};
 /// gort::go(|| gort::time::sleep(std::time::Duration::from_millis(5))).join().unwrap();
 /// assert!(t.elapsed() >= std::time::Duration::from_millis(5));
 /// ```
+#[track_caller]
 pub fn sleep(d: Duration) {
     if d.is_zero() {
         return;
@@ -37,6 +38,7 @@ pub fn sleep(d: Duration) {
 }
 
 /// Pause the calling goroutine until `deadline` (at least).
+#[track_caller]
 pub fn sleep_until(deadline: Instant) {
     crate::sched::safe_point();
     if Instant::now() >= deadline {
@@ -54,6 +56,7 @@ fn in_goroutine() -> bool {
 }
 
 /// A sleep longer than the clock can represent.
+#[track_caller]
 fn park_forever() {
     if in_goroutine() {
         WaitToken::new().wait(None, WaitReason::Sleep);

@@ -65,24 +65,26 @@ pub(crate) enum Event<'a> {
     Netpoll { ready: u64 },
 }
 
-/// Park reasons by code; `reason_code` maps each `WaitReason` to its index.
-const REASONS: [&str; 16] = [
-    "unknown",
-    "join",
-    "scope",
-    "WaitGroup",
-    "chan send",
-    "chan receive",
-    "select",
-    "sleep",
-    "Mutex",
-    "RwLock read",
-    "RwLock write",
-    "Condvar",
-    "Semaphore",
-    "Barrier",
-    "Once",
-    "IO wait",
+/// Park reasons by code: `reason_code` maps each `WaitReason` to its
+/// index here. The trace names them as goroutine dumps do
+/// (`WaitReason::as_str`).
+const REASONS: [WaitReason; 16] = [
+    WaitReason::None,
+    WaitReason::Join,
+    WaitReason::Scope,
+    WaitReason::WaitGroup,
+    WaitReason::ChanSend,
+    WaitReason::ChanReceive,
+    WaitReason::Select,
+    WaitReason::Sleep,
+    WaitReason::Mutex,
+    WaitReason::RwLockRead,
+    WaitReason::RwLockWrite,
+    WaitReason::Condvar,
+    WaitReason::Semaphore,
+    WaitReason::Barrier,
+    WaitReason::Once,
+    WaitReason::IoWait,
 ];
 
 /// Why a goroutine parked, as the trace stores it: an index into `REASONS`.
@@ -96,7 +98,7 @@ impl Reason {
 
     /// The name the trace shows.
     pub(crate) fn name(self) -> &'static str {
-        REASONS[usize::from(self.0)]
+        REASONS[usize::from(self.0)].as_str()
     }
 }
 
@@ -339,6 +341,14 @@ mod tests {
             }
         }
         assert!(input.is_empty());
+    }
+
+    #[test]
+    fn reason_codes_index_their_table() {
+        for (code, reason) in REASONS.into_iter().enumerate() {
+            assert_eq!(Reason::of(reason), Reason(code as u8));
+        }
+        assert_eq!(Reason::of(WaitReason::ChanReceive).name(), "chan receive");
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub(crate) fn netpoll(sched: &Sched, m: &M, ready: usize) {
 
 /// The goroutine `m` runs (0 for none: g0, or a plain thread).
 fn goid_on(m: Option<&M>) -> u64 {
-    m.and_then(|m| m.curg.get()).map_or(0, |g| g.id.get())
+    m.and_then(|m| m.curg.get()).map_or(0, |g| g.id())
 }
 
 /// `g`'s name, or "" if it has none.
@@ -182,7 +182,7 @@ fn on_m(sched: &Sched, m: Option<&M>, event: Event<'_>) {
 #[inline(never)]
 fn begin(p: &P, g: GPtr, alloc: Alloc) {
     p.trace.record(alloc, |r| {
-        let goid = g.id.get();
+        let goid = g.id();
         r.set_open_slice(goid);
         r.emit(Event::SliceBegin {
             goid,
@@ -222,15 +222,15 @@ fn released_cold(m: &M, p: &P) {
 #[cold]
 #[inline(never)]
 fn park_cold(p: &P, g: GPtr) {
-    let reason = Reason::of(g.wait_reason.get());
-    let goid = g.id.get();
+    let reason = Reason::of(g.wait_reason());
+    let goid = g.id();
     p.trace.record(Alloc::Yes, |r| r.emit(Event::Park { goid, reason }));
 }
 
 #[cold]
 #[inline(never)]
 fn yielded_cold(p: &P, g: GPtr) {
-    let goid = g.id.get();
+    let goid = g.id();
     let event = if p.preempt.load(Ordering::Relaxed) {
         Event::Preempt {
             goid,
@@ -245,7 +245,7 @@ fn yielded_cold(p: &P, g: GPtr) {
 #[cold]
 #[inline(never)]
 fn preempted_cold(p: &P, g: GPtr) {
-    let goid = g.id.get();
+    let goid = g.id();
     let event = Event::Preempt {
         goid,
         how: Preemption::Signal,
@@ -257,8 +257,8 @@ fn preempted_cold(p: &P, g: GPtr) {
 #[inline(never)]
 fn spawn_cold(sched: &Sched, m: Option<&M>, g: GPtr) {
     let event = Event::Spawn {
-        goid: g.id.get(),
-        parent: goid_on(m),
+        goid: g.id(),
+        parent: g.parent(),
     };
     on_m(sched, m, event);
 }
@@ -267,7 +267,7 @@ fn spawn_cold(sched: &Sched, m: Option<&M>, g: GPtr) {
 #[inline(never)]
 fn ready_cold(sched: &Sched, m: Option<&M>, g: GPtr) {
     let event = Event::Ready {
-        goid: g.id.get(),
+        goid: g.id(),
         by: goid_on(m),
     };
     on_m(sched, m, event);

@@ -41,7 +41,7 @@
 //! | name | args | meaning |
 //! |---|---|---|
 //! | `spawn` | `goid`, `parent` | `parent` (0: a plain thread) spawned `goid` |
-//! | `park` | `goid`, `reason` | `goid` parked, e.g. "chan receive", "sleep", "IO wait", "Mutex" |
+//! | `park` | `goid`, `reason` | `goid` parked, e.g. "chan receive", "sleep", "IO wait", "sync.Mutex.Lock" (the words goroutine dumps use) |
 //! | `ready` | `goid`, `by` | `by` (0: a timer, the poller, a plain thread) made `goid` runnable |
 //! | `yield` | `goid` | `yield_now` |
 //! | `preempt` | `goid`, `how` | "cooperative": sysmon's request, honoured at a runtime call; "signal": stopped by SIGURG |

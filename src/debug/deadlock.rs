@@ -1,0 +1,90 @@
+//! Deadlock detection (Go's `checkdead`): when nothing in a runtime can
+//! ever run again, say so and exit, instead of hanging silently.
+//!
+//! sysmon runs the check on each idle look (`Sched::check_dead`). A runtime
+//! is deadlocked when all of these hold on looks at least `CONFIRM` apart
+//! with no scheduling progress in between (so a transient state, such as a
+//! goroutine between being readied and queued, never reaches a report):
+//!
+//! - every P is idle, no M spins, the global queue is empty;
+//! - at least one goroutine is parked, and every live goroutine is parked
+//!   on something only another goroutine can end: not a socket (`IO wait`:
+//!   the peer may write), not a sleep, and no pending timer exists (a timer
+//!   fires by itself and may wake someone — a stopped timer does not count,
+//!   unlike Go's golang/go#12734);
+//! - no thread outside the runtime may wake one (`threads.rs`): every
+//!   plain thread that uses gort is itself asleep in an untimed gort wait.
+//!
+//! Threads are not counted as a proxy for progress, which is how Go misses
+//! deadlocks behind an idle poller thread (golang/go#68497): the runtime's
+//! own threads are known by id and ignored, and only goroutines and waiting
+//! outside threads decide. The report is Go's: `fatal error: all goroutines
+//! are asleep - deadlock!`, a blank line, the dump, exit status 2.
+//! `Builder::detect_deadlocks(false)` or `GORTDEBUG=deadlock=0` turn it off.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::sched::{GStatus, Sched, WaitReason};
+
+/// How long a suspected deadlock must persist, unchanged, to be reported.
+const CONFIRM: Duration = Duration::from_millis(10);
+
+/// sysmon's memory between looks: the progress stamp of the first look
+/// that suspected the current state, and when that was.
+#[derive(Default)]
+pub(crate) struct DeadlockWatch {
+    suspect: Option<((u64, u64, u64), Instant)>,
+}
+
+impl Sched {
+    /// One look for a deadlock; sysmon, when no P is busy. Exits the
+    /// process with the report if the same state was suspected `CONFIRM` ago.
+    pub(crate) fn check_dead(&self, watch: &mut DeadlockWatch) {
+        let Some(stamp) = self.deadlock_suspected() else {
+            watch.suspect = None;
+            return;
+        };
+        match watch.suspect {
+            Some((seen, since)) if seen == stamp => {
+                if since.elapsed() >= CONFIRM {
+                    self.report_deadlock();
+                }
+            }
+            _ => watch.suspect = Some((stamp, Instant::now())),
+        }
+    }
+
+    /// The progress stamp if the runtime looks deadlocked, else None.
+    fn deadlock_suspected(&self) -> Option<(u64, u64, u64)> {
+        if !self.detect_deadlocks() || !self.is_quiescent() {
+            return None;
+        }
+        let stamp = self.progress_stamp();
+        let mut parked = 0;
+        for (g, _) in self.all_gs_named() {
+            match g.status() {
+                GStatus::Idle | GStatus::Dead => {}
+                GStatus::Waiting if !matches!(g.wait_reason(), WaitReason::IoWait | WaitReason::Sleep) => parked += 1,
+                _ => return None,
+            }
+        }
+        if parked == 0 || self.has_pending_timers() {
+            return None;
+        }
+        let own: HashSet<libc::pid_t> = self.own_threads();
+        if super::threads::outside_waker_exists(&own, self.threads_before()) {
+            return None;
+        }
+        Some(stamp)
+    }
+
+    fn report_deadlock(&self) -> ! {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "fatal error: all goroutines are asleep - deadlock!\n");
+        let _ = self.dump(&mut err);
+        let _ = err.flush();
+        std::process::exit(2)
+    }
+}

@@ -1,0 +1,110 @@
+//! SIGQUIT (Ctrl-\) prints a goroutine dump of every runtime to stderr and
+//! the program keeps running. Go prints the same dump and exits with status
+//! 2; `GORTDEBUG=sigquitexit=1` asks for that.
+//!
+//! A signal handler may not allocate or lock, and a dump does both, so the
+//! handler only writes one byte into a pipe; a helper thread blocked on the
+//! pipe's other end takes the dump. A handler the program installed before
+//! gort's first runtime still runs after ours (chained, as for SIGURG); a
+//! handler installed later replaces ours, which is the program's call.
+//! Runtimes with more than `GROUP_ABOVE` goroutines are dumped grouped.
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Past this many goroutines a runtime's SIGQUIT dump is the grouped form.
+const GROUP_ABOVE: usize = 10_000;
+
+/// The pipe's write end, for the handler.
+static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
+static INSTALLED: std::sync::Once = std::sync::Once::new();
+
+/// Install the handler and start the dumping thread; once per process.
+pub(crate) fn install() {
+    INSTALLED.call_once(|| {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return;
+        }
+        let [read_end, write_end] = fds;
+        let started = std::thread::Builder::new()
+            .name("gort-sigquit".into())
+            .spawn(move || dump_on_signal(read_end));
+        if started.is_err() {
+            return;
+        }
+        PIPE_WRITE.store(write_end, Ordering::Release);
+        // SAFETY: a zeroed sigaction is a valid "no handler" value to fill.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_sigquit as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
+        // SAFETY: as above.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid sigaction structs; the handler is
+        // async-signal-safe (one `write`, then the previous handler).
+        if unsafe { libc::sigaction(libc::SIGQUIT, &action, &mut old) } == 0 {
+            let _ = PREVIOUS.set(old);
+        }
+    });
+}
+
+extern "C" fn on_sigquit(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let fd = PIPE_WRITE.load(Ordering::Acquire);
+    let byte = 1u8;
+    // SAFETY: write(2) is async-signal-safe; `byte` outlives the call. A
+    // full pipe (dumps pending) drops this request, which is fine.
+    unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
+    let Some(prev) = PREVIOUS.get() else { return };
+    let handler = prev.sa_sigaction;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        return;
+    }
+    if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the program installed this as an SA_SIGINFO handler.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(handler) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: the program installed this as a plain handler.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+        f(sig);
+    }
+}
+
+/// The helper thread: one dump per byte read.
+fn dump_on_signal(read_end: libc::c_int) {
+    super::threads::note_helper();
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into `byte`, which we own.
+        let n = unsafe { libc::read(read_end, (&raw mut byte).cast(), 1) };
+        if n == 0 {
+            return;
+        }
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        let mut exit = false;
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "SIGQUIT: goroutine dump\n");
+        for sched in super::live_runtimes() {
+            let _ = writeln!(err, "runtime \"{}\":\n", sched.name);
+            let _ = if sched.num_goroutine() > GROUP_ABOVE {
+                sched.dump_grouped(&mut err)
+            } else {
+                sched.dump(&mut err)
+            };
+            exit |= sched.debug_flags().sigquit_exit;
+        }
+        let _ = err.flush();
+        if exit {
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Goroutine dumps, the deadlock check, leak checks and the SIGQUIT dump.
+
+use std::process::Command;
+use std::time::Duration;
+
+use gort::Runtime;
+use gort::chan::{Receiver, bounded};
+use gort::runtime::{GoroutineInfo, GoroutineState};
+
+const CHILD_ENV: &str = "GORT_TEST_CHILD";
+
+/// In the parent: run this same test in a child process with `CHILD_ENV`
+/// set (plus `env`) and return its exit status and stderr. In the child:
+/// run `body`.
+fn in_child(test: &str, env: &[(&str, &str)], body: impl FnOnce()) -> Option<(std::process::ExitStatus, String)> {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        body();
+        return None;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    Some((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
+fn runtime(procs: usize) -> Runtime {
+    Runtime::builder().procs(procs).build().unwrap()
+}
+
+/// Wait (yielding) until goroutine `id` of `rt` is in `state`, then return its info.
+fn wait_for_state(rt: &Runtime, id: u64, state: GoroutineState) -> GoroutineInfo {
+    for _ in 0..10_000 {
+        if let Some(g) = rt.goroutines().into_iter().find(|g| g.id == id && g.state == state) {
+            return g;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("goroutine {id} never reached {state:?}: {:#?}", rt.goroutines());
+}
+
+#[inline(never)]
+fn worker_loop(rx: Receiver<u32>) -> u32 {
+    let mut sum = 0;
+    while let Ok(v) = rx.recv() {
+        sum += v;
+    }
+    sum
+}
+
+#[test]
+fn dump_shows_state_reason_locations_and_user_frames() {
+    let rt = runtime(2);
+    let (tx, rx) = bounded::<u32>(0);
+    let worker = rt.go(move || worker_loop(rx));
+    let id = worker.goroutine().id();
+    let mutex = std::sync::Arc::new(gort::sync::Mutex::new(()));
+    let held = mutex.lock();
+    let m2 = mutex.clone();
+    let locker = rt.block_on(move || {
+        gort::goroutine::Builder::new()
+            .name("locker")
+            .spawn(move || drop(m2.lock()))
+            .unwrap()
+    });
+    let sleeper = rt.go(|| gort::time::sleep(Duration::from_secs(30)));
+
+    let info = wait_for_state(&rt, id, GoroutineState::Waiting);
+    assert_eq!(info.wait_reason, Some("chan receive"));
+    let parked = info.parked_at.expect("a waiting goroutine has a park location");
+    assert!(parked.file().ends_with("debug.rs"), "parked at {parked}");
+    assert!(info.spawned_at.file().ends_with("debug.rs"));
+    assert!(info.waiting_for.is_some());
+    assert!(
+        info.stack.iter().any(|f| f.function.ends_with("worker_loop")),
+        "no worker_loop frame in {info}"
+    );
+
+    let locker_info = wait_for_state(&rt, locker.goroutine().id(), GoroutineState::Waiting);
+    assert_eq!(locker_info.wait_reason, Some("sync.Mutex.Lock"));
+    assert_eq!(locker_info.name.as_deref(), Some("locker"));
+    let sleeper_info = wait_for_state(&rt, sleeper.goroutine().id(), GoroutineState::Waiting);
+    assert_eq!(sleeper_info.wait_reason, Some("sleep"));
+
+    let mut text = Vec::new();
+    rt.dump(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains(&format!("goroutine {id} [chan receive, ")), "{text}");
+    assert!(text.contains("\"locker\" [sync.Mutex.Lock"), "{text}");
+    assert!(text.contains("worker_loop"), "{text}");
+    assert!(text.contains("created by gort::go outside the runtime"), "{text}");
+
+    drop(held);
+    tx.send(5).unwrap();
+    drop(tx);
+    assert_eq!(worker.join().unwrap(), 5);
+    locker.join().unwrap();
+}
+
+#[test]
+fn dump_of_the_caller_itself_and_its_children() {
+    let rt = runtime(1);
+    rt.block_on(|| {
+        let me = gort::current().id();
+        let (tx, rx) = bounded::<()>(0);
+        let child = gort::go(move || rx.recv());
+        gort::yield_now();
+        let all = gort::runtime::goroutines();
+        let mine = all.iter().find(|g| g.id == me).unwrap();
+        assert_eq!(mine.state, GoroutineState::Running);
+        assert!(
+            mine.stack
+                .iter()
+                .any(|f| f.function.contains("dump_of_the_caller_itself")),
+            "{mine}"
+        );
+        let kid = all.iter().find(|g| g.id == child.goroutine().id()).unwrap();
+        assert_eq!(kid.parent, Some(me));
+        assert!(kid.spawned_at.file().ends_with("debug.rs"), "{kid}");
+        let mut text = Vec::new();
+        gort::runtime::dump(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains(&format!("created by gort::go in goroutine {me}")),
+            "{text}"
+        );
+        drop(tx);
+        child.join().unwrap().unwrap_err();
+    });
+}
+
+#[test]
+fn grouped_dump_counts_identical_goroutines() {
+    let rt = runtime(2);
+    let (tx, rx) = bounded::<()>(0);
+    let waiters: Vec<_> = (0..500)
+        .map(|_| {
+            let rx = rx.clone();
+            rt.go(move || rx.recv())
+        })
+        .collect();
+    while rt
+        .goroutines()
+        .iter()
+        .filter(|g| g.state == GoroutineState::Waiting)
+        .count()
+        < 500
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut text = Vec::new();
+    rt.dump_grouped(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("500 goroutines [chan receive"), "{text}");
+    drop(tx);
+    for w in waiters {
+        w.join().unwrap().unwrap_err();
+    }
+}
+
+#[test]
+fn check_leaks_passes_a_clean_test_and_catches_a_leak() {
+    let rt = runtime(2);
+    rt.block_on(|| {
+        let (tx, rx) = bounded(0);
+        gort::go(move || tx.send(42).unwrap());
+        assert_eq!(rx.recv(), Ok(42));
+    });
+    rt.check_leaks(Duration::from_millis(500)).unwrap();
+
+    let (tx, rx) = bounded::<()>(0);
+    let leaked = rt.go(move || worker_loop_unit(rx));
+    let leaks = rt.check_leaks(Duration::from_millis(50)).unwrap_err();
+    assert_eq!(leaks.goroutines.len(), 1);
+    assert_eq!(leaks.goroutines[0].id, leaked.goroutine().id());
+    let report = leaks.to_string();
+    assert!(report.starts_with("found 1 unexpected goroutine(s):"), "{report}");
+    assert!(report.contains("[chan receive"), "{report}");
+    drop(tx);
+    leaked.join().unwrap();
+    rt.check_leaks(Duration::from_millis(500)).unwrap();
+}
+
+#[inline(never)]
+fn worker_loop_unit(rx: Receiver<()>) {
+    while rx.recv().is_ok() {}
+}
+
+#[test]
+fn deadlock_is_reported_with_a_dump_and_status_2() {
+    let Some((status, stderr)) = in_child("deadlock_is_reported_with_a_dump_and_status_2", &[], || {
+        let rt = runtime(2);
+        rt.block_on(|| {
+            let (tx, rx) = bounded::<u8>(0);
+            let (_tx2, rx2) = bounded::<u8>(0);
+            gort::go(move || rx2.recv());
+            let _ = rx.recv();
+            drop(tx);
+        });
+        println!("unreachable: the deadlock was not reported");
+    }) else {
+        return;
+    };
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("fatal error: all goroutines are asleep - deadlock!\n\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("goroutine 1 \"main\" [chan receive"), "{stderr}");
+    assert!(stderr.contains("goroutine 2 [chan receive"), "{stderr}");
+}
+
+#[test]
+fn no_deadlock_report_while_a_plain_thread_holds_a_sender() {
+    let Some((status, stderr)) = in_child("no_deadlock_report_while_a_plain_thread_holds_a_sender", &[], || {
+        let rt = runtime(2);
+        let got = rt.block_on(|| {
+            let (tx, rx) = bounded::<u8>(0);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                tx.send(7).unwrap();
+            });
+            rx.recv()
+        });
+        assert_eq!(got, Ok(7));
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("deadlock"), "{stderr}");
+}
+
+#[test]
+fn no_deadlock_report_when_turned_off() {
+    let Some((status, stderr)) = in_child("no_deadlock_report_when_turned_off", &[], || {
+        let rt = Runtime::builder().procs(1).detect_deadlocks(false).build().unwrap();
+        let (tx, rx) = bounded::<u8>(0);
+        let stuck = rt.go(move || rx.recv());
+        // Long enough for several sysmon looks.
+        std::thread::sleep(Duration::from_millis(200));
+        drop(tx);
+        stuck.join().unwrap().unwrap_err();
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn sigquit_prints_a_dump_and_the_program_goes_on() {
+    let Some((status, stderr)) = in_child("sigquit_prints_a_dump_and_the_program_goes_on", &[], || {
+        let rt = runtime(2);
+        let (tx, rx) = bounded::<u32>(0);
+        let worker = rt.go(move || worker_loop(rx));
+        wait_for_state(&rt, worker.goroutine().id(), GoroutineState::Waiting);
+        // SAFETY: raising a signal at ourselves; gort handles SIGQUIT.
+        unsafe { libc::raise(libc::SIGQUIT) };
+        std::thread::sleep(Duration::from_millis(300));
+        tx.send(1).unwrap();
+        drop(tx);
+        assert_eq!(worker.join().unwrap(), 1);
+        eprintln!("still running after SIGQUIT");
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("SIGQUIT: goroutine dump"), "{stderr}");
+    assert!(stderr.contains("[chan receive"), "{stderr}");
+    assert!(stderr.contains("worker_loop"), "{stderr}");
+    assert!(stderr.contains("still running after SIGQUIT"), "{stderr}");
+}
+
+/// Every public blocking call passes its caller's location down to the
+/// park (`#[track_caller]` all the way): each goroutine below waits in a
+/// different one, and each must be reported parked in this file.
+#[test]
+fn every_blocking_call_records_the_callers_location() {
+    use gort::sync::{Barrier, Condvar, Mutex, Once, RwLock, Semaphore, WaitGroup};
+    use std::sync::Arc;
+
+    let rt = runtime(2);
+    let (release_tx, release_rx) = bounded::<()>(0);
+    let mutex = Arc::new(Mutex::new(false));
+    let rwlock = Arc::new(RwLock::new(()));
+    let condvar = Arc::new(Condvar::new());
+    let semaphore = Arc::new(Semaphore::new(1));
+    semaphore.acquire(1);
+    let barrier = Arc::new(Barrier::new(2));
+    let group = Arc::new(WaitGroup::new());
+    let once = Arc::new(Once::new());
+    let listener = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    group.add(1);
+
+    let held = (mutex.lock(), rwlock.write());
+    let (in_once_tx, in_once_rx) = bounded::<()>(0);
+    let initializer = {
+        let (once, rx) = (once.clone(), release_rx.clone());
+        rt.go(move || {
+            once.call_once(|| {
+                let _ = (in_once_tx.send(()), rx.recv());
+            })
+        })
+    };
+    in_once_rx.recv().unwrap();
+    let mut waiters = Vec::new();
+    let mut spawn = |f: Box<dyn FnOnce() + Send>| waiters.push(rt.go(f));
+    let (send_tx, send_rx) = bounded::<u8>(0);
+    spawn(Box::new(move || {
+        let _ = send_tx.send(1);
+    }));
+    let rx = release_rx.clone();
+    spawn(Box::new(move || {
+        let _ = rx.recv();
+    }));
+    let rx = release_rx.clone();
+    spawn(Box::new(move || {
+        gort::select! {
+            recv(rx) -> _ => {},
+        }
+    }));
+    spawn(Box::new(|| gort::time::sleep(Duration::from_secs(60))));
+    let m = mutex.clone();
+    spawn(Box::new(move || drop(m.lock())));
+    let r = rwlock.clone();
+    spawn(Box::new(move || drop(r.read())));
+    let (m, c) = (mutex.clone(), condvar.clone());
+    spawn(Box::new(move || {
+        let (m2, c2) = (m.clone(), c.clone());
+        // The condvar waiter needs the mutex, which the test holds: it
+        // queues for the mutex first; both waits report this file.
+        let _g = c2.wait_while(m2.lock(), |done| !*done);
+    }));
+    let s = semaphore.clone();
+    spawn(Box::new(move || s.acquire(1)));
+    let b = barrier.clone();
+    spawn(Box::new(move || {
+        b.wait();
+    }));
+    let g = group.clone();
+    spawn(Box::new(move || g.wait()));
+    let o = once.clone();
+    spawn(Box::new(move || o.call_once(|| ())));
+    let l = listener.try_clone().unwrap();
+    spawn(Box::new(move || {
+        let _ = l.accept();
+    }));
+
+    let expected = [
+        "chan send",
+        "chan receive",
+        "select",
+        "sleep",
+        "sync.Mutex.Lock",
+        "sync.RWMutex.RLock",
+        "semacquire",
+        "barrier wait",
+        "sync.WaitGroup.Wait",
+        "sync.Once",
+        "IO wait",
+    ];
+    let mut seen = Vec::new();
+    for _ in 0..5_000 {
+        seen = rt.goroutines();
+        if expected.iter().all(|r| seen.iter().any(|g| g.wait_reason == Some(*r))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for reason in expected {
+        let g = seen
+            .iter()
+            .find(|g| g.wait_reason == Some(reason))
+            .unwrap_or_else(|| panic!("nobody waits in {reason}: {seen:#?}"));
+        let at = g.parked_at.unwrap();
+        assert!(at.file().ends_with("debug.rs"), "{reason} parked at {at}");
+    }
+
+    drop(held);
+    *mutex.lock() = true;
+    condvar.notify_all();
+    semaphore.release(1);
+    barrier.wait();
+    group.done();
+    drop(release_tx);
+    drop(send_rx);
+    drop(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+    initializer.join().unwrap();
+    let mut sleeping = None;
+    for w in waiters {
+        if w.goroutine().id() == seen.iter().find(|g| g.wait_reason == Some("sleep")).unwrap().id {
+            sleeping = Some(w);
+        } else {
+            w.join().unwrap();
+        }
+    }
+    drop(sleeping);
+}
