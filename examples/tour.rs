@@ -20,6 +20,10 @@
 //! 12. un-annotated blocking calls (`std::thread::sleep`) that do not stall
 //!     a computation.
 //!
+//! Sections 11 and 12 run under `gort::trace`: the tour leaves their
+//! execution trace in `target/tour-trace.json` (open it in Perfetto UI, or
+//! render it with `tools/gort-trace`; `docs/tour-trace.svg` is one).
+//!
 //! Run with `cargo run --release --example tour`.
 
 use std::panic;
@@ -29,6 +33,9 @@ use std::time::{Duration, Instant};
 
 use gort::runtime;
 use gort::sync::WaitGroup;
+
+/// Where the tour records its own execution trace.
+const TRACE: &str = "target/tour-trace.json";
 
 fn main() {
     million_goroutines();
@@ -41,9 +48,16 @@ fn main() {
     gort::run(select_with_timeout);
     gort::run(sleepers);
     gort::run(echo_server);
+    // The last two sections are about who runs where, and when: the tour
+    // records an execution trace of them (of everything, it would be
+    // hundreds of megabytes, and the writer would skew the timings above).
+    std::fs::create_dir_all("target").expect("create target/");
+    gort::trace::start(TRACE).expect("start the execution trace");
     preemption();
     blocking_calls();
+    gort::trace::stop().expect("finish the execution trace");
     println!("\ntour finished: every check passed");
+    println!("execution trace of the tour: {TRACE}");
 }
 
 fn heading(title: &str) {
@@ -386,7 +400,11 @@ fn echo_server() {
 
 fn preemption() {
     heading("preemption: a call-free spinner and a 1 ms ticker on one P");
-    let rt = gort::Runtime::builder().procs(1).build().expect("runtime");
+    let rt = gort::Runtime::builder()
+        .procs(1)
+        .name("spinner")
+        .build()
+        .expect("runtime");
     rt.block_on(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let spinning = Arc::clone(&stop);
@@ -419,7 +437,11 @@ fn preemption() {
 
 fn blocking_calls() {
     heading("blocking calls: 8 goroutines in std::thread::sleep, 2 Ps, a computation");
-    let rt = gort::Runtime::builder().procs(2).build().expect("runtime");
+    let rt = gort::Runtime::builder()
+        .procs(2)
+        .name("blocking")
+        .build()
+        .expect("runtime");
     rt.block_on(|| {
         let start = Instant::now();
         let sleepers: Vec<_> = (0..8)

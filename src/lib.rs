@@ -53,7 +53,8 @@
 //! calls), `sched` (G, M, P, run queues, schedule, idle Ms, park, sysmon,
 //! preemption, system calls), `netpoll` (epoll poll descriptors),
 //! `goroutine` and `runtime` (the public API), `chan`, `sync`, `time`,
-//! `net`, `io`, `debug` (dumps, deadlock and leak checks).
+//! `net`, `io`, `debug` (dumps, deadlock and leak checks), `trace`
+//! (execution traces).
 
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -75,6 +76,7 @@ mod sched;
 mod stack;
 pub mod sync;
 pub mod time;
+pub mod trace;
 
 pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, blocking, current, go, scope, yield_now};
 pub use runtime::{Error, Runtime, run};

@@ -335,7 +335,9 @@ fn every_blocking_call_records_the_callers_location() {
     let s = semaphore.clone();
     spawn(Box::new(move || s.acquire(1)));
     let b = barrier.clone();
-    spawn(Box::new(move || drop(b.wait())));
+    spawn(Box::new(move || {
+        b.wait();
+    }));
     let g = group.clone();
     spawn(Box::new(move || g.wait()));
     let o = once.clone();

@@ -11,3 +11,4 @@ pub(crate) use epoll::{Epoll, Event, EventFd, HANGUP, INTEREST, READABLE, WRITAB
 
 pub(crate) use linux::{Note, futex_wait, futex_wake};
 pub(crate) use thread::{ThreadStat, current_tid, gettid, process_threads, read_own_memory, tgkill};
+pub(crate) use thread::{process_barrier, register_process_barrier};

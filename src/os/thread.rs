@@ -97,3 +97,24 @@ impl ThreadStat {
         matches!(line.get(close + 2), Some(b'S' | b'D'))
     }
 }
+
+/// `membarrier(2)` commands (linux/membarrier.h).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+/// Register this process for `process_barrier`; false if the kernel (or a
+/// seccomp filter) refuses, and then `process_barrier` must not be relied on.
+pub(crate) fn register_process_barrier() -> bool {
+    // SAFETY: membarrier takes no pointers.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 }
+}
+
+/// Make every thread of this process that is running now execute a full
+/// memory barrier before this returns (threads not running pass through
+/// one when they are next scheduled). Lets a rare caller pay for the fence
+/// that a frequent one would otherwise need. Only after
+/// `register_process_barrier` returned true; returns whether it worked.
+pub(crate) fn process_barrier() -> bool {
+    // SAFETY: membarrier takes no pointers.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 }
+}

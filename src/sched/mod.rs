@@ -86,7 +86,8 @@
 //! 4. `Sched::gfree` (global free list of dead Gs);
 //! 5. `Sched::allgs`, a P's timer heap, the stack caches' and allocator's
 //!    locks, the job-block lists, `Sched::threads`, the poller's descriptor
-//!    cache (leaves). Timer callbacks run with none of 1–5 held.
+//!    cache, the execution trace's buffers and registries (`trace/`)
+//!    (leaves). Timer callbacks run with none of 1–5 held.
 //!
 //! Every runtime lock is also a critical section (`NoPreempt`): an M holding
 //! one is never preempted asynchronously, so no thread ever waits for a lock
@@ -131,8 +132,10 @@ mod wakestate;
 pub(crate) use blocks::{BlockClass, alloc_block, free_block};
 pub(crate) use g::{GPtr, GStatus, Task, WaitReason};
 pub(crate) use lock::{RuntimeLock, RuntimeLockGuard};
+pub(crate) use m::M;
 pub(crate) use m::NoPreempt;
 pub(crate) use m::current_m;
+pub(crate) use p::P;
 pub(crate) use park::{Claim, TIMED_OUT, WaitCell, WaitToken, Waiter, park_if, yield_now};
 pub(crate) use preempt::{install as install_preemption, safe_point};
 pub(crate) use schedule::{lock_os_thread, newproc, unlock_os_thread};
@@ -147,7 +150,7 @@ use std::thread::JoinHandle;
 use crate::netpoll::Poller;
 use crate::stack::StackPool;
 use m::MPtr;
-use p::{P, PPtr};
+use p::PPtr;
 
 /// Upper bound of `gomaxprocs`; `allp` is allocated once at this size so
 /// stealers can read it without a lock.
@@ -167,6 +170,8 @@ pub(crate) struct Config {
 /// State of one runtime's scheduler (Go's `schedt` plus `allp`).
 pub(crate) struct Sched {
     pub(crate) name: String,
+    /// This runtime's number in execution traces (`trace/`).
+    pub(crate) trace_id: u32,
     /// This runtime itself, for the threads it starts to hold on to.
     me: Weak<Sched>,
     /// Every P ever created, index = P id; slots past `gomaxprocs` may hold
@@ -279,8 +284,10 @@ impl Sched {
     pub(crate) fn new(cfg: Config) -> Arc<Sched> {
         let allp: Box<[AtomicPtr<P>]> = (0..MAX_PROCS).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
         let debug = trace::DebugFlags::from_env();
+        let trace_id = crate::trace::register_runtime(&cfg.name);
         let sched = Arc::new_cyclic(|me| Sched {
             name: cfg.name,
+            trace_id,
             me: me.clone(),
             allp,
             gomaxprocs: AtomicUsize::new(0),

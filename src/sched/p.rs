@@ -75,6 +75,8 @@ pub(crate) struct P {
     pub(crate) blocks: BlockCache,
     /// Timers started on this P.
     pub(crate) timers: Mutex<TimerHeap>,
+    /// Execution-trace events recorded on this P. Holder only.
+    pub(crate) trace: crate::trace::PTrace,
 }
 
 // SAFETY: `runq` is built for concurrent stealers; `status` and the
@@ -83,7 +85,7 @@ pub(crate) struct P {
 unsafe impl Sync for P {}
 
 impl P {
-    fn new(id: usize) -> P {
+    fn new(id: usize, runtime: u32) -> P {
         P {
             id,
             status: AtomicU8::new(PStatus::Idle as u8),
@@ -99,6 +101,7 @@ impl P {
             ran: AtomicU64::new(0),
             created: AtomicU64::new(0),
             exited: AtomicU64::new(0),
+            trace: crate::trace::PTrace::new(runtime, id),
         }
     }
 
@@ -181,11 +184,13 @@ impl Sched {
         p.holder.store(m as *const M as *mut M, Ordering::Release);
         p.set_status(PStatus::Running);
         m.p.set(Some(p));
+        crate::trace::acquired(m, &p);
     }
 
     /// Detach `m` from its P and return it (Go's `releasep`).
     pub(crate) fn releasep(&self, m: &M) -> PPtr {
         let p = m.p.take().expect("releasep without a P");
+        crate::trace::released(m, &p);
         p.holder.store(std::ptr::null_mut(), Ordering::Release);
         p.set_status(PStatus::Idle);
         p
@@ -251,7 +256,7 @@ impl Sched {
         for id in old..n {
             match self.p(id) {
                 None => {
-                    let p = Box::into_raw(Box::new(P::new(id)));
+                    let p = Box::into_raw(Box::new(P::new(id, self.trace_id)));
                     // Release pairs with the Acquire load in `Sched::p`.
                     self.allp[id].store(p, Ordering::Release);
                     let p = PPtr::from_raw(p).expect("Box is non-null");

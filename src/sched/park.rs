@@ -75,6 +75,7 @@ pub(crate) fn goready(g: GPtr) {
     // The P's run queue is touched below.
     let _section = NoPreempt::on(here);
     let m = here.filter(|m| std::ptr::eq(&*m.sched, sched));
+    crate::trace::ready(sched, m, g);
     if let Some(m) = m
         && m.collecting.get()
     {

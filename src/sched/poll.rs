@@ -73,6 +73,7 @@ impl Sched {
     /// holds a P, the first is returned to run now and the rest go on that
     /// P's queue; otherwise all go on the global queue. On g0.
     fn inject_ready(&self, m: &M, mut ready: Vec<GPtr>) -> Option<GPtr> {
+        crate::trace::netpoll(self, m, ready.len());
         let mut first = None;
         if !ready.is_empty() {
             match m.p.get() {

@@ -187,6 +187,7 @@ extern "sysv64" fn preempt_hook() {
     m.locks.set(m.locks.get() + 1);
     let released = match m.p.get() {
         Some(p) => {
+            crate::trace::preempted(&p, g);
             p.preempt.store(false, Ordering::Relaxed);
             Some(sched.releasep(m))
         }

@@ -19,6 +19,7 @@ use super::runq::RunQueue;
 use super::timers::{NO_TIMER, nanotime};
 use super::{Sched, lock};
 use crate::arch::{Context, switch};
+use crate::trace;
 
 /// What `schedule` does after `execute`.
 enum After {
@@ -116,6 +117,7 @@ impl Sched {
                 }
                 if let Some(g) = stolen {
                     self.steals.fetch_add(1, Ordering::Relaxed);
+                    trace::steal(&p, id);
                     return Some(GPtr::from_non_null(g));
                 }
             }
@@ -363,6 +365,7 @@ impl Sched {
         }
         g.set_status(GStatus::Running);
         m.curg.set(Some(g));
+        trace::slice_begin(&p, g);
         // SAFETY: g0's context slot is ours; g's context was saved by
         // `switch` or made by `for_entry`, its stack is alive, and no other
         // M resumes it (we own it).
@@ -376,14 +379,17 @@ impl Sched {
         // The goroutine may have come back with another P (it waited for
         // one after a preemption or a system call): read it again.
         let p = m.p();
+        trace::slice_end(&p);
         match m.pending.replace(Pending::None) {
             Pending::Yield => {
+                trace::yielded(&p, g);
                 g.set_status(GStatus::Runnable);
                 self.globrunqput(g);
                 After::Schedule
             }
             Pending::Park { unlock, data } => {
                 g.set_status(GStatus::Waiting);
+                trace::park(&p, g);
                 // SAFETY: `gopark` stored a matching fn/data pair whose data
                 // lives on g's stack, which is suspended and alive.
                 if unsafe { unlock(data) } {
@@ -540,6 +546,7 @@ pub(crate) fn newproc(
         }
     }
     g.set_status(GStatus::Runnable);
+    trace::spawn(sched, m, g);
     match p {
         Some(p) => {
             sched.runqput(&p, g, true);

@@ -38,6 +38,7 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     let entered = current_m().is_some_and(|m| m.curg.get().is_some() && enter(m));
     let r = f();
     if entered {
+        crate::trace::syscall_exit();
         super::preempt::safe_point();
     }
     r
@@ -51,6 +52,7 @@ fn enter(m: &M) -> bool {
     m.oldp.set(Some(p));
     m.syscall_since
         .store(timers::nanotime(Instant::now()).max(1), Ordering::Relaxed);
+    crate::trace::syscall_enter(&p, m);
     // SeqCst (in `set_status`): after this store sysmon may take the P.
     p.set_syscall();
     true

@@ -180,6 +180,7 @@ impl Sched {
                         && p.cas_status(PStatus::Syscall, PStatus::Idle)
                     {
                         self.syscall_handoffs.fetch_add(1, Ordering::Relaxed);
+                        crate::trace::syscall_handoff(&p);
                         self.handoffp(p);
                         acted = true;
                     }
@@ -192,6 +193,7 @@ impl Sched {
                         w.probe_at = held.saturating_mul(2);
                         if self.thread_blocked(&mut state.stats, m) {
                             self.blocked_detections.fetch_add(1, Ordering::Relaxed);
+                            crate::trace::blocked(self, &p);
                             signal(m, REQUEST_SYSCALL);
                             acted = true;
                             continue;
@@ -204,7 +206,9 @@ impl Sched {
                         // no runtime call that yields).
                         if !p.preempt.swap(true, Ordering::Relaxed) {
                             self.preempt_requests.fetch_add(1, Ordering::Relaxed);
+                            crate::trace::preempt_request(self, &p);
                         } else if self.may_preempt() {
+                            crate::trace::preempt_signal(self, &p);
                             signal(m, REQUEST_PREEMPT);
                             self.preempt_signals.fetch_add(1, Ordering::Relaxed);
                         }

@@ -1,0 +1,318 @@
+//! The scheduler's trace hooks: one call per place where something worth
+//! tracing happens, each a single line in `sched/`.
+//!
+//! Every hook is an inlined test of `ENABLED` (a relaxed load of a static,
+//! a branch the CPU predicts) in front of an out-of-line `#[cold]`
+//! recording function, so tracing costs the scheduler next to nothing while
+//! it is off and the clock is read only while it is on. The hooks are left
+//! to LLVM to inline rather than marked `#[inline]`: an `#[inline]` function
+//! may be inlined into other crates, which makes rustc export the static it
+//! reads, and an exported static is read through the GOT (two dependent
+//! loads instead of one).
+//!
+//! Slices: a goroutine's stretch on a P begins when `execute` switches to
+//! it, or when a running goroutine's M takes a P (`acquirep`: back from a
+//! system call whose P was retaken, or resumed after an asynchronous
+//! preemption); it ends when it switches back to g0, when a running
+//! goroutine's M lets its P go (`releasep` in the preemption hook), or when
+//! sysmon retakes the P from a system call. A quick system call keeps the
+//! slice open: the P was the goroutine's all along. Which goroutine has a
+//! slice open is kept with the P's buffer, so that the end can be recorded
+//! by whoever ends it.
+//!
+//! Context rules: hooks on a P's buffer run as that P's owner; the three that
+//! run in the asynchronous preemption hook (`acquired`, `released`,
+//! `preempted`) never allocate (`Alloc::No`). No hook runs in a signal
+//! handler.
+
+use std::sync::atomic::Ordering;
+
+use super::buffer::{Alloc, ENABLED, Track, record_global};
+use super::event::{Event, Preemption, Reason};
+use crate::sched::{GPtr, M, P, Sched, current_m};
+
+#[inline(always)]
+fn on() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// `execute` is about to run `g` on `p`.
+pub(crate) fn slice_begin(p: &P, g: GPtr) {
+    if on() {
+        begin(p, g, Alloc::Yes);
+    }
+}
+
+/// The goroutine running on `p` switched back to g0.
+pub(crate) fn slice_end(p: &P) {
+    if on() {
+        end(p, Alloc::Yes);
+    }
+}
+
+/// `m` took `p` (`acquirep`); if it runs a goroutine, that one now runs on `p`.
+pub(crate) fn acquired(m: &M, p: &P) {
+    if on() {
+        acquired_cold(m, p);
+    }
+}
+
+/// `m` let `p` go (`releasep`); if it runs a goroutine, that one stops running on `p`.
+pub(crate) fn released(m: &M, p: &P) {
+    if on() {
+        released_cold(m, p);
+    }
+}
+
+/// `g`, on `p`, parks (on g0, before its park callback runs).
+pub(crate) fn park(p: &P, g: GPtr) {
+    if on() {
+        park_cold(p, g);
+    }
+}
+
+/// `g`, on `p`, yielded: by itself, or at sysmon's request (`p.preempt`).
+pub(crate) fn yielded(p: &P, g: GPtr) {
+    if on() {
+        yielded_cold(p, g);
+    }
+}
+
+/// SIGURG stopped `g` on `p` (in the preemption hook: no allocation).
+pub(crate) fn preempted(p: &P, g: GPtr) {
+    if on() {
+        preempted_cold(p, g);
+    }
+}
+
+/// `g` was spawned on `sched`, by the goroutine running on `m` if any.
+pub(crate) fn spawn(sched: &Sched, m: Option<&M>, g: GPtr) {
+    if on() {
+        spawn_cold(sched, m, g);
+    }
+}
+
+/// Parked `g` of `sched` was made runnable, from `m` if the waker is an M of `sched`.
+pub(crate) fn ready(sched: &Sched, m: Option<&M>, g: GPtr) {
+    if on() {
+        ready_cold(sched, m, g);
+    }
+}
+
+/// `p` stole goroutines from P `from` (now on `p`'s queue, plus the one returned).
+pub(crate) fn steal(p: &P, from: usize) {
+    if on() {
+        steal_cold(p, from);
+    }
+}
+
+/// The goroutine on `m` enters a system call, keeping `p` loosely.
+pub(crate) fn syscall_enter(p: &P, m: &M) {
+    if on() {
+        syscall_enter_cold(p, m);
+    }
+}
+
+/// The running goroutine is back from the call of `gort::blocking` (its
+/// P still loosely held, or already retaken).
+pub(crate) fn syscall_exit() {
+    if on() {
+        syscall_exit_cold();
+    }
+}
+
+/// sysmon retook `p` from a goroutine in a system call (it owns `p` now).
+pub(crate) fn syscall_handoff(p: &P) {
+    if on() {
+        syscall_handoff_cold(p);
+    }
+}
+
+/// sysmon asked the goroutine on `p` to yield.
+pub(crate) fn preempt_request(sched: &Sched, p: &P) {
+    if on() {
+        sysmon_cold(sched, p, Event::PreemptRequest);
+    }
+}
+
+/// sysmon sent SIGURG to stop the goroutine on `p`.
+pub(crate) fn preempt_signal(sched: &Sched, p: &P) {
+    if on() {
+        sysmon_cold(sched, p, Event::PreemptSignal);
+    }
+}
+
+/// sysmon found `p`'s thread blocked in the kernel.
+pub(crate) fn blocked(sched: &Sched, p: &P) {
+    if on() {
+        sysmon_cold(sched, p, Event::Blocked);
+    }
+}
+
+/// A network poll by `m` made `ready` goroutines runnable.
+pub(crate) fn netpoll(sched: &Sched, m: &M, ready: usize) {
+    if on() && ready > 0 {
+        on_m(sched, Some(m), Event::Netpoll { ready: ready as u64 });
+    }
+}
+
+/// The goroutine `m` runs (0 for none: g0, or a plain thread).
+fn goid_on(m: Option<&M>) -> u64 {
+    m.and_then(|m| m.curg.get()).map_or(0, |g| g.id())
+}
+
+/// `g`'s name, or "" if it has none.
+fn name_of(g: &GPtr) -> &str {
+    // SAFETY: hooks read a goroutine's name only while it runs or is owned
+    // by the M running the hook; the name changes only at spawn and exit.
+    unsafe { (*g.name.get()).as_deref() }.unwrap_or("")
+}
+
+/// Record `event` on the P of `m`, or on `sched`'s "no P" track.
+#[cold]
+#[inline(never)]
+fn on_m(sched: &Sched, m: Option<&M>, event: Event<'_>) {
+    match m.and_then(|m| m.p.get()) {
+        Some(p) => p.trace.record(Alloc::Yes, |r| r.emit(event)),
+        None => record_global(sched.trace_id, Track::NoP, event),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn begin(p: &P, g: GPtr, alloc: Alloc) {
+    p.trace.record(alloc, |r| {
+        let goid = g.id();
+        r.set_open_slice(goid);
+        r.emit(Event::SliceBegin {
+            goid,
+            name: name_of(&g),
+        });
+    });
+}
+
+#[cold]
+#[inline(never)]
+fn end(p: &P, alloc: Alloc) {
+    p.trace.record(alloc, |r| {
+        let goid = r.open_slice();
+        if goid != 0 {
+            r.set_open_slice(0);
+            r.emit(Event::SliceEnd { goid });
+        }
+    });
+}
+
+#[cold]
+#[inline(never)]
+fn acquired_cold(m: &M, p: &P) {
+    if let Some(g) = m.curg.get() {
+        begin(p, g, Alloc::No);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn released_cold(m: &M, p: &P) {
+    if m.curg.get().is_some() {
+        end(p, Alloc::No);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn park_cold(p: &P, g: GPtr) {
+    let reason = Reason::of(g.wait_reason());
+    let goid = g.id();
+    p.trace.record(Alloc::Yes, |r| r.emit(Event::Park { goid, reason }));
+}
+
+#[cold]
+#[inline(never)]
+fn yielded_cold(p: &P, g: GPtr) {
+    let goid = g.id();
+    let event = if p.preempt.load(Ordering::Relaxed) {
+        Event::Preempt {
+            goid,
+            how: Preemption::Cooperative,
+        }
+    } else {
+        Event::Yield { goid }
+    };
+    p.trace.record(Alloc::Yes, |r| r.emit(event));
+}
+
+#[cold]
+#[inline(never)]
+fn preempted_cold(p: &P, g: GPtr) {
+    let goid = g.id();
+    let event = Event::Preempt {
+        goid,
+        how: Preemption::Signal,
+    };
+    p.trace.record(Alloc::No, |r| r.emit(event));
+}
+
+#[cold]
+#[inline(never)]
+fn spawn_cold(sched: &Sched, m: Option<&M>, g: GPtr) {
+    let event = Event::Spawn {
+        goid: g.id(),
+        parent: g.parent(),
+    };
+    on_m(sched, m, event);
+}
+
+#[cold]
+#[inline(never)]
+fn ready_cold(sched: &Sched, m: Option<&M>, g: GPtr) {
+    let event = Event::Ready {
+        goid: g.id(),
+        by: goid_on(m),
+    };
+    on_m(sched, m, event);
+}
+
+#[cold]
+#[inline(never)]
+fn steal_cold(p: &P, from: usize) {
+    let event = Event::Steal {
+        from: from as u64,
+        count: 1 + p.runq.len() as u64,
+    };
+    p.trace.record(Alloc::Yes, |r| r.emit(event));
+}
+
+#[cold]
+#[inline(never)]
+fn syscall_enter_cold(p: &P, m: &M) {
+    let goid = goid_on(Some(m));
+    p.trace.record(Alloc::Yes, |r| r.emit(Event::SyscallEnter { goid }));
+}
+
+#[cold]
+#[inline(never)]
+fn syscall_exit_cold() {
+    if let Some(m) = current_m() {
+        on_m(&m.sched, Some(m), Event::SyscallExit { goid: goid_on(Some(m)) });
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn syscall_handoff_cold(p: &P) {
+    p.trace.record(Alloc::Yes, |r| {
+        let goid = r.open_slice();
+        if goid != 0 {
+            r.set_open_slice(0);
+            r.emit(Event::SliceEnd { goid });
+        }
+        r.emit(Event::SyscallHandoff { goid });
+    });
+}
+
+#[cold]
+#[inline(never)]
+fn sysmon_cold(sched: &Sched, p: &P, event: Event<'_>) {
+    record_global(sched.trace_id, Track::P(p.id as u32), event);
+}

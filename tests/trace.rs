@@ -1,0 +1,297 @@
+//! Execution traces (`gort::trace`): a workload that touches every kind of
+//! event runs under `trace::start`/`stop`, and the file must be Chrome
+//! trace-event JSON with named P tracks, well-nested goroutine slices, and
+//! the spawn, park, ready, system-call and preemption events the workload
+//! caused. `GORTTRACE` is checked in a child process.
+//!
+//! No timing assertions: every event asserted on is one the workload
+//! forces (a 2 ms preempt slice against a call-free spinner, a 50 ms
+//! blocking call that sysmon must retake, a socket read that must wait).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const CHILD_ENV: &str = "GORT_TEST_CHILD";
+
+fn temp_path(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("gort-trace-{what}-{}.json", std::process::id()))
+}
+
+fn runtime(name: &str, procs: usize) -> gort::Runtime {
+    gort::Runtime::builder()
+        .name(name)
+        .procs(procs)
+        .preempt_slice(Duration::from_millis(2))
+        .build()
+        .unwrap()
+}
+
+/// Channels, sleeps, a blocking call sysmon must retake, and a socket.
+fn mixed_workload() {
+    let (tx, rx) = gort::chan::bounded::<u64>(0);
+    let senders: Vec<_> = (0..8)
+        .map(|i| {
+            let tx = tx.clone();
+            gort::goroutine::Builder::new()
+                .name(format!("sender-{i}"))
+                .spawn(move || {
+                    gort::time::sleep(Duration::from_millis(1));
+                    tx.send(i).unwrap();
+                })
+                .unwrap()
+        })
+        .collect();
+    drop(tx);
+    assert_eq!(rx.iter().sum::<u64>(), 28);
+    senders.into_iter().for_each(|h| h.join().unwrap());
+
+    // sysmon retakes a P whose system call lasts past 10 ms in any case.
+    gort::blocking(|| std::thread::sleep(Duration::from_millis(50)));
+
+    let listener = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = gort::go(move || {
+        // Accepting before the client connects: the server waits for IO.
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        conn.read_exact(&mut buf).unwrap();
+        conn.write_all(&buf).unwrap();
+    });
+    gort::time::sleep(Duration::from_millis(10));
+    let mut client = gort::net::TcpStream::connect(addr).unwrap();
+    client.write_all(b"hello").unwrap();
+    let mut echo = [0u8; 5];
+    client.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"hello");
+    server.join().unwrap();
+}
+
+/// A call-free spinner on one P while the main goroutine keeps sleeping:
+/// only SIGURG can let the sleeper back in.
+fn preempted_spinner() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinning = Arc::clone(&stop);
+    let spinner = gort::go(move || {
+        let mut x = 0u64;
+        while !spinning.load(Ordering::Relaxed) {
+            x = std::hint::black_box(x + 1);
+        }
+        x
+    });
+    for _ in 0..10 {
+        gort::time::sleep(Duration::from_millis(1));
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(spinner.join().unwrap() > 0);
+}
+
+/// A parsed trace file.
+struct Trace {
+    events: Vec<Value>,
+    other: Value,
+}
+
+fn load(path: &Path) -> Trace {
+    let text = std::fs::read_to_string(path).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {path:?}"));
+    Trace {
+        events: json["traceEvents"].as_array().expect("a traceEvents array").clone(),
+        other: json["otherData"].clone(),
+    }
+}
+
+/// Nanoseconds from a JSON microsecond value.
+fn ns(v: &Value) -> u64 {
+    (v.as_f64().expect("a number") * 1000.0).round() as u64
+}
+
+impl Trace {
+    fn named(&self, name: &str) -> impl Iterator<Item = &Value> {
+        self.events.iter().filter(move |e| e["name"] == name && e["ph"] == "i")
+    }
+
+    /// The pid of the runtime whose process name starts with `runtime`.
+    fn pid_of(&self, runtime: &str) -> u64 {
+        self.events
+            .iter()
+            .find(|e| {
+                e["ph"] == "M"
+                    && e["name"] == "process_name"
+                    && e["args"]["name"].as_str().is_some_and(|n| n.starts_with(runtime))
+            })
+            .unwrap_or_else(|| panic!("no process named {runtime}"))["pid"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Track names of process `pid`, by tid.
+    fn thread_names(&self, pid: u64) -> HashMap<u64, String> {
+        self.events
+            .iter()
+            .filter(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["pid"] == pid)
+            .map(|e| {
+                (
+                    e["tid"].as_u64().unwrap(),
+                    e["args"]["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Checks every track's slices are in time order and do not overlap;
+    /// returns the goroutine ids that ran.
+    fn check_slices(&self) -> HashSet<u64> {
+        let mut tracks: BTreeMap<(u64, u64), Vec<(u64, u64)>> = BTreeMap::new();
+        let mut goids = HashSet::new();
+        for e in self.events.iter().filter(|e| e["ph"] == "X") {
+            let track = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
+            tracks.entry(track).or_default().push((ns(&e["ts"]), ns(&e["dur"])));
+            let goid = e["args"]["goid"].as_u64().expect("a slice names its goroutine");
+            let name = e["name"].as_str().unwrap();
+            assert!(
+                name.starts_with(&format!("G{goid}")),
+                "slice {name} of goroutine {goid}"
+            );
+            goids.insert(goid);
+        }
+        assert!(!tracks.is_empty(), "no slices at all");
+        for (track, slices) in &tracks {
+            for pair in slices.windows(2) {
+                let ((ts0, dur0), (ts1, _)) = (pair[0], pair[1]);
+                assert!(
+                    ts0 + dur0 <= ts1,
+                    "track {track:?}: {pair:?} overlap or are out of order"
+                );
+            }
+        }
+        goids
+    }
+}
+
+#[test]
+fn a_traced_workload_shows_slices_and_scheduler_events() {
+    let path = temp_path("workload");
+    let mixed = runtime("trace-mixed", 2);
+    gort::trace::start(&path).unwrap();
+    assert_eq!(
+        gort::trace::start(&path).unwrap_err().kind(),
+        std::io::ErrorKind::AlreadyExists
+    );
+    mixed.block_on(mixed_workload);
+    // A runtime built and dropped while tracing: its events must survive
+    // the runtimes built after it.
+    runtime("trace-brief", 1).block_on(|| gort::go(|| ()).join().unwrap());
+    let spin = runtime("trace-spin", 1);
+    spin.block_on(preempted_spinner);
+    gort::trace::stop().unwrap();
+    gort::trace::stop().unwrap();
+    let trace = load(&path);
+    std::fs::remove_file(&path).unwrap();
+
+    assert_eq!(trace.other["dropped_events"], 0, "{}", trace.other);
+    for (runtime, procs) in [("trace-mixed", 2), ("trace-spin", 1)] {
+        let names = trace.thread_names(trace.pid_of(runtime));
+        for p in 0..procs {
+            assert!(
+                names.values().any(|n| *n == format!("P{p}")),
+                "{runtime}: no P{p} in {names:?}"
+            );
+        }
+    }
+
+    let ran = trace.check_slices();
+    let spawned: Vec<u64> = trace
+        .named("spawn")
+        .map(|e| e["args"]["goid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        spawned.len(),
+        14,
+        "three mains, eight senders, server, spinner, one brief"
+    );
+    for goid in &spawned {
+        assert!(ran.contains(goid), "goroutine {goid} was spawned but never ran");
+    }
+    assert!(
+        trace
+            .events
+            .iter()
+            .any(|e| e["ph"] == "X" && e["name"].as_str().unwrap().ends_with(" sender-3")),
+        "named goroutines keep their names"
+    );
+
+    let reasons: HashSet<&str> = trace
+        .named("park")
+        .map(|e| e["args"]["reason"].as_str().unwrap())
+        .collect();
+    assert!(!reasons.contains("waiting"), "a park without a reason: {reasons:?}");
+    for reason in ["chan receive", "sleep", "join", "IO wait"] {
+        assert!(reasons.contains(reason), "no park for {reason}: {reasons:?}");
+    }
+    assert!(trace.named("ready").any(|e| e["args"]["by"].as_u64().unwrap() > 0));
+    for name in [
+        "syscall_enter",
+        "syscall_exit",
+        "syscall_handoff",
+        "preempt_request",
+        "preempt_signal",
+    ] {
+        assert!(trace.named(name).next().is_some(), "no {name} event");
+    }
+    let signalled: Vec<_> = trace
+        .named("preempt")
+        .filter(|e| e["args"]["how"] == "signal")
+        .collect();
+    assert!(!signalled.is_empty(), "the spinner was never preempted by signal");
+    let spin_pid = trace.pid_of("trace-spin");
+    assert!(signalled.iter().all(|e| e["pid"] == spin_pid));
+}
+
+#[test]
+fn gorttrace_traces_a_whole_process() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let rt = runtime("from-env", 2);
+        let n = rt.block_on(|| {
+            let hs: Vec<_> = (0..10u64).map(|i| gort::go(move || i)).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+        });
+        assert_eq!(n, 45);
+        // No `stop`: the trace is finished when the process exits.
+        return;
+    }
+    let path = temp_path("env");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "gorttrace_traces_a_whole_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .env("GORTTRACE", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trace = load(&path);
+    std::fs::remove_file(&path).unwrap();
+    let pid = trace.pid_of("from-env");
+    let names = trace.thread_names(pid);
+    assert!(
+        names.values().any(|n| n == "P0") && names.values().any(|n| n == "P1"),
+        "{names:?}"
+    );
+    let ran = trace.check_slices();
+    let spawned: Vec<u64> = trace
+        .named("spawn")
+        .map(|e| e["args"]["goid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(spawned.len(), 11, "main and ten goroutines");
+    assert!(spawned.iter().all(|g| ran.contains(g)));
+}
