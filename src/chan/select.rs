@@ -181,6 +181,7 @@ fn cheaprandn(n: usize) -> usize {
 /// reordered `cases`, of the completed case — with its reservation for a
 /// `SendLater` case — or `None` if `wait` ran out first.
 fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>)> {
+    crate::sched::chaos_point();
     let n = cases.len();
     loop {
         // Lock order: ascending lock address, each channel once.

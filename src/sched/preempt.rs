@@ -9,7 +9,8 @@
 //!   yields there to the global queue — cheap, and the goroutine may resume
 //!   on another thread. Channel operations and locks are not checked on
 //!   their fast paths (a few nanoseconds each would be a tenth of their
-//!   cost); when they park, that is the yield;
+//!   cost; under chaos, `chaos.rs`, they are); when they park, that is
+//!   the yield;
 //! - **asynchronously**: it sends SIGURG to the goroutine's thread. The
 //!   handler (on the M's alternate signal stack) checks that the thread is
 //!   running goroutine code — on the goroutine's own stack, outside every
@@ -206,6 +207,7 @@ extern "sysv64" fn preempt_hook() {
             }
         },
     };
+    super::EventCounters::bump(&sched.events.preempts_async);
     let locked = g.lockedm.get().is_some();
     g.lockedm.set(Some(MPtr::new(m)));
     m.handoff_p.set(released);
@@ -246,10 +248,11 @@ pub(crate) fn safe_point_on(m: &M) -> bool {
         return false;
     }
     if m.p.get().is_some_and(|p| p.preempt.load(Ordering::Relaxed)) {
+        super::EventCounters::bump(&m.sched.events.preempts_cooperative);
         mcall(Pending::Yield);
         return true;
     }
-    false
+    super::chaos::point_on(m)
 }
 
 impl super::Sched {

@@ -59,7 +59,7 @@ impl Sched {
     /// Take a batch from the global queue: one to run now, and up to half a
     /// local queue's worth (fairly shared among Ps) onto `p`'s local queue.
     /// With `max == 1`, just one. Holder of `p` only.
-    fn globrunqget(&self, p: &P, max: usize) -> Option<GPtr> {
+    pub(super) fn globrunqget(&self, p: &P, max: usize) -> Option<GPtr> {
         if self.runqsize.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -86,7 +86,7 @@ impl Sched {
     /// Try to steal a batch of goroutines from another P into `m`'s (Go's
     /// `stealWork`). Victims are tried from a random start; the last pass
     /// also takes victims' `runnext`.
-    fn steal_work(&self, m: &M) -> Option<GPtr> {
+    pub(super) fn steal_work(&self, m: &M) -> Option<GPtr> {
         let p = m.p();
         let n = self.gomaxprocs();
         for pass in 0..STEAL_TRIES {
@@ -165,6 +165,9 @@ impl Sched {
                 if let Some(g) = self.poll_network_if_overdue(m) {
                     return Some((g, false));
                 }
+            }
+            if let Some(found) = self.chaos_pick(m, &p) {
+                return Some(found);
             }
             if let Some((g, inherit)) = p.runq.pop() {
                 return Some((GPtr::from_non_null(g), inherit));

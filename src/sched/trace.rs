@@ -1,4 +1,4 @@
-//! `GORTDEBUG=schedtrace=MS[,scheddetail=1]`: Go's `SCHED` lines
+//! The `GORTDEBUG` flags, and `schedtrace=MS[,scheddetail=1]`: Go's `SCHED` lines
 //! (`schedtrace` in proc.go), printed to stderr by sysmon every MS
 //! milliseconds.
 //!
@@ -11,6 +11,10 @@
 //! (thread id, P, spinning, whether it runs a goroutine). The numbers are
 //! read without stopping anything, so they are a snapshot only roughly
 //! consistent with each other, as in Go.
+//!
+//! `GORTDEBUG=chaos=SEED` (any `u64`, 0 included) turns on the chaos
+//! scheduler (`chaos.rs`) for every runtime built afterwards that does not
+//! set its own with `Builder::chaos`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -25,6 +29,7 @@ use super::p::PStatus;
 pub(crate) struct DebugFlags {
     pub(crate) schedtrace: Option<Duration>,
     pub(crate) scheddetail: bool,
+    pub(crate) chaos: Option<u64>,
 }
 
 impl DebugFlags {
@@ -39,6 +44,7 @@ impl DebugFlags {
             match (key.trim(), val.trim().parse::<u64>()) {
                 ("schedtrace", Ok(ms)) if ms > 0 => d.schedtrace = Some(Duration::from_millis(ms)),
                 ("scheddetail", Ok(n)) => d.scheddetail = n != 0,
+                ("chaos", Ok(seed)) => d.chaos = Some(seed),
                 _ => {}
             }
         }
@@ -115,8 +121,12 @@ mod tests {
         assert_eq!(d.schedtrace, Some(Duration::from_millis(1000)));
         assert!(d.scheddetail);
         // Unknown keys and bad values are ignored; 0 means off.
-        let d = DebugFlags::parse("chaos=7, schedtrace=x,scheddetail=0");
+        let d = DebugFlags::parse("madeup=7, schedtrace=x,scheddetail=0,chaos=-1");
         assert_eq!(d, DebugFlags::default());
         assert_eq!(DebugFlags::parse("schedtrace=0").schedtrace, None);
+        // Every u64 is a chaos seed, 0 included.
+        assert_eq!(DebugFlags::parse("schedtrace=5, chaos=42").chaos, Some(42));
+        assert_eq!(DebugFlags::parse("chaos=0").chaos, Some(0));
+        assert_eq!(DebugFlags::parse("chaos=18446744073709551615").chaos, Some(u64::MAX));
     }
 }

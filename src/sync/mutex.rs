@@ -78,6 +78,7 @@ impl RawMutex {
     /// Acquire the lock; a waiter parks with `reason`.
     #[inline]
     pub(crate) fn lock(&self, reason: WaitReason) {
+        crate::sched::chaos_point();
         // Acquire pairs with the Release in `unlock`: the previous holder's
         // writes are visible.
         if self
@@ -110,6 +111,7 @@ impl RawMutex {
         if old != LOCKED {
             self.unlock_slow(old);
         }
+        crate::sched::chaos_point();
     }
 
     #[cold]
