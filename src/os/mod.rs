@@ -10,4 +10,4 @@ mod thread;
 pub(crate) use epoll::{Epoll, Event, EventFd, HANGUP, INTEREST, READABLE, WRITABLE, empty_event};
 
 pub(crate) use linux::{Note, futex_wait, futex_wake};
-pub(crate) use thread::{ThreadStat, gettid, tgkill};
+pub(crate) use thread::{ThreadStat, code_segment_containing, gettid, tgkill};
