@@ -48,7 +48,9 @@
 //!   seed — so, for example, goroutines spawned on `procs(1)` first run in
 //!   the same (shuffled) order. That holds only while sysmon does not
 //!   interfere (below), which a test can check with
-//!   `Metrics::preempt_requests` and `preempt_signals` staying put.
+//!   `Metrics::preempt_requests`, `preempt_signals`, `blocked_detections`
+//!   and `syscall_handoffs` staying put (chaos points count their own
+//!   requests and signals in `chaos_injections` only).
 //! - *Not reproducible*: anything that depends on thread timing. With
 //!   several Ps, which M reaches a point first and what a theft finds depend
 //!   on the OS; sysmon's early preemption is paced by the clock and lands
@@ -219,19 +221,20 @@ fn act(m: &M) -> bool {
         mcall(Pending::Yield);
         return true;
     }
+    // The requests and signals below are counted as chaos only, not with
+    // sysmon's (`Metrics::preempt_requests`, `preempt_signals`): those then
+    // tell whether anything clock-driven happened during a run.
     let roll = roll - POINT_YIELDS;
     if roll < POINT_SIGNALS {
         // Preempting hands the P to another M: not at the thread limit.
         if sched.mcount.load(Ordering::Relaxed) < sched.max_threads {
             EventCounters::bump(&events.chaos_injections);
-            sched.preempt_signals.fetch_add(1, Ordering::Relaxed);
             // The handler runs before `tgkill` returns; the goroutine
             // resumes here, on this thread, once it gets a P again.
             raise_again(m);
         }
     } else if roll - POINT_SIGNALS < POINT_REQUESTS && !p.preempt.swap(true, Ordering::Relaxed) {
         EventCounters::bump(&events.chaos_injections);
-        sched.preempt_requests.fetch_add(1, Ordering::Relaxed);
     }
     false
 }

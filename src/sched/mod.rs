@@ -439,10 +439,13 @@ pub struct Metrics {
     /// asynchronous preemption returns to its thread without one.
     pub context_switches: u64,
     /// Goroutines sysmon asked to yield because they ran past their slice
-    /// while others waited.
+    /// while others waited (under chaos, also at random).
     pub preempt_requests: u64,
-    /// Preemption signals (SIGURG) sent because a request was not honoured
-    /// at a runtime call in time (and, under chaos, at random).
+    /// Preemption signals (SIGURG) sysmon sent because a request was not
+    /// honoured at a runtime call in time (under chaos, also at random).
+    /// The chaos scheduler's own requests and signals at runtime calls are
+    /// counted in `chaos_injections` only, so these two say whether the
+    /// clock-driven watchdog intervened in a run.
     pub preempt_signals: u64,
     /// Preemption requests honoured cooperatively: the goroutine yielded at
     /// a runtime call (spawn, join, sleep, socket I/O, the end of
