@@ -305,16 +305,20 @@ impl super::Sched {
 
     /// Sleep on `m`'s note until `startlockedm` hands it a P, then take it.
     /// At shutdown nobody will: return without one, and the goroutine runs
-    /// on P-less, as one that never calls into the runtime would.
+    /// on P-less, as one that never calls into the runtime would; at its
+    /// next runtime call it comes back here and returns at once, and g0
+    /// ends it (`execute`). Shutdown is checked before each sleep too: its
+    /// one wake-up may have been spent on the sleep that let the goroutine
+    /// run on (`begin_shutdown` sets the flag before it wakes anyone).
     fn sleep_until_handed_p(&self, m: &M) {
         let p = loop {
+            if self.is_shut_down() {
+                return;
+            }
             m.park.sleep();
             m.park.clear();
             if let Some(p) = m.nextp.take() {
                 break p;
-            }
-            if self.is_shut_down() {
-                return;
             }
         };
         self.acquirep(m, p);

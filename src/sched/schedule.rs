@@ -309,8 +309,10 @@ impl Sched {
                 After::Run(g) => next = Some(g),
                 After::Schedule => {}
                 After::ExitThread => {
-                    let p = self.releasep(m);
-                    self.handoffp(p);
+                    if m.p.get().is_some() {
+                        let p = self.releasep(m);
+                        self.handoffp(p);
+                    }
                     return;
                 }
             }
@@ -377,8 +379,9 @@ impl Sched {
         m.preempt_pending.set(false);
         m.signal_request.store(super::preempt::REQUEST_NONE, Ordering::Relaxed);
         // The goroutine may have come back with another P (it waited for
-        // one after a preemption or a system call): read it again.
-        let p = m.p();
+        // one after a preemption or a system call): read it again. At
+        // shutdown it may have come back with none (`sleep_until_handed_p`).
+        let p = m.p.get();
         match m.pending.replace(Pending::None) {
             Pending::Yield => {
                 g.set_status(GStatus::Runnable);
@@ -398,7 +401,10 @@ impl Sched {
             }
             Pending::Exit => {
                 let locked = m.lockedg.get() == Some(g);
-                self.goexit0(&p, g);
+                match p {
+                    Some(p) => self.goexit0(&p, g),
+                    None => self.goexit_without_p(g),
+                }
                 if locked {
                     m.lockedg.set(None);
                     m.locked_count.set(0);
@@ -439,6 +445,13 @@ impl Sched {
                 false
             }
         }
+    }
+
+    /// A goroutine ended P-less, at shutdown: there is no cache to recycle
+    /// it into, so it is only counted; its G and stack go with the runtime.
+    fn goexit_without_p(&self, g: GPtr) {
+        g.set_status(GStatus::Dead);
+        self.exited_outside.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Recycle a finished G (Go's `goexit0`).
