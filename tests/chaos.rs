@@ -40,7 +40,8 @@ fn first_run_order(chaos: Option<u64>) -> (Vec<usize>, bool) {
         }
     });
     let m = rt.metrics();
-    let quiet = m.preempt_requests == 0 && m.preempt_signals == 0 && m.blocked_detections == 0 && m.syscall_handoffs == 0;
+    let quiet =
+        m.preempt_requests == 0 && m.preempt_signals == 0 && m.blocked_detections == 0 && m.syscall_handoffs == 0;
     let order = order.lock().unwrap().clone();
     (order, quiet)
 }

@@ -146,7 +146,9 @@ fn a_spinner_without_safe_points_is_preempted_by_signal() {
 fn threads_go_idle_when_the_work_is_done() {
     let rt = runtime(2);
     rt.block_on(|| {
-        let hs: Vec<_> = (0..4).map(|_| gort::go(|| gort::blocking(|| std::thread::sleep(Duration::from_millis(5))))).collect();
+        let hs: Vec<_> = (0..4)
+            .map(|_| gort::go(|| gort::blocking(|| std::thread::sleep(Duration::from_millis(5)))))
+            .collect();
         hs.into_iter().for_each(|h| h.join().unwrap());
     });
     // Ms park a moment after their last goroutine; the hang guard is far

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use gort::runtime::Builder;
-use gort::{Runtime, runtime};
 use gort::chan::{Receiver, Sender, bounded, unbounded};
+use gort::runtime::Builder;
 use gort::sync::{Mutex, WaitGroup};
+use gort::{Runtime, runtime};
 
 struct Xorshift(u64);
 
@@ -69,7 +69,7 @@ fn worker(shared: &Shared, seed: u64) {
                 shared.mutex_ops.fetch_add(1, Ordering::Relaxed);
             }
             6 => gort::time::sleep(Duration::from_micros(rng.next() % 300)),
-            _ if rng.next() % 2 == 0 => gort::yield_now(),
+            _ if rng.next().is_multiple_of(2) => gort::yield_now(),
             // Compute without runtime calls: only a preemption (or another
             // P) lets the others run meanwhile.
             _ => spin(Duration::from_micros(rng.next() % 100)),
@@ -222,4 +222,39 @@ fn allocating_spinners_survive_preemption() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success());
+}
+
+/// Dropping a runtime while its goroutines take turns by preemption: a
+/// goroutine that was waiting for a P when the runtime shut down used to
+/// run on without one, and its M then slept for ever at its next runtime
+/// call (hanging the drop) or panicked without a P.
+#[test]
+fn dropping_a_runtime_while_goroutines_are_preempted() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..100 {
+            let rt = Runtime::builder()
+                .procs(1)
+                .preempt_slice(Duration::from_micros(100))
+                .build()
+                .unwrap();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for _ in 0..3 {
+                let stop = Arc::clone(&stop);
+                rt.go(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            stop.store(true, Ordering::Relaxed);
+            drop(rt);
+        }
+        done_tx.send(()).unwrap();
+    });
+    // Far beyond the second it takes on a loaded machine.
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a runtime's drop hung");
 }
