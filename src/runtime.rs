@@ -89,6 +89,7 @@ pub struct Builder {
     preempt_slice: Duration,
     keep_alive: Duration,
     detect_deadlocks: bool,
+    chaos: Option<u64>,
 }
 
 impl Builder {
@@ -143,6 +144,46 @@ impl Builder {
         self
     }
 
+    /// Run this runtime under the chaos scheduler, a test mode: goroutines
+    /// are made to yield at random runtime calls (channel operations,
+    /// `sync` locks, spawn, join, sleep, socket I/O, every wait), the
+    /// scheduler picks among runnable goroutines at random now and then
+    /// instead of in its usual order, and goroutines are preempted — often
+    /// by signal — long before their slice ends. Programs stay correct
+    /// under it; a test that fails under chaos has a race the usual
+    /// schedule hides. The cost is throughput: don't benchmark it.
+    ///
+    /// `GORTDEBUG=chaos=SEED` does the same for every runtime of the
+    /// process, the default one included; this call overrides it for one
+    /// runtime.
+    ///
+    /// What a seed reproduces: every decision is drawn from a random stream
+    /// per thread, seeded from `seed` and the thread's number, so a runtime
+    /// with one P whose goroutines wait for no timer, socket or blocking
+    /// call makes the same decisions on every run of a deterministic
+    /// program — e.g. goroutines spawned on `procs(1)` first run in the same
+    /// shuffled order — as long as no preemption by the watchdog thread
+    /// (which is driven by the clock) lands in between. With several Ps, or
+    /// timers, sockets and preemptions, the interleaving also depends on
+    /// thread timing: the seed then picks the kind of chaos, not a replay.
+    ///
+    /// ```
+    /// let rt = gort::Runtime::builder().procs(2).chaos(7).build()?;
+    /// let sum: u64 = rt.block_on(|| {
+    ///     let (tx, rx) = gort::chan::bounded(0);
+    ///     let h = gort::go(move || (1..=100u64).for_each(|i| tx.send(i).unwrap()));
+    ///     let sum = rx.iter().sum();
+    ///     h.join().unwrap();
+    ///     sum
+    /// });
+    /// assert_eq!(sum, 5050);
+    /// # Ok::<(), gort::Error>(())
+    /// ```
+    pub fn chaos(mut self, seed: u64) -> Builder {
+        self.chaos = Some(seed);
+        self
+    }
+
     /// Build the runtime. No thread starts until a goroutine is spawned.
     pub fn build(self) -> Result<Runtime, Error> {
         let procs = self.procs.unwrap_or_else(default_procs);
@@ -168,6 +209,7 @@ impl Builder {
             preempt_slice: self.preempt_slice,
             keep_alive: self.keep_alive,
             detect_deadlocks: self.detect_deadlocks,
+            chaos: self.chaos,
         });
         debug::register(&sched);
         Ok(Runtime { sched })
@@ -199,6 +241,7 @@ impl Runtime {
             preempt_slice: DEFAULT_PREEMPT_SLICE,
             keep_alive: DEFAULT_KEEP_ALIVE,
             detect_deadlocks: true,
+            chaos: None,
         }
     }
 

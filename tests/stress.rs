@@ -2,15 +2,19 @@
 //! channel operations, mutex increments, sleeps and yields, checked for
 //! lost wake-ups (everything finishes) and for exact totals. Each seed's
 //! run is reproducible in its choice of operations; the interleaving is
-//! whatever the scheduler makes of it. Runs on one P and on the default.
+//! whatever the scheduler makes of it. Runs on one P, on the default number
+//! and on more Ps than cores; each on a plain runtime and under the chaos
+//! scheduler with three seeds (`Builder::chaos`), which shuffles the
+//! interleavings on purpose.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use gort::Runtime;
 use gort::chan::{Receiver, Sender, bounded, unbounded};
+use gort::runtime::Builder;
 use gort::sync::{Mutex, WaitGroup};
+use gort::{Runtime, runtime};
 
 struct Xorshift(u64);
 
@@ -65,8 +69,18 @@ fn worker(shared: &Shared, seed: u64) {
                 shared.mutex_ops.fetch_add(1, Ordering::Relaxed);
             }
             6 => gort::time::sleep(Duration::from_micros(rng.next() % 300)),
-            _ => gort::yield_now(),
+            _ if rng.next().is_multiple_of(2) => gort::yield_now(),
+            // Compute without runtime calls: only a preemption (or another
+            // P) lets the others run meanwhile.
+            _ => spin(Duration::from_micros(rng.next() % 100)),
         }
+    }
+}
+
+fn spin(d: Duration) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        std::hint::spin_loop();
     }
 }
 
@@ -105,24 +119,142 @@ fn run_stress(rt: &Runtime, seed: u64) {
     assert!(shared.mutex_ops.load(Ordering::Relaxed) > 0);
 }
 
+/// The chaos scheduler's seeds every workload also runs under.
+const CHAOS_SEEDS: [u64; 3] = [1, 2, 3];
+
+/// Run `workload` on a runtime from `builder`, then on one per chaos seed;
+/// check that chaos did change the runs.
+fn plain_and_chaos(builder: Builder, workload: impl Fn(&Runtime)) {
+    workload(&builder.clone().build().unwrap());
+    for seed in CHAOS_SEEDS {
+        let rt = builder.clone().chaos(seed).build().unwrap();
+        workload(&rt);
+        let m: runtime::Metrics = rt.metrics();
+        assert!(m.chaos_injections > 0, "chaos seed {seed} changed nothing");
+    }
+}
+
 #[test]
 fn stress_on_one_p() {
-    let rt = Runtime::builder().procs(1).build().unwrap();
-    for seed in 1..=3 {
-        run_stress(&rt, seed);
-    }
+    plain_and_chaos(Runtime::builder().procs(1), |rt| {
+        for seed in 1..=3 {
+            run_stress(rt, seed);
+        }
+    });
 }
 
 #[test]
 fn stress_on_all_ps() {
-    let rt = Runtime::builder().build().unwrap();
-    for seed in 4..=6 {
-        run_stress(&rt, seed);
-    }
+    plain_and_chaos(Runtime::builder(), |rt| {
+        for seed in 4..=6 {
+            run_stress(rt, seed);
+        }
+    });
 }
 
 #[test]
 fn stress_on_more_ps_than_cores() {
-    let rt = Runtime::builder().procs(4).build().unwrap();
-    run_stress(&rt, 7);
+    plain_and_chaos(Runtime::builder().procs(4), |rt| run_stress(rt, 7));
+}
+
+const CHILD_ENV: &str = "GORT_TEST_CHILD";
+
+/// Goroutines that allocate in tight loops get preempted by signal, while
+/// sysmon and other Ms allocate holding runtime locks: a preemption that
+/// stopped a goroutine inside `malloc`, holding its arena lock, used to
+/// deadlock the runtime (found by the chaos runs above). One malloc arena
+/// for every thread, as in a process with more threads than glibc's arena
+/// limit, makes the collision near certain; in a child process, so that the
+/// setting stays there.
+#[test]
+fn allocating_spinners_survive_preemption() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        // SAFETY: mallopt only changes the allocator's tuning.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+        let rt = Runtime::builder()
+            .procs(2)
+            .preempt_slice(Duration::from_micros(100))
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            rt.block_on(|| {
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let allocators: Vec<_> = (0..4)
+                    .map(|_| {
+                        let stop = Arc::clone(&stop);
+                        gort::go(move || {
+                            let mut n = 0usize;
+                            while !stop.load(Ordering::Relaxed) {
+                                // Too large for the per-thread cache: every
+                                // call takes the arena lock.
+                                let v: Vec<u64> = Vec::with_capacity(std::hint::black_box(256 + n % 8000));
+                                n = n.wrapping_add(std::hint::black_box(v).capacity());
+                            }
+                        })
+                    })
+                    .collect();
+                let sleepers: Vec<_> = (0..8)
+                    .map(|_| gort::go(|| (0..100).for_each(|_| gort::time::sleep(Duration::from_micros(50)))))
+                    .collect();
+                sleepers.into_iter().for_each(|h| h.join().unwrap());
+                stop.store(true, Ordering::Relaxed);
+                allocators.into_iter().for_each(|h| h.join().unwrap());
+            });
+        }
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "allocating_spinners_survive_preemption", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .spawn()
+        .unwrap();
+    // Far beyond the few seconds it takes on a loaded machine.
+    let guard = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > guard {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("deadlocked: the child did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success());
+}
+
+/// Dropping a runtime while its goroutines take turns by preemption: a
+/// goroutine that was waiting for a P when the runtime shut down used to
+/// run on without one, and its M then slept for ever at its next runtime
+/// call (hanging the drop) or panicked without a P.
+#[test]
+fn dropping_a_runtime_while_goroutines_are_preempted() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..100 {
+            let rt = Runtime::builder()
+                .procs(1)
+                .preempt_slice(Duration::from_micros(100))
+                .build()
+                .unwrap();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for _ in 0..3 {
+                let stop = Arc::clone(&stop);
+                rt.go(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            stop.store(true, Ordering::Relaxed);
+            drop(rt);
+        }
+        done_tx.send(()).unwrap();
+    });
+    // Far beyond the second it takes on a loaded machine.
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a runtime's drop hung");
 }

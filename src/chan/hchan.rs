@@ -339,6 +339,7 @@ impl<T> Chan<T> {
     /// path; otherwise park on `sendq` with the value in a slot on this stack.
     #[track_caller]
     pub(super) fn send(&self, v: T, wait: Wait) -> Result<(), SendTimeoutError<T>> {
+        crate::sched::chaos_point();
         let mut st = self.lock();
         let v = match self.try_send_locked(&mut st, v) {
             Ok(won) => {
@@ -375,6 +376,7 @@ impl<T> Chan<T> {
     /// `recv`, `try_recv`, `recv_timeout`: like `send`, parking on `recvq`.
     #[track_caller]
     pub(super) fn recv(&self, wait: Wait) -> Result<T, RecvTimeoutError> {
+        crate::sched::chaos_point();
         loop {
             let mut st = self.lock();
             let (got, won) = self.try_recv_locked(&mut st);

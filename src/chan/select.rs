@@ -182,6 +182,7 @@ fn cheaprandn(n: usize) -> usize {
 /// `SendLater` case — or `None` if `wait` ran out first.
 #[track_caller]
 fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>)> {
+    crate::sched::chaos_point();
     let n = cases.len();
     loop {
         // Lock order: ascending lock address, each channel once.

@@ -121,6 +121,9 @@ pub(crate) struct Poller {
     waiters: AtomicUsize,
     /// `timers::nanotime` of the last poll; 0 while an M is blocked in one.
     last_poll: AtomicU64,
+    /// Polls made, and waiters their events woke (`Metrics`).
+    polls: AtomicU64,
+    wakeups: AtomicU64,
     shut_down: AtomicBool,
     sched: Weak<Sched>,
 }
@@ -139,6 +142,8 @@ impl Poller {
             pds: Mutex::new(PdCache::default()),
             waiters: AtomicUsize::new(0),
             last_poll: AtomicU64::new(timers::nanotime(Instant::now()).max(1)),
+            polls: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
             sched,
         })
@@ -202,17 +207,25 @@ impl Poller {
         let n = self.epoll.wait(&mut events, timeout);
         self.last_poll
             .store(timers::nanotime(Instant::now()).max(1), Ordering::SeqCst);
-        for ev in &events[..n] {
-            self.dispatch(ev);
+        let woken: u64 = events[..n].iter().map(|ev| self.dispatch(ev)).sum();
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        if woken > 0 {
+            self.wakeups.fetch_add(woken, Ordering::Relaxed);
         }
     }
 
-    fn dispatch(&self, ev: &Event) {
+    /// (Polls made, waiters woken by their events) so far. Any thread.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.polls.load(Ordering::Relaxed), self.wakeups.load(Ordering::Relaxed))
+    }
+
+    /// Handle one event; returns how many waiters it woke.
+    fn dispatch(&self, ev: &Event) -> u64 {
         let (bits, data) = (ev.events, ev.u64);
         if data == DOORBELL {
             self.doorbell.drain();
             self.ringing.store(false, Ordering::Release);
-            return;
+            return 0;
         }
         // SAFETY: non-doorbell data is the address of a descriptor of this
         // poller, alive as long as the poller (module header).
@@ -221,12 +234,14 @@ impl Poller {
             // Before firing: a reader woken by this edge sees it.
             pd.hangup.store(true, Ordering::Relaxed);
         }
-        if bits & READABLE != 0 {
-            fire(&pd.read);
+        let mut woken = 0;
+        if bits & READABLE != 0 && fire(&pd.read) {
+            woken += 1;
         }
-        if bits & WRITABLE != 0 {
-            fire(&pd.write);
+        if bits & WRITABLE != 0 && fire(&pd.write) {
+            woken += 1;
         }
+        woken
     }
 
     /// End a blocking poll early, if one is in progress (Go's
@@ -266,15 +281,19 @@ impl Poller {
     }
 }
 
-/// Fire `slot` and wake the waiter it held.
-fn fire(slot: &Slot) {
-    if let Some(w) = slot.fire() {
-        // SAFETY: a slot holds the address of an `Arc<WaitToken>` whose
-        // reference it owns (`slot.rs`); `fire` moved it to us.
-        let token = unsafe { Arc::from_raw(w as *const WaitToken) };
-        if let Some(claim) = WaitToken::claim(token, 0) {
+/// Fire `slot` and wake the waiter it held; returns whether one woke
+/// (its deadline may have claimed it first).
+fn fire(slot: &Slot) -> bool {
+    let Some(w) = slot.fire() else { return false };
+    // SAFETY: a slot holds the address of an `Arc<WaitToken>` whose
+    // reference it owns (`slot.rs`); `fire` moved it to us.
+    let token = unsafe { Arc::from_raw(w as *const WaitToken) };
+    match WaitToken::claim(token, 0) {
+        Some(claim) => {
             claim.done();
+            true
         }
+        None => false,
     }
 }
 

@@ -10,5 +10,7 @@ mod thread;
 pub(crate) use epoll::{Epoll, Event, EventFd, HANGUP, INTEREST, READABLE, WRITABLE, empty_event};
 
 pub(crate) use linux::{Note, futex_wait, futex_wake};
-pub(crate) use thread::{ThreadStat, current_tid, gettid, process_threads, read_own_memory, tgkill};
+pub(crate) use thread::{
+    ThreadStat, code_segment_containing, current_tid, gettid, process_threads, read_own_memory, tgkill,
+};
 pub(crate) use thread::{process_barrier, register_process_barrier};

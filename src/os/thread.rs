@@ -3,10 +3,14 @@
 //! the kernel (DESIGN.md §3, §3a); the process's thread list, which the
 //! deadlock check compares with the threads it knows; and a fault-proof
 //! read of the process's own memory, which dumps use to copy the stack of a
-//! goroutine that may start running (and rewrite that stack) meanwhile.
+//! goroutine that may start running (and rewrite that stack) meanwhile;
+//! and where the program's own machine code lies, which tells the
+//! preemption handler whether it interrupted the program or a shared
+//! library such as libc.
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
 /// The calling thread's kernel id.
@@ -66,6 +70,41 @@ pub(crate) fn read_own_memory(addr: usize, len: usize) -> io::Result<Vec<u8>> {
     }
 }
 
+/// The executable segment, among those of every loaded object (the program
+/// and its shared libraries), that contains `addr`. Not async-signal-safe
+/// (the loader's lock is taken): call it once, up front.
+pub(crate) fn code_segment_containing(addr: usize) -> Option<Range<usize>> {
+    struct Search {
+        addr: usize,
+        found: Option<Range<usize>>,
+    }
+    /// # Safety
+    /// Called by `dl_iterate_phdr` with a valid `info` and our `Search`.
+    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> i32 {
+        // SAFETY: `data` is the `Search` passed below, alive for the call;
+        // `info` and its program headers are valid for this callback.
+        let (search, info) = unsafe { (&mut *(data as *mut Search), &*info) };
+        // SAFETY: as above: `dlpi_phnum` headers start at `dlpi_phdr`.
+        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        for h in headers {
+            if h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0 {
+                let lo = info.dlpi_addr as usize + h.p_vaddr as usize;
+                let segment = lo..lo + h.p_memsz as usize;
+                if segment.contains(&search.addr) {
+                    search.found = Some(segment);
+                    return 1;
+                }
+            }
+        }
+        0
+    }
+    let mut search = Search { addr, found: None };
+    // SAFETY: `visit` matches the callback type and only reads what the
+    // loader hands it; `search` outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
+    search.found
+}
+
 /// A thread's `/proc/self/task/<tid>/stat`, kept open: one `pread` per
 /// probe (about 3.5 µs, DESIGN.md §3a), and the probed thread is not
 /// disturbed.
@@ -117,4 +156,17 @@ pub(crate) fn register_process_barrier() -> bool {
 pub(crate) fn process_barrier() -> bool {
     // SAFETY: membarrier takes no pointers.
     unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_code_segment_holds_our_functions_and_not_libc() {
+        let ours = code_segment_containing as *const () as usize;
+        let code = code_segment_containing(ours).expect("the loader knows our code");
+        assert!(code.contains(&(gettid as *const () as usize)));
+        assert!(!code.contains(&(libc::malloc as *const () as usize)));
+    }
 }

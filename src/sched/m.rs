@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use super::Sched;
+use super::chaos::ChaosRng;
 use super::g::GPtr;
 use super::p::PPtr;
 use crate::arch::Context;
@@ -54,6 +55,9 @@ pub(crate) struct M {
     pub(crate) pending: Cell<Pending>,
     /// xorshift state for victim selection.
     rng: Cell<u64>,
+    /// The chaos scheduler's decisions for this M (`chaos.rs`); off unless
+    /// the runtime has chaos.
+    pub(crate) chaos: ChaosRng,
     /// While this M polls the network (`collecting`), `goready` collects
     /// the goroutines it readies in `ready_batch` instead of queueing them
     /// one by one (`sched/poll.rs`).
@@ -141,6 +145,7 @@ unsafe impl Sync for M {}
 
 impl M {
     pub(crate) fn new(id: u64, sched: Arc<Sched>) -> M {
+        let chaos = ChaosRng::new(sched.chaos, id);
         M {
             sched,
             g0: UnsafeCell::new(Context::empty()),
@@ -151,6 +156,7 @@ impl M {
             park: Note::new(),
             pending: Cell::new(Pending::None),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ (id.wrapping_add(1)).wrapping_mul(0xbf58_476d_1ce4_e5b9)),
+            chaos,
             collecting: Cell::new(false),
             ready_batch: Cell::new(Vec::new()),
             tid: crate::os::gettid(),

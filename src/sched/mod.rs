@@ -113,6 +113,7 @@
 //!   goroutine that cannot get a stack is dropped on g0 (`give_stack`).
 
 mod blocks;
+mod chaos;
 mod g;
 mod idle;
 mod lock;
@@ -130,6 +131,7 @@ mod trace;
 mod wakestate;
 
 pub(crate) use blocks::{BlockClass, alloc_block, free_block};
+pub(crate) use chaos::point as chaos_point;
 pub(crate) use g::{GPtr, GStatus, Task, WaitReason};
 pub(crate) use lock::{RuntimeLock, RuntimeLockGuard};
 pub(crate) use m::M;
@@ -165,6 +167,8 @@ pub(crate) struct Config {
     pub(crate) preempt_slice: std::time::Duration,
     pub(crate) keep_alive: std::time::Duration,
     pub(crate) detect_deadlocks: bool,
+    /// `Builder::chaos`'s seed; `GORTDEBUG=chaos=SEED` applies when `None`.
+    pub(crate) chaos: Option<u64>,
 }
 
 /// State of one runtime's scheduler (Go's `schedt` plus `allp`).
@@ -207,6 +211,10 @@ pub(crate) struct Sched {
     keep_alive: std::time::Duration,
     /// `GORTDEBUG` (`trace.rs`), read when the runtime is built.
     debug: trace::DebugFlags,
+    /// The chaos scheduler's seed, if it is on (`chaos.rs`).
+    chaos: Option<u64>,
+    /// Counters of rare events (`Metrics`).
+    events: EventCounters,
     /// Every live M, for sysmon; an M leaves before its struct dies.
     allm: Mutex<Vec<MPtr>>,
     sysmon_started: std::sync::Once,
@@ -282,6 +290,11 @@ impl<T> std::ops::DerefMut for LockGuard<'_, T> {
 
 impl Sched {
     pub(crate) fn new(cfg: Config) -> Arc<Sched> {
+        let debug = trace::DebugFlags::from_env();
+        let chaos = cfg.chaos.or(debug.chaos);
+        if chaos.is_some() {
+            chaos::enable();
+        }
         let allp: Box<[AtomicPtr<P>]> = (0..MAX_PROCS).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
         let debug = trace::DebugFlags::from_env();
         let trace_id = crate::trace::register_runtime(&cfg.name);
@@ -316,6 +329,8 @@ impl Sched {
             preempt_slice: cfg.preempt_slice,
             keep_alive: cfg.keep_alive,
             debug,
+            chaos,
+            events: EventCounters::default(),
             allm: Mutex::new(Vec::new()),
             sysmon_started: std::sync::Once::new(),
             sysmon_note: crate::os::Note::new(),
@@ -440,8 +455,38 @@ impl Sched {
     }
 }
 
-/// Scheduler counters (a first subset of Go's runtime/metrics), from
-/// `gort::runtime::metrics()`.
+/// Counters of events too rare to need per-P counters — preemptions, fired
+/// timers, chaos decisions — bumped by whichever thread sees one. Aligned
+/// so that they share no cache line with the fields every M reads on its
+/// hot path (`runqsize`, `npidle`, `nmspinning`).
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct EventCounters {
+    /// Goroutines that yielded at a runtime call because of a preemption
+    /// request.
+    pub(crate) preempts_cooperative: AtomicU64,
+    /// Goroutines a preemption signal stopped.
+    pub(crate) preempts_async: AtomicU64,
+    /// Timer callbacks run.
+    pub(crate) timers_fired: AtomicU64,
+    /// Decisions the chaos scheduler changed.
+    pub(crate) chaos_injections: AtomicU64,
+}
+
+impl EventCounters {
+    /// Count one event. Any thread.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Scheduler counters and gauges (Go's runtime/metrics where it has a
+/// name for the same thing), from `gort::runtime::metrics()`.
+///
+/// Counters only grow: compare two readings. They are read without
+/// stopping anything, so one reading is only roughly consistent with itself.
+/// Reading costs a few locks and, for `stack_bytes_resident`, one `mincore`
+/// system call per stack region: fine once in a while, not in a hot loop.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Metrics {
@@ -449,22 +494,54 @@ pub struct Metrics {
     pub goroutines_created: u64,
     /// Goroutines alive now (`/sched/goroutines:goroutines`).
     pub goroutines_live: usize,
-    /// Ms (OS threads) alive now.
+    /// Ms (OS threads) alive now (`/sched/threads/total:threads`).
     pub threads_live: usize,
+    /// Ms parked on the idle list with no P and no work (the `idlethreads`
+    /// of `GORTDEBUG=schedtrace`). The runtime's sleeper, blocked until the
+    /// next timer or socket event, is not counted.
+    pub threads_idle: usize,
     /// Ms ever started.
     pub threads_started: u64,
     /// Successful steals from another P's run queue.
     pub steals: u64,
+    /// Goroutine switches by Ms: each time an M switched from its scheduler
+    /// to a goroutine, on every P ever made. A goroutine resuming after an
+    /// asynchronous preemption returns to its thread without one.
+    pub context_switches: u64,
     /// Goroutines sysmon asked to yield because they ran past their slice
-    /// while others waited.
+    /// while others waited (under chaos, also at random).
     pub preempt_requests: u64,
-    /// Preemption signals (SIGURG) sent because a request was not honoured
-    /// at a runtime call in time (Go's async preemptions).
+    /// Preemption signals (SIGURG) sysmon sent because a request was not
+    /// honoured at a runtime call in time (under chaos, also at random).
+    /// The chaos scheduler's own requests and signals at runtime calls are
+    /// counted in `chaos_injections` only, so these two say whether the
+    /// clock-driven watchdog intervened in a run.
     pub preempt_signals: u64,
+    /// Preemption requests honoured cooperatively: the goroutine yielded at
+    /// a runtime call (spawn, join, sleep, socket I/O, the end of
+    /// `blocking`) because its flag was set.
+    pub preempts_cooperative: u64,
+    /// Goroutines a preemption signal actually stopped (Go's asynchronous
+    /// preemptions). Fewer than `preempt_signals`: a signal that finds its
+    /// goroutine already switched out, or on a stack it must not touch,
+    /// stops nothing, and one that finds it in a runtime critical section
+    /// waits for the section's end.
+    pub preempts_async: u64,
     /// Ps sysmon took from goroutines in system calls and handed to other Ms.
     pub syscall_handoffs: u64,
     /// Threads sysmon found blocked in the kernel in un-annotated calls.
     pub blocked_detections: u64,
+    /// Polls of the network poller, blocking or not (`epoll_wait` calls).
+    pub netpoll_polls: u64,
+    /// Waiters (goroutines, or plain threads) the poller woke because
+    /// their socket became ready.
+    pub netpoll_wakeups: u64,
+    /// Timer callbacks run: sleeps and deadlines ending, `Timer`s, `after`
+    /// and `tick` firing.
+    pub timers_fired: u64,
+    /// Scheduling decisions the chaos scheduler made differently
+    /// (`Builder::chaos`); 0 without chaos.
+    pub chaos_injections: u64,
     /// Time slices run on each current P, by P id.
     pub ran_per_p: Vec<u64>,
     /// Goroutines waiting in each current P's local run queue, by P id.
@@ -475,26 +552,43 @@ pub struct Metrics {
     pub stack_bytes_reserved: usize,
     /// Stacks allocated: in use by goroutines or cached for reuse.
     pub stacks_allocated: usize,
+    /// Stack memory resident in RAM: pages of allocated stacks that were
+    /// touched and not yet given back to the kernel, whether their
+    /// goroutine runs, waits, or has ended and left the stack cached for
+    /// reuse (measured with `mincore`; the nearest Go name is
+    /// `/memory/classes/heap/stacks:bytes`).
+    pub stack_bytes_resident: usize,
 }
 
 impl Sched {
     pub(crate) fn metrics(&self) -> Metrics {
         let ps: Vec<PPtr> = (0..self.gomaxprocs()).filter_map(|i| self.p(i)).collect();
+        let every_p = (0..MAX_PROCS).map_while(|i| self.p(i));
+        let (netpoll_polls, netpoll_wakeups) = self.poller.get().map_or((0, 0), |p| p.counts());
         Metrics {
             goroutines_created: self.goroutine_totals().0,
             goroutines_live: self.num_goroutine(),
             threads_live: self.mcount.load(Ordering::Relaxed),
+            threads_idle: lock(&self.lock).midle.len(),
             threads_started: self.mnext.load(Ordering::Relaxed),
             steals: self.steals.load(Ordering::Relaxed),
+            context_switches: every_p.map(|p| p.ran.load(Ordering::Relaxed)).sum(),
             preempt_requests: self.preempt_requests.load(Ordering::Relaxed),
             preempt_signals: self.preempt_signals.load(Ordering::Relaxed),
+            preempts_cooperative: self.events.preempts_cooperative.load(Ordering::Relaxed),
+            preempts_async: self.events.preempts_async.load(Ordering::Relaxed),
             syscall_handoffs: self.syscall_handoffs.load(Ordering::Relaxed),
             blocked_detections: self.blocked_detections.load(Ordering::Relaxed),
+            netpoll_polls,
+            netpoll_wakeups,
+            timers_fired: self.events.timers_fired.load(Ordering::Relaxed),
+            chaos_injections: self.events.chaos_injections.load(Ordering::Relaxed),
             ran_per_p: ps.iter().map(|p| p.ran.load(Ordering::Relaxed)).collect(),
             local_run_queues: ps.iter().map(|p| p.runq.len()).collect(),
             global_run_queue: self.runqsize.load(Ordering::Relaxed),
             stack_bytes_reserved: self.stacks.reserved_bytes(),
             stacks_allocated: self.stacks.allocated(),
+            stack_bytes_resident: self.stacks.resident_bytes(),
         }
     }
 }

@@ -321,6 +321,7 @@ impl WaitToken {
     pub(crate) fn wait(self: &Arc<Self>, deadline: Option<Instant>, reason: WaitReason) -> usize {
         match &self.waiter {
             Waiter::Goroutine(_) => {
+                super::chaos::point();
                 let timer = deadline.map(|d| {
                     let token = Arc::clone(self);
                     crate::sched::timers::start_timer(

@@ -9,7 +9,8 @@
 //!   yields there to the global queue — cheap, and the goroutine may resume
 //!   on another thread. Channel operations and locks are not checked on
 //!   their fast paths (a few nanoseconds each would be a tenth of their
-//!   cost); when they park, that is the yield;
+//!   cost; under chaos, `chaos.rs`, they are); when they park, that is
+//!   the yield;
 //! - **asynchronously**: it sends SIGURG to the goroutine's thread. The
 //!   handler (on the M's alternate signal stack) checks that the thread is
 //!   running goroutine code — on the goroutine's own stack, outside every
@@ -32,6 +33,19 @@
 //! (`m.preempt_pending`) and raised again when the section ends; one that
 //! finds it on g0 or somewhere unsafe is dropped, and sysmon asks again.
 //!
+//! Only the program's own machine code is interrupted (the executable
+//! segment that holds gort, found once with `dl_iterate_phdr`): a signal
+//! that lands in a shared library — libc's `malloc`, say — is dropped too.
+//! The preempted goroutine sleeps until sysmon queues it and some M picks
+//! it, and both allocate while holding runtime locks: had it stopped inside
+//! `malloc` holding an arena lock, they would wait for that lock and it for
+//! them, for ever (the chaos scheduler found this deadlock). A signal a
+//! thread sends itself when a critical section ends (`raise_again`) is
+//! exempt: it lands in libc's system-call wrapper, which holds no lock.
+//! Code linked into the program that holds a lock the runtime also takes
+//! — a statically linked allocator such as jemalloc — is not caught by
+//! this check; with one, a preemption inside it can deadlock the same way.
+//!
 //! The same signal also serves the un-annotated blocking-call detection:
 //! with `REQUEST_SYSCALL`, the handler moves the thread's P into the
 //! system-call state (`syscall.rs`) so sysmon can hand it off — done by the
@@ -43,6 +57,7 @@
 //! the kernel, so a program's own SIGURG may be absorbed by a preemption:
 //! SIGURG is documented as unreliable for programs using gort, as in Go.
 
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Once, OnceLock};
 
@@ -60,14 +75,25 @@ pub(crate) const REQUEST_PREEMPT: u8 = 1;
 /// The thread seems blocked in the kernel: put its P in the system-call
 /// state so sysmon can hand it off.
 pub(crate) const REQUEST_SYSCALL: u8 = 2;
+/// Stop the running goroutine, asked by its own thread from runtime code
+/// (`raise_again`), so wherever the signal lands holds no lock.
+const REQUEST_PREEMPT_SELF: u8 = 3;
 
 /// The program's SIGURG disposition before gort installed its own.
 static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
+
+/// The executable segment holding gort (and the program linked with it):
+/// the only code a preemption signal interrupts (module header). Unset if
+/// the loader could not tell, and then every address is taken as ours.
+static OWN_CODE: OnceLock<Range<usize>> = OnceLock::new();
 
 /// Install the SIGURG handler and the trampoline's hook, once per process.
 pub(crate) fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        if let Some(code) = os::code_segment_containing(on_sigurg as *const () as usize) {
+            let _ = OWN_CODE.set(code);
+        }
         // SAFETY: a zeroed sigaction is a valid "no handler" value to fill.
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = on_sigurg as *const () as usize;
@@ -95,8 +121,8 @@ pub(crate) fn signal(m: &M, request: u8) {
 /// A preemption signal was deferred by a critical section that has now
 /// ended: deliver it again, to ourselves. Own thread only.
 pub(crate) fn raise_again(m: &M) {
-    if m.signal_request.load(Ordering::Relaxed) == REQUEST_NONE {
-        m.signal_request.store(REQUEST_PREEMPT, Ordering::Relaxed);
+    if matches!(m.signal_request.load(Ordering::Relaxed), REQUEST_NONE | REQUEST_PREEMPT) {
+        m.signal_request.store(REQUEST_PREEMPT_SELF, Ordering::Relaxed);
     }
     let _ = os::tgkill(m.tid, libc::SIGURG);
 }
@@ -120,7 +146,7 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         // Inside the runtime. A preemption waits for the section to end; a
         // "blocked thread" report is dropped: the thread waits for a runtime
         // lock whose holder is running, so it will not be blocked for long.
-        if request == REQUEST_PREEMPT {
+        if request != REQUEST_SYSCALL {
             m.signal_request.store(request, Ordering::Relaxed);
             m.preempt_pending.set(true);
         }
@@ -136,6 +162,12 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     let rsp = unsafe { (*uc).uc_mcontext.gregs[libc::REG_RSP as usize] } as usize;
     if rsp <= stack.lo() || rsp > stack.top() {
         // On g0 (the scheduler) or an alternate stack: not goroutine code.
+        return;
+    }
+    // SAFETY: as above.
+    let rip = unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] } as usize;
+    if request == REQUEST_PREEMPT && OWN_CODE.get().is_some_and(|code| !code.contains(&rip)) {
+        // In a shared library, maybe holding its lock (module header).
         return;
     }
     match request {
@@ -207,6 +239,7 @@ extern "sysv64" fn preempt_hook() {
             }
         },
     };
+    super::EventCounters::bump(&sched.events.preempts_async);
     let locked = g.lockedm.get().is_some();
     g.lockedm.set(Some(MPtr::new(m)));
     m.handoff_p.set(released);
@@ -247,10 +280,11 @@ pub(crate) fn safe_point_on(m: &M) -> bool {
         return false;
     }
     if m.p.get().is_some_and(|p| p.preempt.load(Ordering::Relaxed)) {
+        super::EventCounters::bump(&m.sched.events.preempts_cooperative);
         mcall(Pending::Yield);
         return true;
     }
-    false
+    super::chaos::point_on(m)
 }
 
 impl super::Sched {
@@ -272,16 +306,20 @@ impl super::Sched {
 
     /// Sleep on `m`'s note until `startlockedm` hands it a P, then take it.
     /// At shutdown nobody will: return without one, and the goroutine runs
-    /// on P-less, as one that never calls into the runtime would.
+    /// on P-less, as one that never calls into the runtime would; at its
+    /// next runtime call it comes back here and returns at once, and g0
+    /// ends it (`execute`). Shutdown is checked before each sleep too: its
+    /// one wake-up may have been spent on the sleep that let the goroutine
+    /// run on (`begin_shutdown` sets the flag before it wakes anyone).
     fn sleep_until_handed_p(&self, m: &M) {
         let p = loop {
+            if self.is_shut_down() {
+                return;
+            }
             m.park.sleep();
             m.park.clear();
             if let Some(p) = m.nextp.take() {
                 break p;
-            }
-            if self.is_shut_down() {
-                return;
             }
         };
         self.acquirep(m, p);

@@ -60,7 +60,7 @@ impl Sched {
     /// Take a batch from the global queue: one to run now, and up to half a
     /// local queue's worth (fairly shared among Ps) onto `p`'s local queue.
     /// With `max == 1`, just one. Holder of `p` only.
-    fn globrunqget(&self, p: &P, max: usize) -> Option<GPtr> {
+    pub(super) fn globrunqget(&self, p: &P, max: usize) -> Option<GPtr> {
         if self.runqsize.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -87,7 +87,7 @@ impl Sched {
     /// Try to steal a batch of goroutines from another P into `m`'s (Go's
     /// `stealWork`). Victims are tried from a random start; the last pass
     /// also takes victims' `runnext`.
-    fn steal_work(&self, m: &M) -> Option<GPtr> {
+    pub(super) fn steal_work(&self, m: &M) -> Option<GPtr> {
         let p = m.p();
         let n = self.gomaxprocs();
         for pass in 0..STEAL_TRIES {
@@ -167,6 +167,9 @@ impl Sched {
                 if let Some(g) = self.poll_network_if_overdue(m) {
                     return Some((g, false));
                 }
+            }
+            if let Some(found) = self.chaos_pick(m, &p) {
+                return Some(found);
             }
             if let Some((g, inherit)) = p.runq.pop() {
                 return Some((GPtr::from_non_null(g), inherit));
@@ -308,8 +311,10 @@ impl Sched {
                 After::Run(g) => next = Some(g),
                 After::Schedule => {}
                 After::ExitThread => {
-                    let p = self.releasep(m);
-                    self.handoffp(p);
+                    if m.p.get().is_some() {
+                        let p = self.releasep(m);
+                        self.handoffp(p);
+                    }
                     return;
                 }
             }
@@ -377,19 +382,26 @@ impl Sched {
         m.preempt_pending.set(false);
         m.signal_request.store(super::preempt::REQUEST_NONE, Ordering::Relaxed);
         // The goroutine may have come back with another P (it waited for
-        // one after a preemption or a system call): read it again.
-        let p = m.p();
-        trace::slice_end(&p);
+        // one after a preemption or a system call): read it again. At
+        // shutdown it may have come back with none (`sleep_until_handed_p`).
+        let p = m.p.get();
+        if let Some(p) = p.as_deref() {
+            trace::slice_end(p);
+        }
         match m.pending.replace(Pending::None) {
             Pending::Yield => {
-                trace::yielded(&p, g);
+                if let Some(p) = p.as_deref() {
+                    trace::yielded(p, g);
+                }
                 g.set_status(GStatus::Runnable);
                 self.globrunqput(g);
                 After::Schedule
             }
             Pending::Park { unlock, data } => {
                 g.set_status(GStatus::Waiting);
-                trace::park(&p, g);
+                if let Some(p) = p.as_deref() {
+                    trace::park(p, g);
+                }
                 // SAFETY: `gopark` stored a matching fn/data pair whose data
                 // lives on g's stack, which is suspended and alive.
                 if unsafe { unlock(data) } {
@@ -401,7 +413,10 @@ impl Sched {
             }
             Pending::Exit => {
                 let locked = m.lockedg.get() == Some(g);
-                self.goexit0(&p, g);
+                match p {
+                    Some(p) => self.goexit0(&p, g),
+                    None => self.goexit_without_p(g),
+                }
                 if locked {
                     m.lockedg.set(None);
                     m.locked_count.set(0);
@@ -442,6 +457,13 @@ impl Sched {
                 false
             }
         }
+    }
+
+    /// A goroutine ended P-less, at shutdown: there is no cache to recycle
+    /// it into, so it is only counted; its G and stack go with the runtime.
+    fn goexit_without_p(&self, g: GPtr) {
+        g.set_status(GStatus::Dead);
+        self.exited_outside.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Recycle a finished G (Go's `goexit0`).

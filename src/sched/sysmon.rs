@@ -19,6 +19,8 @@
 //! - an M that lost its P in a system call and is computing again for
 //!   longer than a slice is preempted, so it waits for a P like everyone;
 //! - the network is polled if nobody has for `netpoll::OVERDUE`;
+//! - under chaos (`chaos.rs`), a goroutine that has run a little while may
+//!   be asked to stop, or signalled, long before its slice ends;
 //! - when no P is busy, the deadlock check runs (`debug/deadlock.rs`).
 //!
 //! Each cycle also stores the time in `Sched::coarse_now`, the clock parks
@@ -42,6 +44,7 @@ use std::sync::Weak;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::chaos::{ChaosRng, SYSMON_STREAM};
 use super::m::M;
 use super::p::PStatus;
 use super::preempt::{REQUEST_PREEMPT, REQUEST_SYSCALL, signal};
@@ -81,6 +84,8 @@ struct Sysmon {
     /// When the first running goroutine's slice ends (`u64::MAX`: none).
     next_due: u64,
     deadlock: DeadlockWatch,
+    /// Early preemptions under chaos (`chaos.rs`).
+    chaos: ChaosRng,
 }
 
 /// Body of the sysmon thread of runtime `sched`; returns when it shuts down.
@@ -94,6 +99,7 @@ pub(crate) fn run(sched: Weak<Sched>) {
         quiet: 0,
         next_due: u64::MAX,
         deadlock: DeadlockWatch::default(),
+        chaos: ChaosRng::new(sched.upgrade().and_then(|s| s.chaos), SYSMON_STREAM),
     };
     if let Some(sched) = sched.upgrade() {
         sched.sysmon_tid.store(crate::os::gettid(), Ordering::Relaxed);
@@ -120,7 +126,9 @@ pub(crate) fn run(sched: Weak<Sched>) {
             }
         }
         let cap = if busy {
-            (sched.preempt_slice / 8).clamp(MIN_DELAY, MAX_IDLE_DELAY)
+            state
+                .chaos
+                .sysmon_delay_cap((sched.preempt_slice / 8).clamp(MIN_DELAY, MAX_IDLE_DELAY))
         } else {
             MAX_IDLE_DELAY
         };
@@ -199,6 +207,9 @@ impl Sched {
                             continue;
                         }
                     }
+                    if self.chaos_preempt(&state.chaos, &p, m, held) {
+                        continue;
+                    }
                     let others_wait = !p.runq.is_empty() || global_work;
                     if held >= slice && others_wait {
                         // First ask; signal only if the next look finds the
@@ -263,7 +274,7 @@ impl Sched {
 
     /// Preempting a goroutine that holds a P hands the P to another M:
     /// refuse (and warn once) when no M could take it.
-    fn may_preempt(&self) -> bool {
+    pub(super) fn may_preempt(&self) -> bool {
         if self.mcount.load(Ordering::Relaxed) < self.max_threads {
             return true;
         }

@@ -239,6 +239,9 @@ impl Sched {
             }
             p.timer0.store(heap.peek_when(), Ordering::SeqCst);
         }
+        if !due.is_empty() {
+            self.events.timers_fired.fetch_add(due.len() as u64, Ordering::Relaxed);
+        }
         for t in due {
             // SAFETY: we won the PENDING→FIRED CAS, so `f` is ours alone.
             if let Some(f) = unsafe { (*t.f.get()).take() } {

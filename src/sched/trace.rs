@@ -1,4 +1,4 @@
-//! `GORTDEBUG=schedtrace=MS[,scheddetail=1]`: Go's `SCHED` lines
+//! The `GORTDEBUG` flags, and `schedtrace=MS[,scheddetail=1]`: Go's `SCHED` lines
 //! (`schedtrace` in proc.go), printed to stderr by sysmon every MS
 //! milliseconds.
 //!
@@ -11,6 +11,10 @@
 //! (thread id, P, spinning, whether it runs a goroutine). The numbers are
 //! read without stopping anything, so they are a snapshot only roughly
 //! consistent with each other, as in Go.
+//!
+//! `GORTDEBUG=chaos=SEED` (any `u64`, 0 included) turns on the chaos
+//! scheduler (`chaos.rs`) for every runtime built afterwards that does not
+//! set its own with `Builder::chaos`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -29,6 +33,7 @@ pub(crate) struct DebugFlags {
     pub(crate) deadlock_off: bool,
     /// `sigquitexit=1`: after the SIGQUIT dump, exit with status 2 as Go does.
     pub(crate) sigquit_exit: bool,
+    pub(crate) chaos: Option<u64>,
 }
 
 impl DebugFlags {
@@ -45,6 +50,7 @@ impl DebugFlags {
                 ("scheddetail", Ok(n)) => d.scheddetail = n != 0,
                 ("deadlock", Ok(n)) => d.deadlock_off = n == 0,
                 ("sigquitexit", Ok(n)) => d.sigquit_exit = n != 0,
+                ("chaos", Ok(seed)) => d.chaos = Some(seed),
                 _ => {}
             }
         }
@@ -121,8 +127,12 @@ mod tests {
         assert_eq!(d.schedtrace, Some(Duration::from_millis(1000)));
         assert!(d.scheddetail);
         // Unknown keys and bad values are ignored; 0 means off.
-        let d = DebugFlags::parse("chaos=7, schedtrace=x,scheddetail=0");
+        let d = DebugFlags::parse("madeup=7, schedtrace=x,scheddetail=0,chaos=-1");
         assert_eq!(d, DebugFlags::default());
         assert_eq!(DebugFlags::parse("schedtrace=0").schedtrace, None);
+        // Every u64 is a chaos seed, 0 included.
+        assert_eq!(DebugFlags::parse("schedtrace=5, chaos=42").chaos, Some(42));
+        assert_eq!(DebugFlags::parse("chaos=0").chaos, Some(0));
+        assert_eq!(DebugFlags::parse("chaos=18446744073709551615").chaos, Some(u64::MAX));
     }
 }

@@ -64,6 +64,11 @@ impl StackPool {
         self.allocator.reserved_bytes()
     }
 
+    /// Stack memory resident in RAM (`StackAllocator::resident_bytes`).
+    pub(crate) fn resident_bytes(&self) -> usize {
+        self.allocator.resident_bytes()
+    }
+
     /// Stacks handed out by the allocator: in use or cached for reuse.
     pub(crate) fn allocated(&self) -> usize {
         self.allocator.live_stacks()

@@ -90,6 +90,11 @@ impl Region {
         self.base
     }
 
+    /// The part of the region handed out as slots so far: `(start, bytes)`.
+    pub(super) fn carved_span(&self) -> (usize, usize) {
+        (self.base, self.carved * self.slot)
+    }
+
     /// True when every slot has been carved.
     pub(super) fn is_full(&self) -> bool {
         self.carved == self.nslots

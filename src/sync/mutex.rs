@@ -79,6 +79,7 @@ impl RawMutex {
     #[inline]
     #[track_caller]
     pub(crate) fn lock(&self, reason: WaitReason) {
+        crate::sched::chaos_point();
         // Acquire pairs with the Release in `unlock`: the previous holder's
         // writes are visible.
         if self
@@ -111,6 +112,7 @@ impl RawMutex {
         if old != LOCKED {
             self.unlock_slow(old);
         }
+        crate::sched::chaos_point();
     }
 
     #[cold]

@@ -61,6 +61,7 @@ impl RawRwLock {
     #[inline]
     #[track_caller]
     fn read(&self) {
+        crate::sched::chaos_point();
         // Acquire pairs with the Release in `unlock_write`: the last
         // writer's writes are visible (a reader that waits is ordered after
         // them by `reader_sem` instead).
