@@ -18,7 +18,9 @@
 //! 11. preemption: a goroutine spinning in `loop {}` on one P while another
 //!     keeps its 1 ms ticks;
 //! 12. un-annotated blocking calls (`std::thread::sleep`) that do not stall
-//!     a computation.
+//!     a computation;
+//! 13. a goroutine dump of a program with a thousand goroutines parked, in
+//!     Go's grouped form, and a leak check that finds them.
 //!
 //! Sections 11 and 12 run under `gort::trace`: the tour leaves their
 //! execution trace in `target/tour-trace.json` (open it in Perfetto UI, or
@@ -56,6 +58,7 @@ fn main() {
     preemption();
     blocking_calls();
     gort::trace::stop().expect("finish the execution trace");
+    goroutine_dump();
     println!("\ntour finished: every check passed");
     println!("execution trace of the tour: {TRACE}");
 }
@@ -224,7 +227,9 @@ fn gomaxprocs_at_run_time() {
         let progress = |label: &str| {
             let from = steps.load(Ordering::Relaxed);
             yield_until(label, || steps.load(Ordering::Relaxed) >= from + 10_000);
-            assert_eq!(runtime::num_goroutine(), WORKERS + 1);
+            // Goroutines of earlier sections that were joined may still be
+            // on their way out (joined as their body returns).
+            yield_until("earlier goroutines to exit", || runtime::num_goroutine() == WORKERS + 1);
             let ps = runtime::metrics().ran_per_p.len();
             assert_eq!(ps, runtime::procs());
             row(label, format!("procs {ps}, {WORKERS} workers stepping"));
@@ -478,4 +483,57 @@ fn blocking_calls() {
         row("blocked threads seen", m.blocked_detections);
         assert!(m.blocked_detections > 0);
     });
+}
+
+/// Waits for jobs until the channel closes: where the pool's goroutines park.
+#[inline(never)]
+fn pool_worker(jobs: gort::chan::Receiver<u64>, done: Arc<AtomicU64>) {
+    while let Ok(job) = jobs.recv() {
+        done.fetch_add(job, Ordering::Relaxed);
+    }
+}
+
+fn goroutine_dump() {
+    heading("goroutine dump and leak check");
+    let rt = gort::Runtime::builder().procs(2).name("dump").build().unwrap();
+    let (jobs, queue) = gort::chan::bounded::<u64>(0);
+    let done = Arc::new(AtomicU64::new(0));
+    let pool: Vec<_> = (0..1000)
+        .map(|_| {
+            let (queue, done) = (queue.clone(), Arc::clone(&done));
+            rt.go(move || pool_worker(queue, done))
+        })
+        .collect();
+    let lock = Arc::new(gort::sync::Mutex::new(()));
+    let held = lock.lock();
+    let waiter = {
+        let lock = Arc::clone(&lock);
+        rt.go(move || drop(lock.lock()))
+    };
+    let parked = || rt.goroutines().iter().filter(|g| g.wait_reason.is_some()).count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while parked() < 1001 {
+        assert!(Instant::now() < deadline, "the pool never parked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut text = Vec::new();
+    rt.dump_grouped(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("1000 goroutines [chan receive"), "{text}");
+    assert!(text.contains("pool_worker"), "{text}");
+    for line in text.lines().take(14) {
+        println!("   | {line}");
+    }
+    let leaks = rt.check_leaks(Duration::from_millis(20)).unwrap_err();
+    assert_eq!(leaks.goroutines.len(), 1001);
+    row(
+        "check_leaks",
+        format!("{} goroutines left alive", leaks.goroutines.len()),
+    );
+    drop(held);
+    drop(jobs);
+    waiter.join().unwrap();
+    pool.into_iter().for_each(|h| h.join().unwrap());
+    rt.check_leaks(Duration::from_secs(1)).unwrap();
+    row("after closing the pool", "check_leaks passes");
 }
