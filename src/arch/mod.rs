@@ -11,5 +11,5 @@ compile_error!("gort supports x86_64 Linux only (see DESIGN.md §3)");
 mod preempt;
 mod x86_64;
 
-pub(crate) use preempt::{inject_async_preempt, is_async_preempt};
+pub(crate) use preempt::{inject_async_preempt, interrupted_regs, is_async_preempt};
 pub(crate) use x86_64::{Context, SuspendedRegs, switch};

@@ -83,6 +83,8 @@ use core::arch::naked_asm;
 use core::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use super::SuspendedRegs;
+
 /// The System V red zone below rsp that a leaf function may use without
 /// moving rsp (ABI §3.2.2); the injected frame starts below it.
 const RED_ZONE: usize = 128;
@@ -177,6 +179,22 @@ pub(crate) unsafe fn inject_async_preempt(
     gregs[libc::REG_RSP as usize] = entry_sp as i64;
     gregs[libc::REG_RIP as usize] = async_preempt as *const () as usize as i64;
     true
+}
+
+/// The registers a stack walk of the code `uc` interrupted starts from: its
+/// rip (exact), rsp and rbp. For dumps of preempted goroutines.
+///
+/// # Safety
+/// `uc` must be the `ucontext_t` the kernel passed to the running
+/// `SA_SIGINFO` handler.
+pub(crate) unsafe fn interrupted_regs(uc: *const libc::ucontext_t) -> SuspendedRegs {
+    // SAFETY: the caller passes the live ucontext of this handler invocation.
+    let gregs = unsafe { &(*uc).uc_mcontext.gregs };
+    SuspendedRegs {
+        ip: gregs[libc::REG_RIP as usize] as usize,
+        sp: gregs[libc::REG_RSP as usize] as usize,
+        bp: gregs[libc::REG_RBP as usize] as usize,
+    }
 }
 
 /// Whether `ip` is one of `async_preempt`'s instructions, such as the return

@@ -8,11 +8,11 @@
 //! park stamp are read again. If any changed, it ran meanwhile and the
 //! copy may be torn, so the stack is reported as changed rather than shown.
 //!
-//! Goroutines whose saved context is stale show no stack: a goroutine
-//! stopped by asynchronous preemption is suspended inside the preemption
-//! hook on its own stack (its M sleeps there, `sched/preempt.rs`), not by
-//! `switch`, and it stays so, runnable, until it is handed a P again.
-//! Runnable goroutines wired to a thread are skipped for that reason.
+//! A goroutine stopped by asynchronous preemption is not suspended by
+//! `switch` (its M sleeps inside the preemption hook on the goroutine's
+//! stack, `sched/preempt.rs`), so its `Context` is stale; the signal handler
+//! records the interrupted registers in the G (`G::interrupted`) and its
+//! trace starts from them, at the exact instruction it was stopped at.
 
 use super::dump::Frame;
 use super::symbols::{self, symbolize, trim_runtime_frames};
@@ -36,13 +36,17 @@ pub(crate) fn current() -> Vec<Frame> {
 
 /// The stack of goroutine `g`, which is not running.
 pub(crate) fn suspended(g: GPtr) -> Result<Vec<Frame>, &'static str> {
-    let stamp = (g.status(), g.id(), g.parked());
-    match stamp.0 {
-        GStatus::Waiting => {}
-        GStatus::Runnable if !is_wired_racy(g) => {}
-        GStatus::Preempted | GStatus::Runnable => return Err("preempted; stack unavailable"),
+    let stamp = || (g.status(), g.id(), g.parked(), g.interrupted());
+    let before = stamp();
+    let (status, interrupted) = (before.0, before.3);
+    let from_ctx = match (status, interrupted) {
+        (GStatus::Waiting, _) => true,
+        (GStatus::Preempted | GStatus::Runnable, Some(_)) => false,
+        // Runnable and not preempted: `switch` saved its context.
+        (GStatus::Runnable, None) => true,
+        (GStatus::Preempted, None) => return Err(CHANGED),
         _ => return Err("running; stack unavailable"),
-    }
+    };
     // SAFETY: a racy copy of the G's stack bounds, two plain words the
     // owner may be replacing right now (the goroutine ended or started):
     // it is only used as an address range for a kernel-checked copy and
@@ -51,28 +55,26 @@ pub(crate) fn suspended(g: GPtr) -> Result<Vec<Frame>, &'static str> {
     let Some((lo, top)) = bounds.as_ref().map(|s| (s.lo(), s.top())) else {
         return Err("not started yet");
     };
-    // SAFETY: the context is read racily too (`saved_sp` is a volatile read
-    // of one word); validated by the range check and the stamp.
-    let sp = unsafe { (*g.ctx.get()).saved_sp() };
+    let sp = match interrupted {
+        Some(regs) if !from_ctx => regs.sp,
+        // SAFETY: the context is read racily too (`saved_sp` is a volatile
+        // read of one word); validated by the range check and the stamp.
+        _ => unsafe { (*g.ctx.get()).saved_sp() },
+    };
     if !(lo..top).contains(&sp) {
         return Err(CHANGED);
     }
     let copy = StackCopy::take(sp..top.min(sp.saturating_add(MAX_STACK_COPY))).map_err(|_| CHANGED)?;
-    if (g.status(), g.id(), g.parked()) != stamp {
+    if stamp() != before {
         return Err(CHANGED);
     }
-    let regs = copy.regs(sp).ok_or(CHANGED)?;
+    let regs = match interrupted {
+        Some(regs) if !from_ctx => regs,
+        _ => copy.regs(sp).ok_or(CHANGED)?,
+    };
     let mut ips = Vec::new();
     unwind_suspended(regs, &copy, &mut ips);
     Ok(frames_of(&ips))
-}
-
-/// Whether `g` is wired to a thread (`G::lockedm`), read without owning it.
-fn is_wired_racy(g: GPtr) -> bool {
-    // SAFETY: `lockedm` is one pointer-sized word (an `Option` of a
-    // non-null pointer); a volatile read of it may be stale but is never
-    // torn, and only its null-ness is looked at.
-    unsafe { std::ptr::read_volatile(g.lockedm.as_ptr()) }.is_some()
 }
 
 /// Symbolized, runtime machinery trimmed, in the public form.

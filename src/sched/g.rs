@@ -21,13 +21,13 @@ use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use super::m::MPtr;
 use super::p::P;
 use super::park::WaitToken;
 use super::{Sched, lock};
-use crate::arch::Context;
+use crate::arch::{Context, SuspendedRegs};
 use crate::goroutine::LocalMap;
 use crate::stack::Stack;
 
@@ -172,11 +172,11 @@ impl Drop for Task {
     }
 }
 
-/// Two cache lines and a bit: a run of goroutines (a ring of channel peers,
+/// Under three cache lines: a run of goroutines (a ring of channel peers,
 /// say) is touched G after G, so every byte here costs. The dump's fields
-/// (`parked_at`, `wait_since`, `parent`) are written at every park or spawn
-/// and read only by dumps.
-const _: () = assert!(std::mem::size_of::<G>() <= 152);
+/// (`parked_at`, `wait_since`, `parent`, `interrupted`) are written at
+/// every park, spawn or asynchronous preemption and read only by dumps.
+const _: () = assert!(std::mem::size_of::<G>() <= 176);
 
 fn stack_size_u32(bytes: usize) -> u32 {
     u32::try_from(bytes).expect("stack sizes are checked to be at most 1 GiB")
@@ -204,6 +204,10 @@ pub(crate) struct G {
     parked_at: AtomicPtr<Location<'static>>,
     /// When it parked, in the runtime's coarse clock (`Sched::coarse_now`).
     wait_since: AtomicU64,
+    /// Where an asynchronous preemption stopped it (ip, sp, bp; ip 0: not
+    /// stopped so): its stack trace starts there, not at `ctx`, which the
+    /// preemption does not save into.
+    interrupted: [AtomicUsize; 3],
     /// The goroutine's reusable wait token (`WaitToken::new`).
     pub(crate) token: UnsafeCell<Option<Arc<WaitToken>>>,
     /// Goroutine-local values (`gort::local!`), created on first use.
@@ -285,6 +289,26 @@ impl G {
         self.set_wait_reason(reason);
         self.parked_at.store(location_ptr(at), Ordering::Relaxed);
         self.wait_since.store(since, Ordering::Relaxed);
+    }
+
+    /// Record where an asynchronous preemption stopped the goroutine (`None`:
+    /// it resumed). Its own thread, signal handler included.
+    pub(crate) fn set_interrupted(&self, regs: Option<SuspendedRegs>) {
+        let regs = regs.unwrap_or(SuspendedRegs { ip: 0, sp: 0, bp: 0 });
+        self.interrupted[1].store(regs.sp, Ordering::Relaxed);
+        self.interrupted[2].store(regs.bp, Ordering::Relaxed);
+        self.interrupted[0].store(regs.ip, Ordering::Relaxed);
+    }
+
+    /// Where an asynchronous preemption stopped the goroutine, if it did and
+    /// it has not resumed. Any thread (a snapshot, possibly stale).
+    pub(crate) fn interrupted(&self) -> Option<SuspendedRegs> {
+        let ip = self.interrupted[0].load(Ordering::Relaxed);
+        (ip != 0).then(|| SuspendedRegs {
+            ip,
+            sp: self.interrupted[1].load(Ordering::Relaxed),
+            bp: self.interrupted[2].load(Ordering::Relaxed),
+        })
     }
 
     /// The stack range, for the overflow report. Signal-handler safe.
@@ -415,6 +439,7 @@ impl Sched {
             parent: AtomicU64::new(0),
             parked_at: AtomicPtr::new(location_ptr(Location::caller())),
             wait_since: AtomicU64::new(0),
+            interrupted: [const { AtomicUsize::new(0) }; 3],
             wait_reason: AtomicU8::new(WaitReason::None as u8),
             locals: UnsafeCell::new(None),
             token: UnsafeCell::new(None),

@@ -174,9 +174,13 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         REQUEST_SYSCALL => super::syscall::enter_from_signal(m),
         _ => {
             if g.status() == GStatus::Running {
+                // SAFETY: `uc` is this handler's context.
+                let at = unsafe { crate::arch::interrupted_regs(uc) };
                 // SAFETY: `uc` is this handler's context and the interrupted
                 // code runs on g's stack, `lo..top`, which it owns.
-                unsafe { crate::arch::inject_async_preempt(uc, stack.lo()..stack.top(), preempt_hook) };
+                if unsafe { crate::arch::inject_async_preempt(uc, stack.lo()..stack.top(), preempt_hook) } {
+                    g.set_interrupted(Some(at));
+                }
             }
         }
     }
@@ -230,6 +234,7 @@ extern "sysv64" fn preempt_hook() {
                 m.syscall_since.store(0, Ordering::Relaxed);
                 p.holder.store(m as *const M as *mut M, Ordering::Release);
                 m.p.set(Some(p));
+                g.set_interrupted(None);
                 m.locks.set(m.locks.get() - 1);
                 return;
             }
@@ -251,6 +256,7 @@ extern "sysv64" fn preempt_hook() {
     if !locked {
         g.lockedm.set(None);
     }
+    g.set_interrupted(None);
     g.set_status(GStatus::Running);
     m.preempt_pending.set(false);
     m.signal_request.store(REQUEST_NONE, Ordering::Relaxed);
