@@ -1,30 +1,13 @@
 //! Goroutine dumps, the deadlock check, leak checks and the SIGQUIT dump.
 
-use std::process::Command;
 use std::time::Duration;
 
+mod common;
+
+use common::in_child;
 use gort::Runtime;
 use gort::chan::{Receiver, bounded};
 use gort::runtime::{GoroutineInfo, GoroutineState};
-
-const CHILD_ENV: &str = "GORT_TEST_CHILD";
-
-/// In the parent: run this same test in a child process with `CHILD_ENV`
-/// set (plus `env`) and return its exit status and stderr. In the child:
-/// run `body`.
-fn in_child(test: &str, env: &[(&str, &str)], body: impl FnOnce()) -> Option<(std::process::ExitStatus, String)> {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        body();
-        return None;
-    }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    Some((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
-}
 
 fn runtime(procs: usize) -> Runtime {
     Runtime::builder().procs(procs).build().unwrap()
@@ -190,7 +173,7 @@ fn worker_loop_unit(rx: Receiver<()>) {
 
 #[test]
 fn deadlock_is_reported_with_a_dump_and_status_2() {
-    let Some((status, stderr)) = in_child("deadlock_is_reported_with_a_dump_and_status_2", &[], || {
+    let Some((status, stderr)) = in_child("deadlock_is_reported_with_a_dump_and_status_2", || {
         let rt = runtime(2);
         rt.block_on(|| {
             let (tx, rx) = bounded::<u8>(0);
@@ -214,7 +197,7 @@ fn deadlock_is_reported_with_a_dump_and_status_2() {
 
 #[test]
 fn no_deadlock_report_while_a_plain_thread_holds_a_sender() {
-    let Some((status, stderr)) = in_child("no_deadlock_report_while_a_plain_thread_holds_a_sender", &[], || {
+    let Some((status, stderr)) = in_child("no_deadlock_report_while_a_plain_thread_holds_a_sender", || {
         let rt = runtime(2);
         let got = rt.block_on(|| {
             let (tx, rx) = bounded::<u8>(0);
@@ -234,7 +217,7 @@ fn no_deadlock_report_while_a_plain_thread_holds_a_sender() {
 
 #[test]
 fn no_deadlock_report_when_turned_off() {
-    let Some((status, stderr)) = in_child("no_deadlock_report_when_turned_off", &[], || {
+    let Some((status, stderr)) = in_child("no_deadlock_report_when_turned_off", || {
         let rt = Runtime::builder().procs(1).detect_deadlocks(false).build().unwrap();
         let (tx, rx) = bounded::<u8>(0);
         let stuck = rt.go(move || rx.recv());
@@ -250,7 +233,7 @@ fn no_deadlock_report_when_turned_off() {
 
 #[test]
 fn sigquit_prints_a_dump_and_the_program_goes_on() {
-    let Some((status, stderr)) = in_child("sigquit_prints_a_dump_and_the_program_goes_on", &[], || {
+    let Some((status, stderr)) = in_child("sigquit_prints_a_dump_and_the_program_goes_on", || {
         let rt = runtime(2);
         let (tx, rx) = bounded::<u32>(0);
         let worker = rt.go(move || worker_loop(rx));

@@ -10,6 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod common;
+
+use common::{CHILD_ENV, in_child};
+
 fn runtime(procs: usize) -> gort::Runtime {
     sliced_runtime(procs, Duration::from_millis(2))
 }
@@ -186,23 +190,6 @@ fn a_goroutine_exiting_locked_takes_its_thread() {
         }
         panic!("thread {t} outlived its locked goroutine");
     });
-}
-
-const CHILD_ENV: &str = "GORT_TEST_CHILD";
-
-/// In the parent: run this same test in a child process with `CHILD_ENV`
-/// set and return its exit status and stderr. In the child: run `body`.
-fn in_child(test: &str, body: impl FnOnce()) -> Option<(std::process::ExitStatus, String)> {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        body();
-        return None;
-    }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    Some((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
 }
 
 static PROGRAM_SIGURGS: AtomicUsize = AtomicUsize::new(0);

@@ -37,15 +37,9 @@ pub(crate) fn install() {
             return;
         }
         PIPE_WRITE.store(write_end, Ordering::Release);
-        // SAFETY: a zeroed sigaction is a valid "no handler" value to fill.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = on_sigquit as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-        // SAFETY: as above.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers are valid sigaction structs; the handler is
-        // async-signal-safe (one `write`, then the previous handler).
-        if unsafe { libc::sigaction(libc::SIGQUIT, &action, &mut old) } == 0 {
+        // `on_sigquit` is async-signal-safe: one `write`, then the
+        // previous handler.
+        if let Ok(old) = crate::os::install_handler(libc::SIGQUIT, on_sigquit) {
             let _ = PREVIOUS.set(old);
         }
     });
@@ -57,20 +51,9 @@ extern "C" fn on_sigquit(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
     // SAFETY: write(2) is async-signal-safe; `byte` outlives the call. A
     // full pipe (dumps pending) drops this request, which is fine.
     unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
-    let Some(prev) = PREVIOUS.get() else { return };
-    let handler = prev.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        return;
-    }
-    if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the program installed this as an SA_SIGINFO handler.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(handler) };
-        f(sig, info, ctx);
-    } else {
-        // SAFETY: the program installed this as a plain handler.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-        f(sig);
+    if let Some(prev) = PREVIOUS.get() {
+        // SAFETY: our handler's own arguments; `prev` is what we replaced.
+        unsafe { crate::os::call_previous(prev, sig, info, ctx) };
     }
 }
 

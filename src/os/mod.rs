@@ -5,11 +5,13 @@
 
 mod epoll;
 mod linux;
+mod signal;
 mod thread;
 
 pub(crate) use epoll::{Epoll, Event, EventFd, HANGUP, INTEREST, READABLE, WRITABLE, empty_event};
 
 pub(crate) use linux::{Note, futex_wait, futex_wake};
+pub(crate) use signal::{call_previous, install_handler};
 pub(crate) use thread::{
     ThreadStat, code_segment_containing, current_tid, gettid, process_threads, read_own_memory, tgkill,
 };

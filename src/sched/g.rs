@@ -112,6 +112,17 @@ impl WaitReason {
         WaitReason::IoWait,
     ];
 
+    /// The reason's one-byte code (its discriminant): how the G and the
+    /// execution trace store it.
+    pub(crate) fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The reason whose code is `code`, if any.
+    pub(crate) fn from_code(code: u8) -> Option<WaitReason> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+
     /// The words a dump shows, Go's where Go has the same wait.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -267,14 +278,11 @@ impl G {
     }
 
     pub(crate) fn wait_reason(&self) -> WaitReason {
-        WaitReason::ALL
-            .get(usize::from(self.wait_reason.load(Ordering::Relaxed)))
-            .copied()
-            .unwrap_or(WaitReason::None)
+        WaitReason::from_code(self.wait_reason.load(Ordering::Relaxed)).unwrap_or(WaitReason::None)
     }
 
     pub(crate) fn set_wait_reason(&self, reason: WaitReason) {
-        self.wait_reason.store(reason as u8, Ordering::Relaxed);
+        self.wait_reason.store(reason.code(), Ordering::Relaxed);
     }
 
     /// Where and since when (coarse `nanotime`) the goroutine waits.

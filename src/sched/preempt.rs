@@ -94,17 +94,8 @@ pub(crate) fn install() {
         if let Some(code) = os::code_segment_containing(on_sigurg as *const () as usize) {
             let _ = OWN_CODE.set(code);
         }
-        // SAFETY: a zeroed sigaction is a valid "no handler" value to fill.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = on_sigurg as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-        // SAFETY: `sa_mask` is a valid sigset to initialise.
-        unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: zeroed is a valid out-parameter.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers are valid for the call; the handler only
-        // does async-signal-safe work (see `on_sigurg`).
-        if unsafe { libc::sigaction(libc::SIGURG, &action, &mut old) } == 0 {
+        // `on_sigurg` only does async-signal-safe work.
+        if let Ok(old) = os::install_handler(libc::SIGURG, on_sigurg) {
             let _ = PREVIOUS.set(old);
         }
     });
@@ -191,21 +182,9 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
 /// # Safety
 /// Signal context, with the handler's own arguments.
 unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    let Some(prev) = PREVIOUS.get() else { return };
-    let handler = prev.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // SIGURG's default action is to ignore it.
-        return;
-    }
-    if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the program installed this as an SA_SIGINFO handler.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(handler) };
-        f(sig, info, uc);
-    } else {
-        // SAFETY: the program installed this as a plain handler.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-        f(sig);
+    if let Some(prev) = PREVIOUS.get() {
+        // SAFETY: the caller's contract; `prev` is what we replaced.
+        unsafe { os::call_previous(prev, sig, info, uc) };
     }
 }
 

@@ -65,61 +65,19 @@ pub(crate) enum Event<'a> {
     Netpoll { ready: u64 },
 }
 
-/// Park reasons by code: `reason_code` maps each `WaitReason` to its
-/// index here. The trace names them as goroutine dumps do
-/// (`WaitReason::as_str`).
-const REASONS: [WaitReason; 16] = [
-    WaitReason::None,
-    WaitReason::Join,
-    WaitReason::Scope,
-    WaitReason::WaitGroup,
-    WaitReason::ChanSend,
-    WaitReason::ChanReceive,
-    WaitReason::Select,
-    WaitReason::Sleep,
-    WaitReason::Mutex,
-    WaitReason::RwLockRead,
-    WaitReason::RwLockWrite,
-    WaitReason::Condvar,
-    WaitReason::Semaphore,
-    WaitReason::Barrier,
-    WaitReason::Once,
-    WaitReason::IoWait,
-];
-
-/// Why a goroutine parked, as the trace stores it: an index into `REASONS`.
+/// Why a goroutine parked, as the trace stores it: the reason's one-byte
+/// code (`WaitReason::code`), named as goroutine dumps name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Reason(u8);
 
 impl Reason {
     pub(crate) fn of(reason: WaitReason) -> Reason {
-        Reason(reason_code(reason))
+        Reason(reason.code())
     }
 
     /// The name the trace shows.
     pub(crate) fn name(self) -> &'static str {
-        REASONS[usize::from(self.0)].as_str()
-    }
-}
-
-fn reason_code(reason: WaitReason) -> u8 {
-    match reason {
-        WaitReason::None => 0,
-        WaitReason::Join => 1,
-        WaitReason::Scope => 2,
-        WaitReason::WaitGroup => 3,
-        WaitReason::ChanSend => 4,
-        WaitReason::ChanReceive => 5,
-        WaitReason::Select => 6,
-        WaitReason::Sleep => 7,
-        WaitReason::Mutex => 8,
-        WaitReason::RwLockRead => 9,
-        WaitReason::RwLockWrite => 10,
-        WaitReason::Condvar => 11,
-        WaitReason::Semaphore => 12,
-        WaitReason::Barrier => 13,
-        WaitReason::Once => 14,
-        WaitReason::IoWait => 15,
+        WaitReason::from_code(self.0).unwrap_or(WaitReason::None).as_str()
     }
 }
 
@@ -244,11 +202,7 @@ impl Event<'_> {
             },
             kind::PARK => Event::Park {
                 goid: take_varint(input)?,
-                reason: Reason(
-                    u8::try_from(take_varint(input)?)
-                        .ok()
-                        .filter(|&c| usize::from(c) < REASONS.len())?,
-                ),
+                reason: Reason::of(WaitReason::from_code(u8::try_from(take_varint(input)?).ok()?)?),
             },
             kind::READY => Event::Ready {
                 goid: take_varint(input)?,
@@ -345,9 +299,15 @@ mod tests {
 
     #[test]
     fn reason_codes_index_their_table() {
-        for (code, reason) in REASONS.into_iter().enumerate() {
-            assert_eq!(Reason::of(reason), Reason(code as u8));
+        for code in 0..=u8::MAX {
+            if let Some(reason) = WaitReason::from_code(code) {
+                assert_eq!(Reason::of(reason), Reason(code));
+            }
         }
+        assert_eq!(
+            WaitReason::from_code(WaitReason::IoWait.code()),
+            Some(WaitReason::IoWait)
+        );
         assert_eq!(Reason::of(WaitReason::ChanReceive).name(), "chan receive");
     }
 
