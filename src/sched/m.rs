@@ -41,6 +41,23 @@ pub(crate) enum Pending {
     Exit,
 }
 
+/// The reasons for `goready` on an M to leave its fast path, kept side by
+/// side so that the fast path tests them all with one load: the tracer
+/// costs a goroutine-to-goroutine wake-up nothing while it is off.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(2))]
+struct Detours {
+    /// This M polls the network: `goready` collects the goroutines it
+    /// readies in `ready_batch` instead of queueing them one by one
+    /// (`sched/poll.rs`).
+    collecting: bool,
+    /// Tracing was on when this M last began a goroutine's slice: `goready`
+    /// records a ready event (`trace::ready` checks again, so a trace that
+    /// has stopped since costs a branch, and one that starts is seen from
+    /// the next slice on).
+    tracing: bool,
+}
+
 pub(crate) struct M {
     pub(crate) sched: Arc<Sched>,
     /// Where g0 was suspended when it switched to `curg`.
@@ -58,10 +75,8 @@ pub(crate) struct M {
     /// The chaos scheduler's decisions for this M (`chaos.rs`); off unless
     /// the runtime has chaos.
     pub(crate) chaos: ChaosRng,
-    /// While this M polls the network (`collecting`), `goready` collects
-    /// the goroutines it readies in `ready_batch` instead of queueing them
-    /// one by one (`sched/poll.rs`).
-    pub(crate) collecting: Cell<bool>,
+    /// Why `goready`, called on this M, must leave its fast path.
+    detours: Cell<Detours>,
     pub(crate) ready_batch: Cell<Vec<GPtr>>,
     /// The kernel's id of this thread: sysmon signals it and reads its state.
     pub(crate) tid: libc::pid_t,
@@ -157,7 +172,7 @@ impl M {
             pending: Cell::new(Pending::None),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ (id.wrapping_add(1)).wrapping_mul(0xbf58_476d_1ce4_e5b9)),
             chaos,
-            collecting: Cell::new(false),
+            detours: Cell::new(Detours::default()),
             ready_batch: Cell::new(Vec::new()),
             tid: crate::os::gettid(),
             locks: Cell::new(0),
@@ -181,6 +196,35 @@ impl M {
         x ^= x >> 27;
         self.rng.set(x);
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Whether `goready` on this M must leave its fast path (it collects,
+    /// or may trace). One two-byte load.
+    #[inline]
+    pub(crate) fn detoured(&self) -> bool {
+        let d = self.detours.get();
+        u16::from_ne_bytes([d.collecting as u8, d.tracing as u8]) != 0
+    }
+
+    /// Whether this M is collecting the goroutines a poll readies.
+    pub(crate) fn collecting(&self) -> bool {
+        self.detours.get().collecting
+    }
+
+    /// Start or stop collecting (around a poll, `sched/poll.rs`).
+    pub(crate) fn set_collecting(&self, collecting: bool) {
+        self.detours.set(Detours {
+            collecting,
+            ..self.detours.get()
+        });
+    }
+
+    /// Record whether tracing was on as this M began a slice (`execute`).
+    pub(crate) fn set_tracing(&self, tracing: bool) {
+        self.detours.set(Detours {
+            tracing,
+            ..self.detours.get()
+        });
     }
 
     /// The P this M holds. Only on an M that holds one (running a G or in

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use super::g::{GPtr, GStatus, WaitReason};
 use super::lock;
-use super::m::{NoPreempt, Pending, current_m};
+use super::m::{M, NoPreempt, Pending, current_m};
 use super::schedule::mcall;
 use super::wakestate::WakeState;
 use crate::os::Note;
@@ -75,14 +75,18 @@ pub(crate) fn goready(g: GPtr) {
     // The P's run queue is touched below.
     let _section = NoPreempt::on(here);
     let m = here.filter(|m| std::ptr::eq(&*m.sched, sched));
-    crate::trace::ready(sched, m, g);
-    if let Some(m) = m
-        && m.collecting.get()
-    {
-        let mut batch = m.ready_batch.take();
-        batch.push(g);
-        m.ready_batch.set(batch);
-        return;
+    // A goroutine waking a goroutine tests one M field here, whether or not
+    // the tracer exists (`M::detoured`).
+    if m.is_none_or(M::detoured) {
+        crate::trace::ready(sched, m, g);
+        if let Some(m) = m
+            && m.collecting()
+        {
+            let mut batch = m.ready_batch.take();
+            batch.push(g);
+            m.ready_batch.set(batch);
+            return;
+        }
     }
     let stealable = match m.and_then(|m| m.p.get()) {
         Some(p) => sched.runqput(&p, g, true),

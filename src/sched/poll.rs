@@ -63,9 +63,9 @@ impl Sched {
 
     /// Poll and return the goroutines that became ready. On g0.
     fn netpoll(&self, m: &M, poller: &Poller, timeout: Option<Duration>) -> Vec<GPtr> {
-        m.collecting.set(true);
+        m.set_collecting(true);
         poller.poll(timeout);
-        m.collecting.set(false);
+        m.set_collecting(false);
         m.ready_batch.take()
     }
 

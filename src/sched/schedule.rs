@@ -370,7 +370,8 @@ impl Sched {
         }
         g.set_status(GStatus::Running);
         m.curg.set(Some(g));
-        trace::slice_begin(&p, g);
+        let traced = trace::slice_begin(&p, g);
+        m.set_tracing(traced);
         // SAFETY: g0's context slot is ours; g's context was saved by
         // `switch` or made by `for_entry`, its stack is alive, and no other
         // M resumes it (we own it).
@@ -385,23 +386,18 @@ impl Sched {
         // one after a preemption or a system call): read it again. At
         // shutdown it may have come back with none (`sleep_until_handed_p`).
         let p = m.p.get();
+        let pending = m.pending.replace(Pending::None);
         if let Some(p) = p.as_deref() {
-            trace::slice_end(p);
+            trace::slice_end(traced, p, g, &pending);
         }
-        match m.pending.replace(Pending::None) {
+        match pending {
             Pending::Yield => {
-                if let Some(p) = p.as_deref() {
-                    trace::yielded(p, g);
-                }
                 g.set_status(GStatus::Runnable);
                 self.globrunqput(g);
                 After::Schedule
             }
             Pending::Park { unlock, data } => {
                 g.set_status(GStatus::Waiting);
-                if let Some(p) = p.as_deref() {
-                    trace::park(p, g);
-                }
                 // SAFETY: `gopark` stored a matching fn/data pair whose data
                 // lives on g's stack, which is suspended and alive.
                 if unsafe { unlock(data) } {

@@ -10,6 +10,15 @@
 //! reads, and an exported static is read through the GOT (two dependent
 //! loads instead of one).
 //!
+//! The hot path pays for three of them per goroutine switch, so those are
+//! cheaper still: `execute` loads `ENABLED` once per slice, and the slice's
+//! end (with its park or yield) tests what `slice_begin` returned instead
+//! of loading it again; `goready` tests no flag of its own but the M's
+//! `detoured` byte pair, which it reads anyway for network polls (the M
+//! notes whether tracing was on at its last slice). So a trace that starts
+//! mid-slice is seen from each M's next slice on; one that stops is
+//! caught by the recording functions, which check `ENABLED` again.
+//!
 //! Slices: a goroutine's stretch on a P begins when `execute` switches to
 //! it, or when a running goroutine's M takes a P (`acquirep`: back from a
 //! system call whose P was retaken, or resumed after an asynchronous
@@ -29,24 +38,29 @@ use std::sync::atomic::Ordering;
 
 use super::buffer::{Alloc, ENABLED, Track, record_global};
 use super::event::{Event, Preemption, Reason};
-use crate::sched::{GPtr, M, P, Sched, current_m};
+use crate::sched::{GPtr, M, P, Pending, Sched, current_m};
 
 #[inline(always)]
 fn on() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// `execute` is about to run `g` on `p`.
-pub(crate) fn slice_begin(p: &P, g: GPtr) {
-    if on() {
+/// `execute` is about to run `g` on `p`. Returns whether tracing is on,
+/// for `execute` to hand to `slice_end` when `g` comes back.
+pub(crate) fn slice_begin(p: &P, g: GPtr) -> bool {
+    let tracing = on();
+    if tracing {
         begin(p, g, Alloc::Yes);
     }
+    tracing
 }
 
-/// The goroutine running on `p` switched back to g0.
-pub(crate) fn slice_end(p: &P) {
-    if on() {
-        end(p, Alloc::Yes);
+/// The goroutine `g` that ran on `p` switched back to g0 to do `pending`
+/// (its slice ends; a yield or park is recorded too). `traced` is what
+/// `slice_begin` returned: a register test, not another load of `ENABLED`.
+pub(crate) fn slice_end(traced: bool, p: &P, g: GPtr, pending: &Pending) {
+    if traced {
+        slice_end_cold(p, g, pending);
     }
 }
 
@@ -61,20 +75,6 @@ pub(crate) fn acquired(m: &M, p: &P) {
 pub(crate) fn released(m: &M, p: &P) {
     if on() {
         released_cold(m, p);
-    }
-}
-
-/// `g`, on `p`, parks (on g0, before its park callback runs).
-pub(crate) fn park(p: &P, g: GPtr) {
-    if on() {
-        park_cold(p, g);
-    }
-}
-
-/// `g`, on `p`, yielded: by itself, or at sysmon's request (`p.preempt`).
-pub(crate) fn yielded(p: &P, g: GPtr) {
-    if on() {
-        yielded_cold(p, g);
     }
 }
 
@@ -219,25 +219,25 @@ fn released_cold(m: &M, p: &P) {
     }
 }
 
+/// The slice's end, then what `g` switched back for: a park (on g0,
+/// before its park callback runs) or a yield, by itself or at sysmon's
+/// request (`p.preempt`). An exit needs no event of its own.
 #[cold]
 #[inline(never)]
-fn park_cold(p: &P, g: GPtr) {
-    let reason = Reason::of(g.wait_reason());
+fn slice_end_cold(p: &P, g: GPtr, pending: &Pending) {
+    end(p, Alloc::Yes);
     let goid = g.id();
-    p.trace.record(Alloc::Yes, |r| r.emit(Event::Park { goid, reason }));
-}
-
-#[cold]
-#[inline(never)]
-fn yielded_cold(p: &P, g: GPtr) {
-    let goid = g.id();
-    let event = if p.preempt.load(Ordering::Relaxed) {
-        Event::Preempt {
+    let event = match pending {
+        Pending::Park { .. } => Event::Park {
+            goid,
+            reason: Reason::of(g.wait_reason()),
+        },
+        Pending::Yield if p.preempt.load(Ordering::Relaxed) => Event::Preempt {
             goid,
             how: Preemption::Cooperative,
-        }
-    } else {
-        Event::Yield { goid }
+        },
+        Pending::Yield => Event::Yield { goid },
+        Pending::Exit | Pending::None => return,
     };
     p.trace.record(Alloc::Yes, |r| r.emit(event));
 }
