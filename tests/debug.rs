@@ -73,7 +73,11 @@ fn dump_shows_state_reason_locations_and_user_frames() {
     assert!(text.contains(&format!("goroutine {id} [chan receive, ")), "{text}");
     assert!(text.contains("\"locker\" [sync.Mutex.Lock"), "{text}");
     assert!(text.contains("worker_loop"), "{text}");
-    assert!(text.contains("created by gort::go outside the runtime"), "{text}");
+    // Spawned with `rt.go` from this test's own body, not a goroutine.
+    assert!(
+        text.contains("created by debug::dump_shows_state_reason_locations_and_user_frames outside the runtime"),
+        "{text}"
+    );
 
     drop(held);
     tx.send(5).unwrap();
@@ -105,12 +109,72 @@ fn dump_of_the_caller_itself_and_its_children() {
         let mut text = Vec::new();
         gort::runtime::dump(&mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
+        // The spawn is written in the closure this test hands to `block_on`.
         assert!(
-            text.contains(&format!("created by gort::go in goroutine {me}")),
+            text.contains(&format!(
+                "created by debug::dump_of_the_caller_itself_and_its_children::{{{{closure}}}} in goroutine {me}"
+            )),
             "{text}"
         );
         drop(tx);
         child.join().unwrap().unwrap_err();
+    });
+}
+
+/// Spawns a goroutine that waits for `rx` to close: a named spawning
+/// function for the `created by` line.
+#[inline(never)]
+fn spawn_from_here(rx: Receiver<()>) -> gort::JoinHandle<Result<(), gort::chan::RecvError>> {
+    gort::go(move || rx.recv())
+}
+
+#[test]
+fn created_by_names_the_function_that_spawned() {
+    let rt = runtime(1);
+    rt.block_on(|| {
+        let me = gort::current().id();
+        let (tx, rx) = bounded::<()>(0);
+        let named = spawn_from_here(rx.clone());
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = rx.clone();
+                gort::go(move || rx.recv())
+            })
+            .collect();
+        let built = gort::goroutine::Builder::new()
+            .name("built")
+            .spawn(move || rx.recv())
+            .unwrap();
+        let all = gort::runtime::goroutines();
+        let info = |id| all.iter().find(|g| g.id == id).unwrap();
+        assert_eq!(
+            info(named.goroutine().id()).created_by(),
+            Some("debug::spawn_from_here")
+        );
+        let closure = "debug::created_by_names_the_function_that_spawned::{{closure}}";
+        // A spawn inside an iterator's closure names that closure.
+        let in_map = format!("{closure}::{{{{closure}}}}");
+        assert_eq!(info(workers[0].goroutine().id()).created_by(), Some(in_map.as_str()));
+        assert_eq!(info(built.goroutine().id()).created_by(), Some(closure));
+
+        let mut text = Vec::new();
+        gort::runtime::dump(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let entry = format!("created by debug::spawn_from_here in goroutine {me}\n\t");
+        assert!(text.contains(&entry), "{text}");
+        let at = text.find(&entry).unwrap() + entry.len();
+        assert!(text[at..].starts_with("tests/debug.rs:"), "{text}");
+        assert!(
+            text.contains(&format!("created by {in_map} in goroutine {me}")),
+            "{text}"
+        );
+
+        drop(tx);
+        named.join().unwrap().unwrap_err();
+        built.join().unwrap().unwrap_err();
+        for w in workers {
+            w.join().unwrap().unwrap_err();
+        }
     });
 }
 

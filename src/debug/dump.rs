@@ -8,17 +8,19 @@
 //!         parked at src/main.rs:12:19
 //! demo::worker_loop
 //!         src/main.rs:12
-//! created by gort::go in goroutine 1
+//! created by demo::main in goroutine 1
 //!         src/main.rs:30:5
 //! ```
 //!
 //! What a dump knows about a goroutine comes from its G: status, wait
 //! reason, where it parked (`#[track_caller]` through every public blocking
 //! call), since when (sysmon's coarse clock, so waits are accurate to its
-//! pacing, ≤ 10 ms) and where and by whom it was spawned. Its stack comes
-//! from its saved registers (`arch::Context`) for goroutines that are not
-//! running, from the calling thread for the dumping goroutine itself;
-//! goroutines running on other threads show no stack, as in Go.
+//! pacing, ≤ 10 ms) and where and by whom it was spawned. The function that
+//! spawned it is found from where, at dump time (`spawn_site.rs`): a spawn
+//! records a location and nothing more. Its stack comes from its saved
+//! registers (`arch::Context`) for goroutines that are not running, from the
+//! calling thread for the dumping goroutine itself; goroutines running on
+//! other threads show no stack, as in Go.
 //!
 //! Nothing is stopped while a dump is taken (Go stops the world). Each G's
 //! fields are read with relaxed loads, and its stack is *copied* by the
@@ -90,7 +92,8 @@ pub struct GoroutineInfo {
     pub waiting_for: Option<Duration>,
     /// Where its code called the blocking function it waits in.
     pub parked_at: Option<&'static Location<'static>>,
-    /// Where it was spawned.
+    /// Where it was spawned; [`created_by`](GoroutineInfo::created_by)
+    /// names the function this is in.
     pub spawned_at: &'static Location<'static>,
     /// The goroutine that spawned it; `None` for a plain thread.
     pub parent: Option<u64>,
@@ -102,6 +105,16 @@ pub struct GoroutineInfo {
 }
 
 impl GoroutineInfo {
+    /// The function the spawn call at [`spawned_at`](GoroutineInfo::spawned_at)
+    /// is written in, demangled without its hash, as the stack's frames are
+    /// (`myapp::serve`, `myapp::main::{{closure}}` for a spawn inside a
+    /// closure): the name on the dump's `created by` line. Looked up in the
+    /// executable's debug info on first use for each spawn site, then
+    /// cached; `None` without debug info, where the dump says `gort::go`.
+    pub fn created_by(&self) -> Option<&'static str> {
+        super::spawn_site::spawning_function(self.spawned_at)
+    }
+
     fn header(&self) -> String {
         let mut status = match (self.state, self.wait_reason) {
             (GoroutineState::Waiting, Some(reason)) => reason.to_string(),
@@ -134,9 +147,10 @@ impl GoroutineInfo {
         if let Some(note) = self.stack_note {
             writeln!(f, "\t({note})")?;
         }
+        let creator = self.created_by().unwrap_or("gort::go");
         match self.parent {
-            Some(parent) => writeln!(f, "created by gort::go in goroutine {parent}")?,
-            None => writeln!(f, "created by gort::go outside the runtime")?,
+            Some(parent) => writeln!(f, "created by {creator} in goroutine {parent}")?,
+            None => writeln!(f, "created by {creator} outside the runtime")?,
         }
         writeln!(f, "\t{}", self.spawned_at)
     }

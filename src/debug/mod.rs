@@ -1,7 +1,8 @@
 //! Diagnosing a running program: goroutine dumps (`dump.rs`, their stacks
-//! in `stacks.rs`), the deadlock check sysmon runs (`deadlock.rs`, with the
-//! plain-thread bookkeeping it needs in `threads.rs`), leak checks for
-//! tests (`leaks.rs`) and the SIGQUIT dump (`sigquit.rs`).
+//! in `stacks.rs`, the function that spawned each in `spawn_site.rs`), the
+//! deadlock check sysmon runs (`deadlock.rs`, with the plain-thread
+//! bookkeeping it needs in `threads.rs`), leak checks for tests
+//! (`leaks.rs`) and the SIGQUIT dump (`sigquit.rs`).
 //!
 //! A registry of live runtimes lets process-wide requests (SIGQUIT) reach
 //! every runtime; the `runtime::` functions act on one runtime each.
@@ -49,6 +50,7 @@ mod deadlock;
 mod dump;
 mod leaks;
 mod sigquit;
+mod spawn_site;
 mod stacks;
 mod symbols;
 pub(crate) mod threads;

@@ -93,7 +93,7 @@ pub(crate) fn is_runtime_frame(frame: &Frame) -> bool {
 
 /// The first path segment of the function's own type or module: qualifiers
 /// such as `<`, `&`, `&mut `, `*const `, `dyn ` skipped.
-fn owning_crate(function: &str) -> &str {
+pub(crate) fn owning_crate(function: &str) -> &str {
     let mut name = function;
     loop {
         let trimmed = name
