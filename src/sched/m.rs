@@ -219,6 +219,11 @@ impl M {
         });
     }
 
+    /// Whether tracing was on as this M began its current or last slice.
+    pub(crate) fn tracing(&self) -> bool {
+        self.detours.get().tracing
+    }
+
     /// Record whether tracing was on as this M began a slice (`execute`).
     pub(crate) fn set_tracing(&self, tracing: bool) {
         self.detours.set(Detours {

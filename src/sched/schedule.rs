@@ -370,8 +370,7 @@ impl Sched {
         }
         g.set_status(GStatus::Running);
         m.curg.set(Some(g));
-        let traced = trace::slice_begin(&p, g);
-        m.set_tracing(traced);
+        trace::slice_begin(m, &p, g);
         // SAFETY: g0's context slot is ours; g's context was saved by
         // `switch` or made by `for_entry`, its stack is alive, and no other
         // M resumes it (we own it).
@@ -387,9 +386,7 @@ impl Sched {
         // shutdown it may have come back with none (`sleep_until_handed_p`).
         let p = m.p.get();
         let pending = m.pending.replace(Pending::None);
-        if let Some(p) = p.as_deref() {
-            trace::slice_end(traced, p, g, &pending);
-        }
+        trace::slice_end(m, p.as_deref(), g, &pending);
         match pending {
             Pending::Yield => {
                 g.set_status(GStatus::Runnable);

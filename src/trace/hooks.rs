@@ -11,11 +11,10 @@
 //! loads instead of one).
 //!
 //! The hot path pays for three of them per goroutine switch, so those are
-//! cheaper still: `execute` loads `ENABLED` once per slice, and the slice's
-//! end (with its park or yield) tests what `slice_begin` returned instead
-//! of loading it again; `goready` tests no flag of its own but the M's
-//! `detoured` byte pair, which it reads anyway for network polls (the M
-//! notes whether tracing was on at its last slice). So a trace that starts
+//! cheaper still: `execute` loads `ENABLED` once per slice and notes it in
+//! its M, whose note the slice's end (with its park or yield) tests;
+//! `goready` tests no flag of its own but the M's `detoured` byte pair,
+//! which it reads anyway for network polls. So a trace that starts
 //! mid-slice is seen from each M's next slice on; one that stops is
 //! caught by the recording functions, which check `ENABLED` again.
 //!
@@ -45,21 +44,23 @@ fn on() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// `execute` is about to run `g` on `p`. Returns whether tracing is on,
-/// for `execute` to hand to `slice_end` when `g` comes back.
-pub(crate) fn slice_begin(p: &P, g: GPtr) -> bool {
+/// `execute` on `m` is about to run `g` on `p`; `m` notes whether tracing
+/// is on for the rest of the slice (`M::tracing`).
+pub(crate) fn slice_begin(m: &M, p: &P, g: GPtr) {
     let tracing = on();
+    m.set_tracing(tracing);
     if tracing {
         begin(p, g, Alloc::Yes);
     }
-    tracing
 }
 
-/// The goroutine `g` that ran on `p` switched back to g0 to do `pending`
-/// (its slice ends; a yield or park is recorded too). `traced` is what
-/// `slice_begin` returned: a register test, not another load of `ENABLED`.
-pub(crate) fn slice_end(traced: bool, p: &P, g: GPtr, pending: &Pending) {
-    if traced {
+/// The goroutine `g` switched back to `m`'s g0 to do `pending`: if `m` was
+/// tracing when the slice began, the slice on `p` ends and a yield or park
+/// is recorded. No P: it came back without one at shutdown.
+pub(crate) fn slice_end(m: &M, p: Option<&P>, g: GPtr, pending: &Pending) {
+    if m.tracing()
+        && let Some(p) = p
+    {
         slice_end_cold(p, g, pending);
     }
 }
