@@ -51,10 +51,9 @@ struct Detours {
     /// readies in `ready_batch` instead of queueing them one by one
     /// (`sched/poll.rs`).
     collecting: bool,
-    /// Tracing was on when this M last began a goroutine's slice: `goready`
-    /// records a ready event (`trace::ready` checks again, so a trace that
-    /// has stopped since costs a branch, and one that starts is seen from
-    /// the next slice on).
+    /// This M has traced a slice since tracing last stopped: `goready`
+    /// records ready events (`trace::ready` checks `ENABLED` again and
+    /// clears this once tracing is off).
     tracing: bool,
 }
 
@@ -219,12 +218,7 @@ impl M {
         });
     }
 
-    /// Whether tracing was on as this M began its current or last slice.
-    pub(crate) fn tracing(&self) -> bool {
-        self.detours.get().tracing
-    }
-
-    /// Record whether tracing was on as this M began a slice (`execute`).
+    /// Note whether this M traces (`trace::slice_begin`, `trace::ready`).
     pub(crate) fn set_tracing(&self, tracing: bool) {
         self.detours.set(Detours {
             tracing,

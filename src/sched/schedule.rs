@@ -307,7 +307,14 @@ impl Sched {
                 }
                 continue;
             }
-            match self.execute(m, g, inherit) {
+            // One test of the tracer per slice: the untraced `execute` has
+            // no trace code in it at all (`trace/hooks.rs`).
+            let after = if trace::on() {
+                self.execute::<true>(m, g, inherit)
+            } else {
+                self.execute::<false>(m, g, inherit)
+            };
+            match after {
                 After::Run(g) => next = Some(g),
                 After::Schedule => {}
                 After::ExitThread => {
@@ -355,8 +362,9 @@ impl Sched {
     }
 
     /// Run `g` on `m` until it switches back, then finish what it asked g0
-    /// to do (Go's `execute` plus the `mcall` callbacks).
-    fn execute(&self, m: &M, g: GPtr, inherit: bool) -> After {
+    /// to do (Go's `execute` plus the `mcall` callbacks). `TRACED`: record
+    /// the slice, and the park or yield that ends it.
+    fn execute<const TRACED: bool>(&self, m: &M, g: GPtr, inherit: bool) -> After {
         let p = m.p();
         if !inherit {
             p.schedtick.store(p.tick().wrapping_add(1), Ordering::Relaxed);
@@ -370,7 +378,9 @@ impl Sched {
         }
         g.set_status(GStatus::Running);
         m.curg.set(Some(g));
-        trace::slice_begin(m, &p, g);
+        if TRACED {
+            trace::slice_begin(m, &p, g);
+        }
         // SAFETY: g0's context slot is ours; g's context was saved by
         // `switch` or made by `for_entry`, its stack is alive, and no other
         // M resumes it (we own it).
@@ -386,7 +396,9 @@ impl Sched {
         // shutdown it may have come back with none (`sleep_until_handed_p`).
         let p = m.p.get();
         let pending = m.pending.replace(Pending::None);
-        trace::slice_end(m, p.as_deref(), g, &pending);
+        if TRACED && let Some(p) = p.as_deref() {
+            trace::slice_end(p, g, &pending);
+        }
         match pending {
             Pending::Yield => {
                 g.set_status(GStatus::Runnable);

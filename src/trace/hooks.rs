@@ -10,13 +10,14 @@
 //! reads, and an exported static is read through the GOT (two dependent
 //! loads instead of one).
 //!
-//! The hot path pays for three of them per goroutine switch, so those are
-//! cheaper still: `execute` loads `ENABLED` once per slice and notes it in
-//! its M, whose note the slice's end (with its park or yield) tests;
-//! `goready` tests no flag of its own but the M's `detoured` byte pair,
-//! which it reads anyway for network polls. So a trace that starts
-//! mid-slice is seen from each M's next slice on; one that stops is
-//! caught by the recording functions, which check `ENABLED` again.
+//! The three on the hot path of every goroutine switch cost less still.
+//! `execute` tests `ENABLED` once per slice and runs in one of two
+//! variants (a const parameter), the untraced one without the slice's
+//! hooks (`slice_begin`, `slice_end`) at all. `goready` tests no flag of
+//! its own but the M's `detoured` byte pair, which it reads anyway for
+//! network polls: a traced slice sets the M's `tracing` byte, and the first
+//! `ready` after tracing stops clears it. So a trace that starts mid-slice
+//! is seen from each M's next slice on.
 //!
 //! Slices: a goroutine's stretch on a P begins when `execute` switches to
 //! it, or when a running goroutine's M takes a P (`acquirep`: back from a
@@ -39,30 +40,39 @@ use super::buffer::{Alloc, ENABLED, Track, record_global};
 use super::event::{Event, Preemption, Reason};
 use crate::sched::{GPtr, M, P, Pending, Sched, current_m};
 
+/// Whether tracing is on: `execute` asks once per slice and runs a variant
+/// with or without the slice hooks below.
 #[inline(always)]
-fn on() -> bool {
+pub(crate) fn on() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// `execute` on `m` is about to run `g` on `p`; `m` notes whether tracing
-/// is on for the rest of the slice (`M::tracing`).
+/// `execute` on `m`, tracing, is about to run `g` on `p`; `m` notes that
+/// it traces, for `goready`'s `ready` events.
 pub(crate) fn slice_begin(m: &M, p: &P, g: GPtr) {
-    let tracing = on();
-    m.set_tracing(tracing);
-    if tracing {
-        begin(p, g, Alloc::Yes);
-    }
+    m.set_tracing(true);
+    begin(p, g, Alloc::Yes);
 }
 
-/// The goroutine `g` switched back to `m`'s g0 to do `pending`: if `m` was
-/// tracing when the slice began, the slice on `p` ends and a yield or park
-/// is recorded. No P: it came back without one at shutdown.
-pub(crate) fn slice_end(m: &M, p: Option<&P>, g: GPtr, pending: &Pending) {
-    if m.tracing()
-        && let Some(p) = p
-    {
-        slice_end_cold(p, g, pending);
-    }
+/// The goroutine `g`, traced from `slice_begin`, switched back to g0 to do
+/// `pending`: its slice on `p` ends, and a park or yield is recorded (on g0,
+/// before a park's callback runs). An exit needs no event of its own.
+pub(crate) fn slice_end(p: &P, g: GPtr, pending: &Pending) {
+    end(p, Alloc::Yes);
+    let goid = g.id();
+    let event = match pending {
+        Pending::Park { .. } => Event::Park {
+            goid,
+            reason: Reason::of(g.wait_reason()),
+        },
+        Pending::Yield if p.preempt.load(Ordering::Relaxed) => Event::Preempt {
+            goid,
+            how: Preemption::Cooperative,
+        },
+        Pending::Yield => Event::Yield { goid },
+        Pending::Exit | Pending::None => return,
+    };
+    p.trace.record(Alloc::Yes, |r| r.emit(event));
 }
 
 /// `m` took `p` (`acquirep`); if it runs a goroutine, that one now runs on `p`.
@@ -94,9 +104,13 @@ pub(crate) fn spawn(sched: &Sched, m: Option<&M>, g: GPtr) {
 }
 
 /// Parked `g` of `sched` was made runnable, from `m` if the waker is an M of `sched`.
+/// Called only off `goready`'s fast path (`M::detoured`).
 pub(crate) fn ready(sched: &Sched, m: Option<&M>, g: GPtr) {
     if on() {
         ready_cold(sched, m, g);
+    } else if let Some(m) = m {
+        // Tracing stopped after `m`'s last traced slice: back to the fast path.
+        m.set_tracing(false);
     }
 }
 
@@ -218,29 +232,6 @@ fn released_cold(m: &M, p: &P) {
     if m.curg.get().is_some() {
         end(p, Alloc::No);
     }
-}
-
-/// The slice's end, then what `g` switched back for: a park (on g0,
-/// before its park callback runs) or a yield, by itself or at sysmon's
-/// request (`p.preempt`). An exit needs no event of its own.
-#[cold]
-#[inline(never)]
-fn slice_end_cold(p: &P, g: GPtr, pending: &Pending) {
-    end(p, Alloc::Yes);
-    let goid = g.id();
-    let event = match pending {
-        Pending::Park { .. } => Event::Park {
-            goid,
-            reason: Reason::of(g.wait_reason()),
-        },
-        Pending::Yield if p.preempt.load(Ordering::Relaxed) => Event::Preempt {
-            goid,
-            how: Preemption::Cooperative,
-        },
-        Pending::Yield => Event::Yield { goid },
-        Pending::Exit | Pending::None => return,
-    };
-    p.trace.record(Alloc::Yes, |r| r.emit(event));
 }
 
 #[cold]

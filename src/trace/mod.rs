@@ -80,8 +80,8 @@ use std::time::Instant;
 
 pub(crate) use buffer::PTrace;
 pub(crate) use hooks::{
-    acquired, blocked, netpoll, preempt_request, preempt_signal, preempted, ready, released, slice_begin, slice_end,
-    spawn, steal, syscall_enter, syscall_exit, syscall_handoff,
+    acquired, blocked, netpoll, on, preempt_request, preempt_signal, preempted, ready, released, slice_begin,
+    slice_end, spawn, steal, syscall_enter, syscall_exit, syscall_handoff,
 };
 
 use crate::sched::timers::nanotime;
