@@ -18,10 +18,9 @@
 //! ends the wait.
 //!
 //! Who polls (the scheduler side is `sched/poll.rs`): an M that finds no
-//! work polls without blocking before it steals; the last M to go idle
-//! blocks in `epoll_wait` until the earliest timer, as the runtime's one
-//! *sleeper*; an M running goroutines polls at its periodic global-queue
-//! check when nobody has for `OVERDUE`. A doorbell eventfd breaks the
+//! work anywhere blocks in `epoll_wait` until the earliest timer, as the
+//! runtime's one *sleeper*; an M running goroutines polls without blocking
+//! at its periodic global-queue check when nobody has for `OVERDUE`. A doorbell eventfd breaks the
 //! blocking poll (an earlier timer, shutdown).
 //!
 //! # Descriptor lifetime

@@ -177,9 +177,6 @@ impl Sched {
             if let Some(g) = self.globrunqget(&p, usize::MAX) {
                 return Some((g, false));
             }
-            if let Some(g) = self.poll_network(m) {
-                return Some((g, false));
-            }
             // Timers of idle Ps are ours to run; what they ready lands on our P.
             let next_timer = self.run_all_timers();
             if let Some((g, inherit)) = p.runq.pop() {
