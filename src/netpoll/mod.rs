@@ -115,9 +115,13 @@ pub(crate) struct Poller {
     /// The doorbell was rung and the ring not yet seen: ring once.
     ringing: AtomicBool,
     pds: Mutex<PdCache>,
-    /// Tokens installed in some slot now (Go's `netpollWaiters`): whether
-    /// an idle M should poll at all.
-    waiters: AtomicUsize,
+    /// Sockets registered now: whether an idle M should poll at all. Go
+    /// counts parked waiters instead (`netpollWaiters`), which costs two
+    /// read-modify-writes of this shared line per wait, from every M; a
+    /// count of sockets changes only with `register` and its drop. An idle
+    /// M that sleeps in the poll because some socket exists that nobody
+    /// waits on costs nothing more than sleeping on its futex note.
+    sockets: AtomicUsize,
     /// `timers::nanotime` of the last poll; 0 while an M is blocked in one.
     last_poll: AtomicU64,
     /// Polls made, and waiters their events woke (`Metrics`).
@@ -139,7 +143,7 @@ impl Poller {
             doorbell,
             ringing: AtomicBool::new(false),
             pds: Mutex::new(PdCache::default()),
-            waiters: AtomicUsize::new(0),
+            sockets: AtomicUsize::new(0),
             last_poll: AtomicU64::new(timers::nanotime(Instant::now()).max(1)),
             polls: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
@@ -165,20 +169,22 @@ impl Poller {
         desc.hangup.store(false, Ordering::Relaxed);
         desc.read.reset();
         desc.write.reset();
+        // SeqCst: see `Registration::wait`'s thread waiters.
+        self.sockets.fetch_add(1, Ordering::SeqCst);
         let reg = Registration {
             poller: Arc::clone(self),
             pd,
             fd,
         };
-        // On failure `reg`'s drop returns the descriptor (its epoll delete
-        // fails harmlessly with ENOENT).
+        // On failure `reg`'s drop returns the descriptor and the count (its
+        // epoll delete fails harmlessly with ENOENT).
         self.epoll.add(fd, INTEREST, pd.as_ptr() as u64)?;
         Ok(reg)
     }
 
-    /// Whether some goroutine or thread waits for a descriptor.
-    pub(crate) fn has_waiters(&self) -> bool {
-        self.waiters.load(Ordering::SeqCst) > 0
+    /// Whether some socket is registered, so that someone may wait for it.
+    pub(crate) fn has_sockets(&self) -> bool {
+        self.sockets.load(Ordering::SeqCst) > 0
     }
 
     /// Whether an M is blocked in `epoll_wait` right now.
@@ -354,11 +360,11 @@ impl Registration {
             return Ok(());
         }
         let poller = &self.poller;
-        poller.waiters.fetch_add(1, Ordering::SeqCst);
         if !poller.polled_by_caller() && !poller.is_blocked() {
             // A thread (or another runtime's goroutine) waits: its thread
             // will not poll for us, so make sure an M of ours will. An M
-            // that goes idle after our increment sees the waiter and polls.
+            // that goes idle after this sees the socket (counted since
+            // `register`) and polls.
             if let Some(sched) = poller.sched.upgrade() {
                 sched.wakep();
             }
@@ -372,7 +378,6 @@ impl Registration {
         } else {
             token.wait(deadline, WaitReason::IoWait)
         };
-        poller.waiters.fetch_sub(1, Ordering::SeqCst);
         if tag == TIMED_OUT {
             if slot.withdraw(raw) {
                 // SAFETY: withdrawn, so the reference is ours again.
@@ -423,5 +428,6 @@ impl Drop for Registration {
         // (the fd was already closed by its owner) leaves nothing registered.
         let _ = self.poller.epoll.delete(self.fd);
         lock(&self.poller.pds).free.push(self.pd);
+        self.poller.sockets.fetch_sub(1, Ordering::SeqCst);
     }
 }

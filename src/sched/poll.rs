@@ -113,7 +113,7 @@ impl Sched {
     /// busy M makes now and then. On g0, holding a P.
     pub(crate) fn poll_network_if_overdue(&self, m: &M) -> Option<GPtr> {
         let poller = self.poller.get()?;
-        if !poller.has_waiters() || poller.is_blocked() || !poller.is_overdue(timers::nanotime(Instant::now())) {
+        if !poller.has_sockets() || poller.is_blocked() || !poller.is_overdue(timers::nanotime(Instant::now())) {
             return None;
         }
         let ready = self.netpoll(m, poller, Some(Duration::ZERO));
@@ -121,9 +121,9 @@ impl Sched {
     }
 
     /// Whether an idle M should become the sleeper rather than just stop:
-    /// a timer is pending or someone waits for a socket.
+    /// a timer is pending or a socket exists that someone may wait for.
     pub(crate) fn needs_sleeper(&self, next_timer: u64) -> bool {
-        next_timer != timers::NO_TIMER || self.poller.get().is_some_and(|p| p.has_waiters())
+        next_timer != timers::NO_TIMER || self.poller.get().is_some_and(|p| p.has_sockets())
     }
 
     /// Become the runtime's sleeper (`m` holds no P): block in the poll, or

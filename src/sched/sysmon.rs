@@ -250,7 +250,7 @@ impl Sched {
         state.stats.retain(|tid, _| allm.iter().any(|m| m.get().tid == *tid));
         drop(allm);
         if let Some(poller) = self.poller.get()
-            && poller.has_waiters()
+            && poller.has_sockets()
             && poller.is_overdue(now)
         {
             // Readied goroutines go to the global queue (sysmon has no P).
