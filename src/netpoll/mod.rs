@@ -20,8 +20,8 @@
 //! Who polls (the scheduler side is `sched/poll.rs`): an M that finds no
 //! work anywhere blocks in `epoll_wait` until the earliest timer, as the
 //! runtime's one *sleeper*; an M running goroutines polls without blocking
-//! at its periodic global-queue check when nobody has for `OVERDUE`. A doorbell eventfd breaks the
-//! blocking poll (an earlier timer, shutdown).
+//! at its periodic global-queue check when nobody has for `OVERDUE`. A
+//! doorbell eventfd breaks the blocking poll (an earlier timer, shutdown).
 //!
 //! # Descriptor lifetime
 //!

@@ -50,7 +50,7 @@
 //!
 //! An M that finds no work steals; it does not poll the network first
 //! (unlike Go; `poll.rs` says why). An M that goes idle while timers are
-//! pending or goroutines wait for sockets, and no other M sleeps for the
+//! pending or sockets are registered, and no other M sleeps for the
 //! runtime yet, becomes the *sleeper*: it blocks in `epoll_wait` until
 //! the earliest timer (on its futex note if no socket was ever made), and
 //! the goroutines a poll readies are queued in one batch. With no idle M,

@@ -4,8 +4,8 @@
 //! Two kinds of M poll (`netpoll/` describes the poller itself):
 //!
 //! - the runtime's *sleeper* — an M that found no work anywhere while
-//!   goroutines wait for timers or sockets, and no other M sleeps for the
-//!   runtime already (`Locked::sleeper`) — blocks in the poll until the
+//!   timers are pending or sockets are registered, and no other M sleeps
+//!   for the runtime already (`Locked::sleeper`) — blocks in the poll until the
 //!   earliest timer. Without a poller it sleeps on its futex note instead.
 //! - an M that runs goroutines back to back polls without blocking at its
 //!   periodic global-queue check once nobody has polled for
@@ -108,9 +108,9 @@ impl Sched {
         first
     }
 
-    /// Poll without blocking if someone waits, no M is blocked polling
-    /// already and nobody has polled for `netpoll::OVERDUE`: the check a
-    /// busy M makes now and then. On g0, holding a P.
+    /// Poll without blocking if a socket is registered, no M is blocked
+    /// polling already and nobody has polled for `netpoll::OVERDUE`: the
+    /// check a busy M makes now and then. On g0, holding a P.
     pub(crate) fn poll_network_if_overdue(&self, m: &M) -> Option<GPtr> {
         let poller = self.poller.get()?;
         if !poller.has_sockets() || poller.is_blocked() || !poller.is_overdue(timers::nanotime(Instant::now())) {
