@@ -6,6 +6,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// An epoll instance.
@@ -72,17 +73,36 @@ impl Epoll {
     /// timer does not round its deadline to milliseconds. Returns how many
     /// slots of `events` were filled; 0 on timeout or when a signal
     /// interrupted the wait.
+    ///
+    /// Where `epoll_pwait2` is missing (kernels before 5.11, and valgrind
+    /// up to 3.21, which answer `ENOSYS`) it falls back for good to
+    /// `epoll_wait`, with the timeout rounded *up* to a millisecond: a timer
+    /// then fires up to a millisecond late, but a sub-millisecond sleep
+    /// never turns into a busy loop of zero-timeout polls.
     pub(crate) fn wait(&self, events: &mut [Event], timeout: Option<Duration>) -> usize {
-        let ts = timeout.map(|t| libc::timespec {
-            tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: t.subsec_nanos() as libc::c_long,
-        });
-        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
         let len = events.len().min(i32::MAX as usize) as libc::c_int;
-        // SAFETY: `events` is a writable buffer of `len` epoll_events; `ts_ptr`
-        // is null or points to `ts`, alive for the call; a null sigmask leaves
-        // the signal mask alone.
-        let n = unsafe { libc::epoll_pwait2(self.fd.as_raw_fd(), events.as_mut_ptr(), len, ts_ptr, std::ptr::null()) };
+        if !NO_PWAIT2.load(Ordering::Relaxed) {
+            let ts = timeout.map(|t| libc::timespec {
+                tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: t.subsec_nanos() as libc::c_long,
+            });
+            let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: `events` is a writable buffer of `len` epoll_events;
+            // `ts_ptr` is null or points to `ts`, alive for the call; a null
+            // sigmask leaves the signal mask alone.
+            let n =
+                unsafe { libc::epoll_pwait2(self.fd.as_raw_fd(), events.as_mut_ptr(), len, ts_ptr, std::ptr::null()) };
+            if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+                return n.max(0) as usize;
+            }
+            NO_PWAIT2.store(true, Ordering::Relaxed);
+        }
+        let millis = timeout.map_or(-1, |t| {
+            t.as_nanos().div_ceil(1_000_000).min(libc::c_int::MAX as u128) as libc::c_int
+        });
+        // SAFETY: `events` is a writable buffer of `len` epoll_events.
+        let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), len, millis) };
         n.max(0) as usize
     }
 }
