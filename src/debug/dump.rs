@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::panic::Location;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::sched::{GPtr, GStatus, Sched, current_m, nanotime};
 
@@ -180,7 +180,7 @@ impl Sched {
         let me = current_m()
             .filter(|m| std::ptr::eq(&*m.sched, self))
             .and_then(|m| m.curg.get());
-        let now = nanotime(Instant::now());
+        let now = nanotime();
         let mut out: Vec<GoroutineInfo> = self
             .all_gs_named()
             .into_iter()

@@ -144,7 +144,7 @@ impl Poller {
             ringing: AtomicBool::new(false),
             pds: Mutex::new(PdCache::default()),
             sockets: AtomicUsize::new(0),
-            last_poll: AtomicU64::new(timers::nanotime(Instant::now()).max(1)),
+            last_poll: AtomicU64::new(timers::nanotime().max(1)),
             polls: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
@@ -210,8 +210,7 @@ impl Poller {
         }
         let mut events = [empty_event(); EVENTS_PER_POLL];
         let n = self.epoll.wait(&mut events, timeout);
-        self.last_poll
-            .store(timers::nanotime(Instant::now()).max(1), Ordering::SeqCst);
+        self.last_poll.store(timers::nanotime().max(1), Ordering::SeqCst);
         let woken: u64 = events[..n].iter().map(|ev| self.dispatch(ev)).sum();
         self.polls.fetch_add(1, Ordering::Relaxed);
         if woken > 0 {

@@ -339,7 +339,7 @@ impl Sched {
             preempt_signals: AtomicU64::new(0),
             syscall_handoffs: AtomicU64::new(0),
             blocked_detections: AtomicU64::new(0),
-            coarse_now: AtomicU64::new(timers::nanotime(std::time::Instant::now())),
+            coarse_now: AtomicU64::new(timers::nanotime()),
             detect_deadlocks: cfg.detect_deadlocks && !debug.deadlock_off,
             sysmon_tid: std::sync::atomic::AtomicI32::new(0),
             threads_before: crate::os::process_threads()

@@ -113,7 +113,7 @@ impl Sched {
     /// check a busy M makes now and then. On g0, holding a P.
     pub(crate) fn poll_network_if_overdue(&self, m: &M) -> Option<GPtr> {
         let poller = self.poller.get()?;
-        if !poller.has_sockets() || poller.is_blocked() || !poller.is_overdue(timers::nanotime(Instant::now())) {
+        if !poller.has_sockets() || poller.is_blocked() || !poller.is_overdue(timers::nanotime()) {
             return None;
         }
         let ready = self.netpoll(m, poller, Some(Duration::ZERO));

@@ -158,7 +158,7 @@ impl Sched {
                 self.end_inherited_slice(&p);
             }
             if p.timer0.load(Ordering::Relaxed) != NO_TIMER {
-                self.run_timers(&p, nanotime(Instant::now()));
+                self.run_timers(&p, nanotime());
             }
             if p.tick().is_multiple_of(GLOBAL_CHECK_TICKS) {
                 if let Some(g) = self.globrunqget(&p, 1) {
@@ -200,8 +200,7 @@ impl Sched {
             // stacks' memory, a batch at a time, looking for work in between.
             // Not when a timer is due soon: releasing memory costs system
             // calls and TLB shootdowns that would delay it.
-            let idle_for_long =
-                next_timer == NO_TIMER || next_timer.saturating_sub(nanotime(Instant::now())) > SCAVENGE_MIN_IDLE_NS;
+            let idle_for_long = next_timer == NO_TIMER || next_timer.saturating_sub(nanotime()) > SCAVENGE_MIN_IDLE_NS;
             if idle_for_long && self.stacks.scavenge(SCAVENGE_BATCH) {
                 continue 'top;
             }

@@ -25,7 +25,6 @@
 //! code at once for longer than a slice.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use super::m::{M, NoPreempt, current_m};
 use super::p::PStatus;
@@ -50,8 +49,7 @@ fn enter(m: &M) -> bool {
     let _section = NoPreempt::enter();
     let Some(p) = m.p.take() else { return false };
     m.oldp.set(Some(p));
-    m.syscall_since
-        .store(timers::nanotime(Instant::now()).max(1), Ordering::Relaxed);
+    m.syscall_since.store(timers::nanotime().max(1), Ordering::Relaxed);
     crate::trace::syscall_enter(&p, m);
     // SeqCst (in `set_status`): after this store sysmon may take the P.
     p.set_syscall();
@@ -65,8 +63,7 @@ fn enter(m: &M) -> bool {
 pub(crate) fn enter_from_signal(m: &M) {
     if let Some(p) = m.p.take() {
         m.oldp.set(Some(p));
-        m.syscall_since
-            .store(timers::nanotime(Instant::now()).max(1), Ordering::Relaxed);
+        m.syscall_since.store(timers::nanotime().max(1), Ordering::Relaxed);
         p.set_syscall();
     }
 }

@@ -115,7 +115,7 @@ pub(crate) fn run(sched: Weak<Sched>) {
         if !busy {
             sched.check_dead(&mut state.deadlock);
         }
-        let now = nanotime(Instant::now());
+        let now = nanotime();
         if acted {
             state.quiet = 0;
             state.delay = MIN_DELAY;
@@ -151,7 +151,7 @@ pub(crate) fn run(sched: Weak<Sched>) {
 impl Sched {
     /// One look at every P and M. Returns (did something, some P is busy).
     fn sysmon_cycle(&self, state: &mut Sysmon) -> (bool, bool) {
-        let now = nanotime(Instant::now());
+        let now = nanotime();
         self.coarse_now.store(now, Ordering::Relaxed);
         let slice = self.preempt_slice.as_nanos() as u64;
         let mut acted = false;

@@ -174,23 +174,76 @@ impl TimerHeap {
     }
 }
 
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-
-/// Nanoseconds since a process-wide epoch: the timers' clock.
-pub(crate) fn nanotime(t: Instant) -> u64 {
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    t.saturating_duration_since(epoch)
-        .as_nanos()
-        .min(u128::from(NO_TIMER - 1)) as u64
+/// Nanoseconds on `CLOCK_MONOTONIC`: the timers' clock, and the runtime's
+/// (park stamps, the poller's last poll, trace timestamps). It is the clock
+/// std's `Instant` reads on Linux, read here directly: the scheduler asks
+/// for it on every pass of a P with timers, and `Instant` arithmetic (its
+/// checked `timespec` subtraction and 128-bit nanoseconds) cost more than
+/// the read itself.
+pub(crate) fn nanotime() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always
+    // exists on Linux, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// The instant of a `nanotime` value.
+/// One `Instant` pinned on the `nanotime` scale, for converting between the
+/// two: `Instant` hides its raw value, so the clock is read just before and
+/// just after it. `before <= raw(instant) <= after`, a few tens of
+/// nanoseconds apart.
+struct Epoch {
+    before: u64,
+    instant: Instant,
+    after: u64,
+}
+
+fn epoch() -> &'static Epoch {
+    static EPOCH: OnceLock<Epoch> = OnceLock::new();
+    EPOCH.get_or_init(|| {
+        let before = nanotime();
+        let instant = Instant::now();
+        Epoch {
+            before,
+            instant,
+            after: nanotime(),
+        }
+    })
+}
+
+/// The `nanotime` of instant `t` (a deadline the user gave), rounded late
+/// by the epoch's uncertainty so that a timer never fires before its
+/// `Instant`.
+pub(crate) fn nanotime_of(t: Instant) -> u64 {
+    let e = epoch();
+    let nanos = match t.checked_duration_since(e.instant) {
+        Some(later) => e
+            .after
+            .saturating_add(later.as_nanos().min(u128::from(u64::MAX)) as u64),
+        None => e
+            .after
+            .saturating_sub((e.instant - t).as_nanos().min(u128::from(u64::MAX)) as u64),
+    };
+    nanos.min(NO_TIMER - 1)
+}
+
+/// The instant of a `nanotime` value, rounded late like `nanotime_of`
+/// (a sleep until it never ends early).
 pub(crate) fn instant_of(t: u64) -> Instant {
-    nanotime(Instant::now());
-    let epoch = *EPOCH.get().expect("set by nanotime");
-    epoch
-        .checked_add(std::time::Duration::from_nanos(t))
-        .unwrap_or(epoch + std::time::Duration::from_secs(1 << 32))
+    let e = epoch();
+    let far = e.instant + std::time::Duration::from_secs(1 << 32);
+    match t.checked_sub(e.before) {
+        Some(later) => e
+            .instant
+            .checked_add(std::time::Duration::from_nanos(later))
+            .unwrap_or(far),
+        None => e
+            .instant
+            .checked_sub(std::time::Duration::from_nanos(e.before - t))
+            .unwrap_or(e.instant),
+    }
 }
 
 /// Run `f` at (or soon after) `when` unless cancelled first. Any thread; on
@@ -200,7 +253,7 @@ pub(crate) fn start_timer(when: Instant, f: Callback) -> TimerRef {
         state: AtomicU8::new(PENDING),
         f: UnsafeCell::new(Some(f)),
     });
-    let when = nanotime(when);
+    let when = nanotime_of(when);
     crate::runtime::with_current(|sched| {
         let p = current_m()
             .filter(|m| std::ptr::eq(&*m.sched, &**sched))
@@ -271,7 +324,7 @@ impl Sched {
         if next == NO_TIMER {
             return next;
         }
-        let now = nanotime(Instant::now());
+        let now = nanotime();
         if next <= now {
             for p in self.all_ps() {
                 self.run_timers(&p, now);
@@ -309,5 +362,53 @@ impl Sched {
         // that one becomes the timer sleeper; busy Ms check their heaps on
         // every scheduling pass anyway.
         self.wakep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{instant_of, nanotime, nanotime_of};
+
+    /// A timer at `nanotime_of(t)` is due only once `Instant::now()` has
+    /// reached `t`.
+    #[test]
+    fn a_deadline_converted_to_nanotime_is_never_early() {
+        for offset_us in [0, 1, 50, 1000] {
+            let t = Instant::now() + Duration::from_micros(offset_us);
+            let when = nanotime_of(t);
+            while nanotime() < when {
+                std::hint::spin_loop();
+            }
+            assert!(Instant::now() >= t, "due {offset_us} µs deadline before its instant");
+        }
+    }
+
+    /// A sleep until `instant_of(n)` ends only once `nanotime()` has reached `n`.
+    #[test]
+    fn a_nanotime_converted_to_an_instant_is_never_early() {
+        for offset_ns in [0, 1_000, 50_000, 1_000_000] {
+            let n = nanotime() + offset_ns;
+            let until = instant_of(n);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            assert!(
+                nanotime() >= n,
+                "instant for +{offset_ns} ns reached before its nanotime"
+            );
+        }
+    }
+
+    #[test]
+    fn conversions_round_trip_within_the_epochs_uncertainty() {
+        let e = super::epoch();
+        let slack = Duration::from_nanos(e.after - e.before);
+        let t = Instant::now() + Duration::from_secs(3);
+        let back = instant_of(nanotime_of(t));
+        assert!(back >= t && back - t <= 2 * slack, "{t:?} came back as {back:?}");
+        let far_past = e.instant - Duration::from_millis(5);
+        assert!(instant_of(nanotime_of(far_past)) >= far_past);
     }
 }

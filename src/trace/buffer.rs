@@ -46,7 +46,7 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, compiler_fence, fence};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::event::{Event, MAX_EVENT_BYTES, put_varint};
 use crate::sched::timers::nanotime;
@@ -221,7 +221,7 @@ pub(crate) struct Recorder<'a> {
 impl Recorder<'_> {
     /// Append `event`, stamped now; drop it (counted) if there is no room.
     pub(crate) fn emit(&mut self, event: Event<'_>) {
-        let ts = nanotime(Instant::now());
+        let ts = nanotime();
         if self.alloc == Alloc::Yes && spare(&self.pending.bytes) < RESERVE_BYTES + MAX_EVENT_BYTES {
             self.hand_off();
         }
@@ -276,7 +276,7 @@ pub(crate) fn record_global(runtime: u32, track: Track, event: Event<'_>) {
     }
     put_varint(&mut global.bytes, u64::from(runtime));
     put_varint(&mut global.bytes, track.code());
-    event.encode(nanotime(Instant::now()), &mut global.bytes);
+    event.encode(nanotime(), &mut global.bytes);
     global.events += 1;
 }
 
@@ -335,7 +335,7 @@ pub(crate) fn disable() -> (Vec<Chunk>, Option<SyncSender<Chunk>>) {
         let pending = unsafe { &mut *buffer.pending.get() };
         if pending.open != 0 {
             pending.bytes.reserve(MAX_EVENT_BYTES);
-            Event::SliceEnd { goid: pending.open }.encode(nanotime(Instant::now()), &mut pending.bytes);
+            Event::SliceEnd { goid: pending.open }.encode(nanotime(), &mut pending.bytes);
             pending.open = 0;
         }
         pending.events = 0;

@@ -76,7 +76,6 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Mutex, Once, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 pub(crate) use buffer::PTrace;
 pub(crate) use hooks::{
@@ -120,7 +119,7 @@ pub fn start(path: impl AsRef<Path>) -> io::Result<()> {
     }
     let file = File::create(path)?;
     let (tx, rx) = mpsc::sync_channel(QUEUED_CHUNKS);
-    let writer = writer::spawn(file, nanotime(Instant::now()), rx)?;
+    let writer = writer::spawn(file, nanotime(), rx)?;
     buffer::enable(tx);
     *session = Some(writer);
     Ok(())
