@@ -100,7 +100,9 @@ macro_rules! stream_io {
         impl std::io::Read for &$ty {
             #[track_caller]
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                self.fd.read_stream(buf.len(), |mut s| s.read(buf))
+                self.fd.read_stream(buf.len(), |s| {
+                    crate::os::recv(std::os::fd::AsRawFd::as_raw_fd(s), buf)
+                })
             }
 
             #[track_caller]
@@ -113,7 +115,8 @@ macro_rules! stream_io {
         impl std::io::Write for &$ty {
             #[track_caller]
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.fd.write(|mut s| s.write(buf))
+                self.fd
+                    .write(|s| crate::os::send(std::os::fd::AsRawFd::as_raw_fd(s), buf))
             }
 
             #[track_caller]

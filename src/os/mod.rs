@@ -6,12 +6,14 @@
 mod epoll;
 mod linux;
 mod signal;
+mod socket;
 mod thread;
 
 pub(crate) use epoll::{Epoll, Event, EventFd, HANGUP, INTEREST, READABLE, WRITABLE, empty_event};
 
 pub(crate) use linux::{Note, futex_wait, futex_wake};
 pub(crate) use signal::{call_previous, install_handler};
+pub(crate) use socket::{recv, send};
 pub(crate) use thread::{
     ThreadStat, code_segment_containing, current_tid, gettid, process_threads, read_own_memory, tgkill,
 };
