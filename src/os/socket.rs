@@ -15,44 +15,36 @@ use std::os::fd::RawFd;
 
 /// Read what is there into `buf` (0: end of stream).
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    let len = buf.len().min(isize::MAX as usize);
-    // SAFETY: `buf` is writable for `len` bytes during the call; the address
-    // arguments are null, as recv(2) passes them.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            fd,
-            buf.as_mut_ptr(),
-            len,
-            0,
-            std::ptr::null_mut::<libc::sockaddr>(),
-            std::ptr::null_mut::<libc::socklen_t>(),
-        )
-    };
-    result(n)
+    // SAFETY: `buf` is writable for its whole length during the call.
+    unsafe { transfer(libc::SYS_recvfrom, fd, buf.as_mut_ptr(), buf.len(), 0) }
 }
 
 /// Write as much of `buf` as the socket takes; a closed peer is `EPIPE`,
 /// never SIGPIPE.
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    let len = buf.len().min(isize::MAX as usize);
-    // SAFETY: `buf` is readable for `len` bytes during the call; a null
-    // address of length 0 is what send(2) passes.
-    let n = unsafe {
-        libc::syscall(
+    // SAFETY: `buf` is readable for its whole length; sendto only reads it.
+    unsafe {
+        transfer(
             libc::SYS_sendto,
             fd,
-            buf.as_ptr(),
-            len,
+            buf.as_ptr().cast_mut(),
+            buf.len(),
             libc::MSG_NOSIGNAL,
-            std::ptr::null::<libc::sockaddr>(),
-            0 as libc::socklen_t,
         )
-    };
-    result(n)
+    }
 }
 
-fn result(n: libc::c_long) -> io::Result<usize> {
+/// `recvfrom` or `sendto` (`nr`) on `len` bytes at `buf`, with no address,
+/// as `recv` and `send` make them.
+///
+/// # Safety
+/// `buf` must be valid for `len` bytes for what `nr` does with them.
+unsafe fn transfer(nr: libc::c_long, fd: RawFd, buf: *mut u8, len: usize, flags: libc::c_int) -> io::Result<usize> {
+    let len = len.min(isize::MAX as usize);
+    // SAFETY: the caller vouches for `buf`; the address arguments are a
+    // null pointer and a zero (recvfrom's null length pointer, sendto's
+    // zero length), which the kernel reads as "no address".
+    let n = unsafe { libc::syscall(nr, fd, buf, len, flags, std::ptr::null_mut::<libc::sockaddr>(), 0usize) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {

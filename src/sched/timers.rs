@@ -233,12 +233,11 @@ pub(crate) fn nanotime_of(t: Instant) -> u64 {
 /// (a sleep until it never ends early).
 pub(crate) fn instant_of(t: u64) -> Instant {
     let e = epoch();
-    let far = e.instant + std::time::Duration::from_secs(1 << 32);
     match t.checked_sub(e.before) {
         Some(later) => e
             .instant
             .checked_add(std::time::Duration::from_nanos(later))
-            .unwrap_or(far),
+            .unwrap_or_else(|| e.instant + std::time::Duration::from_secs(1 << 32)),
         None => e
             .instant
             .checked_sub(std::time::Duration::from_nanos(e.before - t))
