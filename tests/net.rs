@@ -6,15 +6,15 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::SocketAddr;
 use std::panic::resume_unwind;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gort::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use gort::{JoinHandle, Runtime};
@@ -85,6 +85,35 @@ fn socket_path(name: &str) -> PathBuf {
     path
 }
 
+/// Raise this process's soft limit on open descriptors to at least `n`
+/// (Go's runtime raises it to the hard limit at start; std leaves it, and a
+/// common default is 1024).
+fn raise_fd_limit(n: libc::rlim_t) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit to fill in.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    if limit.rlim_cur >= n {
+        return;
+    }
+    assert!(
+        limit.rlim_max >= n,
+        "the hard limit on open files ({}) is below {n}",
+        limit.rlim_max
+    );
+    limit.rlim_cur = n;
+    // SAFETY: as above; the new soft limit is within the hard one.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+}
+
+/// The calling thread's kernel id.
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
 // ---------------------------------------------------------------- TCP
 
 #[test]
@@ -96,6 +125,8 @@ fn echo_round_trips_on_a_thousand_concurrent_connections() {
         .flat_map(|c| (0..ROUNDS).map(move |r| (c, r)))
         .map(|(c, r)| message(c, r).len() as u64)
         .sum();
+    // Both ends of every connection, plus the runtime's own.
+    raise_fd_limit(2 * CONNS as libc::rlim_t + 256);
     let (sent, echoed) = on_runtime(2, move || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -218,7 +249,7 @@ fn read_timeout_fires_then_later_reads_succeed() {
 }
 
 #[test]
-fn write_timeout_fires_when_the_peer_does_not_read() {
+fn write_timeout_fires_then_is_reset_and_the_write_waits() {
     on_runtime(2, || {
         let (a, b) = tcp_pair();
         // Small buffers fill sooner; the kernel rounds these up as it likes.
@@ -235,11 +266,21 @@ fn write_timeout_fires_when_the_peer_does_not_read() {
         };
         assert_eq!(err.kind(), ErrorKind::TimedOut);
         assert!(sent > 0);
-        // Nothing was lost or duplicated: the peer reads exactly what was accepted.
+        // Without the timeout the next write waits for the peer to read.
+        assert_eq!(a.write_timeout().unwrap(), Some(Duration::from_millis(50)));
+        a.set_write_timeout(None).unwrap();
+        assert_eq!(a.write_timeout().unwrap(), None);
+        let reader = gort::go(move || {
+            gort::time::sleep(Duration::from_millis(100));
+            let mut got = Vec::new();
+            (&b).read_to_end(&mut got).unwrap();
+            got
+        });
+        (&a).write_all(&chunk).unwrap();
         a.shutdown(Shutdown::Write).unwrap();
-        let mut got = Vec::new();
-        (&b).read_to_end(&mut got).unwrap();
-        assert_eq!(got.len(), sent);
+        // Nothing was lost or duplicated: the peer reads exactly what was accepted.
+        let got = join(reader);
+        assert_eq!(got.len(), sent + chunk.len());
         assert!(got.iter().all(|&x| x == 7));
     });
 }
@@ -324,6 +365,64 @@ fn close_wakes_a_goroutine_blocked_in_accept() {
         assert_eq!(join(acceptor), Err(ErrorKind::NotConnected));
         assert_eq!(listener.accept().unwrap_err().kind(), ErrorKind::NotConnected);
     });
+}
+
+#[test]
+fn close_wakes_a_goroutine_blocked_in_write() {
+    on_runtime(2, || {
+        let (a, _b) = tcp_pair();
+        SockRef::from(&a).set_send_buffer_size(4096).unwrap();
+        let blocked = a.try_clone().unwrap();
+        let writer = gort::go(move || {
+            let chunk = vec![1u8; 64 * 1024];
+            loop {
+                if let Err(e) = (&blocked).write(&chunk) {
+                    return e.kind();
+                }
+            }
+        });
+        // The peer never reads: the writer fills both buffers and parks.
+        gort::time::sleep(Duration::from_millis(30));
+        a.close();
+        assert_eq!(join(writer), ErrorKind::NotConnected);
+    });
+}
+
+/// The poller-thread hand-off: work appears while the only other M sleeps
+/// in the poller (it went idle with a socket registered), and no thread may
+/// be added (`max_threads(2)`). `startm` must give an idle P to that M and
+/// ring the poller's doorbell; otherwise the new goroutine could only run
+/// after the spinning one, which waits for it.
+#[test]
+fn new_work_is_handed_to_the_m_sleeping_in_the_poller() {
+    let (spinner_tid, helper_tid, threads) = guarded(|| {
+        let rt = Runtime::builder().procs(2).max_threads(2).build().unwrap();
+        let (spinner_tid, helper_tid) = rt.block_on(|| {
+            // A registered socket: an idle M sleeps in epoll_wait, not on its futex.
+            let _listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            // Bring up the second M; once this goroutine is done it has
+            // nothing to do and becomes the sleeper. The main goroutine
+            // stays on its M and never parks.
+            let warmed = Arc::new(AtomicBool::new(false));
+            let done = Arc::clone(&warmed);
+            drop(gort::go(move || done.store(true, Ordering::SeqCst)));
+            let start = Instant::now();
+            while !warmed.load(Ordering::SeqCst) || start.elapsed() < Duration::from_millis(50) {
+                std::hint::spin_loop();
+            }
+            let helper_tid = Arc::new(AtomicI32::new(0));
+            let record = Arc::clone(&helper_tid);
+            drop(gort::go(move || record.store(gettid(), Ordering::SeqCst)));
+            // Spin, never yielding: the helper must run beside us.
+            while helper_tid.load(Ordering::SeqCst) == 0 {
+                std::hint::spin_loop();
+            }
+            (gettid(), helper_tid.load(Ordering::SeqCst))
+        });
+        (spinner_tid, helper_tid, rt.metrics().threads_started)
+    });
+    assert_ne!(spinner_tid, helper_tid, "the helper ran on the spinner's thread");
+    assert_eq!(threads, 2);
 }
 
 #[test]
@@ -471,12 +570,159 @@ fn from_std_into_std_and_shared_handles() {
         client.set_nonblocking(false).unwrap();
         // Another handle exists: into_std refuses.
         let client = client.into_std().unwrap_err();
-        assert_eq!(client.kind(), ErrorKind::WouldBlock);
+        assert_eq!(client.kind(), ErrorKind::ResourceBusy);
         let mut std_client = clone.into_std().unwrap();
         std_client.write_all(b"std").unwrap();
         let mut buf = [0; 3];
         (&server).read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"std");
+    });
+}
+
+#[test]
+fn sockets_convert_from_and_to_owned_descriptors() {
+    on_runtime(2, || {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = TcpListener::try_from(OwnedFd::from(std_listener)).unwrap();
+        let client = TcpStream::try_from(OwnedFd::from(std::net::TcpStream::connect(addr).unwrap())).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // A handle shared by try_clone cannot give its descriptor away.
+        let clone = server.try_clone().unwrap();
+        assert_eq!(OwnedFd::try_from(server).unwrap_err().kind(), ErrorKind::ResourceBusy);
+        let mut std_server = std::net::TcpStream::from(OwnedFd::try_from(clone).unwrap());
+        (&client).write_all(b"fd").unwrap();
+        let mut buf = [0; 2];
+        std_server.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"fd");
+        // Given back, the descriptor blocks again.
+        std_server.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        assert!(std_server.read(&mut buf).is_err());
+
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let ours = UnixStream::try_from(OwnedFd::from(ours)).unwrap();
+        let theirs = UnixStream::try_from(OwnedFd::from(theirs)).unwrap();
+        (&ours).write_all(b"unix").unwrap();
+        let mut buf = [0; 4];
+        (&theirs).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"unix");
+
+        let udp = UdpSocket::try_from(OwnedFd::from(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())).unwrap();
+        let to_self = udp.local_addr().unwrap();
+        udp.send_to(b"udp", to_self).unwrap();
+        let (n, from) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"udp"[..], to_self));
+    });
+}
+
+#[test]
+fn connect_reports_refusal_and_times_out_on_a_full_accept_queue() {
+    on_runtime(2, || {
+        // Nobody listens on a port that was bound and released.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert_eq!(
+            TcpStream::connect(closed).unwrap_err().kind(),
+            ErrorKind::ConnectionRefused
+        );
+        let refused = TcpStream::connect_timeout(&closed, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+
+        // Linux drops a SYN while the listener's accept queue is full, so a
+        // connect then waits for the retransmission, a second away.
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        sock.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+            .unwrap();
+        sock.listen(0).unwrap();
+        let listener = TcpListener::from_std(sock.into()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => queued.push(s),
+                Err(e) if e.kind() == ErrorKind::TimedOut => break,
+                Err(e) => panic!("unexpected connect error {e}"),
+            }
+            assert!(queued.len() < 10, "the accept queue never filled");
+        }
+        let timed_out = TcpStream::connect_timeout(&addr, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(timed_out.kind(), ErrorKind::TimedOut);
+        // Once the queue drains, a connect with a deadline succeeds.
+        for _ in &queued {
+            listener.accept().unwrap();
+        }
+        let late = gort::go(move || TcpStream::connect_timeout(&addr, Duration::from_secs(20)).map(|_| ()));
+        listener.accept().unwrap();
+        join(late).unwrap();
+        let zero = TcpStream::connect_timeout(&addr, Duration::ZERO).unwrap_err();
+        assert_eq!(zero.kind(), ErrorKind::InvalidInput, "as std");
+    });
+}
+
+#[test]
+fn incoming_addresses_and_nodelay() {
+    on_runtime(2, || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients = gort::go(move || (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect::<Vec<_>>());
+        let accepted: Vec<TcpStream> = listener.incoming().take(3).map(Result::unwrap).collect();
+        let clients = join(clients);
+        let mut client_ends: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+        let mut accepted_peers: Vec<_> = accepted.iter().map(|s| s.peer_addr().unwrap()).collect();
+        client_ends.sort();
+        accepted_peers.sort();
+        assert_eq!(client_ends, accepted_peers);
+        assert!(clients.iter().all(|c| c.peer_addr().unwrap() == addr));
+        let conn = &accepted[0];
+        for on in [true, false, true] {
+            conn.set_nodelay(on).unwrap();
+            assert_eq!(conn.nodelay().unwrap(), on);
+            assert_eq!(
+                SockRef::from(conn).tcp_nodelay().unwrap(),
+                on,
+                "the option reached the socket"
+            );
+        }
+    });
+}
+
+#[test]
+fn plain_threads_use_udp_and_unix_sockets() {
+    guarded(|| {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a_addr = a.local_addr().unwrap();
+        a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        assert_eq!(a.recv_from(&mut [0; 4]).unwrap_err().kind(), ErrorKind::TimedOut);
+        a.set_read_timeout(None).unwrap();
+        let peer = std::thread::spawn(move || {
+            b.connect(a_addr).unwrap();
+            b.send(b"ping").unwrap();
+            let mut buf = [0; 4];
+            let n = b.recv(&mut buf).unwrap();
+            buf[..n].to_vec()
+        });
+        let mut buf = [0; 4];
+        let (n, from) = a.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        a.send_to(b"pong", from).unwrap();
+        assert_eq!(peer.join().unwrap_or_else(|p| resume_unwind(p)), b"pong");
+
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let echoer = std::thread::spawn(move || echo(&theirs));
+        let mut ours = ours;
+        for i in 0..20u32 {
+            let msg = format!("unix message {i}");
+            ours.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0; msg.len()];
+            ours.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+        ours.shutdown(Shutdown::Write).unwrap();
+        let expected: usize = (0..20).map(|i| format!("unix message {i}").len()).sum();
+        assert_eq!(echoer.join().unwrap_or_else(|p| resume_unwind(p)), expected as u64);
     });
 }
 
@@ -675,7 +921,7 @@ fn udp_options_handles_and_conversions() {
         let (n, from) = sock.recv_from(&mut buf).unwrap();
         assert_eq!((&buf[..n], from), (&b"self"[..], addr));
         let sock = sock.into_std().unwrap_err();
-        assert_eq!(sock.kind(), ErrorKind::WouldBlock);
+        assert_eq!(sock.kind(), ErrorKind::ResourceBusy);
         let std_sock = clone.into_std().unwrap();
         assert_eq!(std_sock.local_addr().unwrap(), addr);
         // Back in std's hands it blocks again: a timeout is how std reports

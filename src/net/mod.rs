@@ -8,6 +8,12 @@
 //! an operation on a socket that was `close`d — including one blocked at
 //! the time — fails with `NotConnected` ("use of closed network connection").
 //!
+//! Every type converts from and to its std counterpart (`from_std`,
+//! `into_std`, `TryFrom`) and an `OwnedFd` (`TryFrom` both ways, since
+//! registering with the poller can fail); giving a socket back fails with
+//! `ResourceBusy` while other handles to it exist (`try_clone` shares one
+//! descriptor).
+//!
 //! A socket belongs to the runtime current when it was made (the caller's,
 //! else the default one), whose Ms poll it; goroutines of any runtime, and
 //! plain threads, may use it. If that runtime is dropped, operations on its
@@ -75,9 +81,13 @@ macro_rules! timeouts {
 }
 
 /// `AsRawFd` and `AsFd` for a socket type whose `fd` field is an
-/// `Arc<NetFd<_>>`.
+/// `Arc<NetFd<_>>`, and conversions from and to an `OwnedFd` through its
+/// std type `$std` (`from_std`, `into_std`). They are `TryFrom`, not
+/// `FromRawFd`/`IntoRawFd`: adopting a descriptor registers it with the
+/// poller, which can fail, and a handle shared by `try_clone` cannot give
+/// its descriptor away.
 macro_rules! fd_traits {
-    ($ty:ty) => {
+    ($ty:ty, $std:ty) => {
         impl std::os::fd::AsRawFd for $ty {
             fn as_raw_fd(&self) -> std::os::fd::RawFd {
                 self.fd.sock().as_raw_fd()
@@ -87,6 +97,24 @@ macro_rules! fd_traits {
         impl std::os::fd::AsFd for $ty {
             fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
                 self.fd.sock().as_fd()
+            }
+        }
+
+        impl TryFrom<std::os::fd::OwnedFd> for $ty {
+            type Error = std::io::Error;
+
+            /// Adopt a socket descriptor of the right kind (as `from_std`).
+            fn try_from(fd: std::os::fd::OwnedFd) -> std::io::Result<$ty> {
+                <$ty>::from_std(<$std>::from(fd))
+            }
+        }
+
+        impl TryFrom<$ty> for std::os::fd::OwnedFd {
+            type Error = std::io::Error;
+
+            /// Give the descriptor back, in blocking mode (as `into_std`).
+            fn try_from(socket: $ty) -> std::io::Result<std::os::fd::OwnedFd> {
+                socket.into_std().map(std::os::fd::OwnedFd::from)
             }
         }
     };
@@ -201,7 +229,7 @@ fn refuse_nonblocking(nonblocking: bool) -> io::Result<()> {
 fn unwrap_only_handle<S: AsRawFd>(fd: Arc<NetFd<S>>) -> io::Result<S> {
     Arc::try_unwrap(fd).map(NetFd::into_inner).map_err(|_| {
         io::Error::new(
-            io::ErrorKind::WouldBlock,
+            io::ErrorKind::ResourceBusy,
             "other handles to this socket exist (try_clone)",
         )
     })

@@ -309,5 +309,5 @@ impl fmt::Debug for TcpStream {
 }
 
 stream_io!(TcpStream);
-fd_traits!(TcpStream);
-fd_traits!(TcpListener);
+fd_traits!(TcpStream, std::net::TcpStream);
+fd_traits!(TcpListener, std::net::TcpListener);

@@ -233,4 +233,4 @@ impl fmt::Debug for UdpSocket {
     }
 }
 
-fd_traits!(UdpSocket);
+fd_traits!(UdpSocket, std::net::UdpSocket);

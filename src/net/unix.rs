@@ -299,5 +299,5 @@ impl fmt::Debug for UnixStream {
 }
 
 stream_io!(UnixStream);
-fd_traits!(UnixStream);
-fd_traits!(UnixListener);
+fd_traits!(UnixStream, std::os::unix::net::UnixStream);
+fd_traits!(UnixListener, std::os::unix::net::UnixListener);
