@@ -33,8 +33,20 @@ pub fn tcp_echo(args: &[String]) {
         std::process::exit(0);
     });
     for conn in listener.incoming() {
-        let mut conn = conn.expect("accept");
-        conn.set_nodelay(true).expect("nodelay");
+        // A failed accept (out of descriptors, say) or a connection reset
+        // before it was set up costs that connection, not the server; the
+        // pause keeps a persistent failure from spinning.
+        let mut conn = match conn {
+            Ok(conn) => conn,
+            Err(e) => {
+                eprintln!("tcp_echo: accept: {e}");
+                gort::time::sleep(Duration::from_millis(5));
+                continue;
+            }
+        };
+        if conn.set_nodelay(true).is_err() {
+            continue;
+        }
         gort::go(move || {
             let mut buf = vec![0u8; TCP_BUF];
             loop {
