@@ -368,6 +368,29 @@ fn close_wakes_a_goroutine_blocked_in_accept() {
 }
 
 #[test]
+fn close_ends_the_connection_while_other_handles_live() {
+    on_runtime(2, || {
+        let (a, b) = tcp_pair();
+        let kept = a.try_clone().unwrap();
+        a.close();
+        // The peer sees the end at once, not when the last handle drops.
+        b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!((&b).read(&mut [0; 1]).unwrap(), 0);
+        assert_eq!((&kept).read(&mut [0; 1]).unwrap_err().kind(), ErrorKind::NotConnected);
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let kept_listener = listener.try_clone().unwrap();
+        listener.close();
+        assert_eq!(
+            TcpStream::connect(addr).unwrap_err().kind(),
+            ErrorKind::ConnectionRefused
+        );
+        drop((kept, kept_listener));
+    });
+}
+
+#[test]
 fn close_wakes_a_goroutine_blocked_in_write() {
     on_runtime(2, || {
         let (a, _b) = tcp_pair();

@@ -174,10 +174,19 @@ impl<S: AsRawFd> NetFd<S> {
     }
 
     /// Go's `Close`: every goroutine blocked on this socket wakes with an
-    /// error, and every later operation fails; the descriptor itself is
-    /// closed when the last handle is dropped.
+    /// error, every later operation fails, and the connection ends — the
+    /// peer reads end-of-file, a listener stops listening. Go releases the
+    /// descriptor itself once no operation is in flight; here it is
+    /// released when the last handle is dropped, so that no handle can ever
+    /// reach a reused descriptor number, and `shutdown` ends the connection
+    /// meanwhile, whoever still holds a handle.
     pub(crate) fn close(&self) {
+        // First mark it closed, so that the waiters woken by the shutdown's
+        // edge fail as closed rather than read its end-of-file.
         self.reg.close();
+        // SAFETY: the descriptor is open while `self.sock` lives. Failing is
+        // fine: an unconnected datagram socket has nothing to shut down.
+        unsafe { libc::shutdown(self.sock.as_raw_fd(), libc::SHUT_RDWR) };
     }
 }
 

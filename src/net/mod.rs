@@ -38,8 +38,9 @@ macro_rules! handle_methods {
         }
 
         /// Go's `Close`: wake every goroutine blocked on this socket with an
-        /// error and fail later calls; the socket closes when the last
-        /// handle drops.
+        /// error, fail later calls, and end the connection (the peer reads
+        /// end-of-file; a listener stops listening). The descriptor itself
+        /// is released when the last handle drops.
         pub fn close(&self) {
             self.fd.close();
         }

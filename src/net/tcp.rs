@@ -5,8 +5,10 @@
 //! Decisions (where std and Go differ):
 //! - Handles are shared, not duplicated: `try_clone` returns another handle
 //!   to the same descriptor (no `dup`), and `close` — Go's `Close` — wakes
-//!   every goroutine blocked on it with an error, whichever handle it used.
-//!   The descriptor is released when the last handle is dropped.
+//!   every goroutine blocked on it with an error, whichever handle it used,
+//!   and shuts the connection down (the peer reads end-of-file; a listener
+//!   stops listening). The descriptor is released when the last handle is
+//!   dropped.
 //! - `set_nonblocking` is refused with `InvalidInput`: the descriptor is
 //!   always non-blocking underneath, and a blocked operation parks only the
 //!   goroutine. Use a goroutine per connection instead of polling.
