@@ -1,25 +1,29 @@
-//! The `http_hello` example against a real HTTP client, `curl`: keep-alive
-//! over one connection, an HTTP/1.0 request, and `Connection: close`.
+//! The network examples as their users run them, against clients written
+//! elsewhere: `http_hello` against `curl` (keep-alive over one connection,
+//! an HTTP/1.0 request, and `Connection: close`), and `echo` against
+//! std's blocking `TcpStream` on plain threads.
 //!
 //! Cargo gives integration tests the paths of binaries, not of examples,
-//! so the test builds the example itself with the cargo running it, into
+//! so the test builds the examples itself with the cargo running it, into
 //! the target directory and profile of this test binary (both read from
-//! its own path), then runs it with `--port 0` and reads the port from the
-//! line it prints.
+//! its own path), then runs one with `--port 0` and reads the port from the
+//! `listening on ...` line it prints.
 //!
-//! `curl` must be installed (`.ci/run` installs it): without it the tests
-//! fail rather than pass without checking anything.
+//! `curl` must be installed (`.ci/run` installs it): without it the HTTP
+//! tests fail rather than pass without checking anything.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 const HELLO: &str = "Hello, World!\n";
 
 #[test]
 fn keep_alive_serves_several_requests_on_one_connection() {
-    let server = Server::start();
+    let server = Server::start_http();
     let out = curl(&[], &[&server.url("a"), &server.url("b"), &server.url("c")]);
     assert_eq!(
         transfers(&out.stdout),
@@ -31,19 +35,51 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 
 #[test]
 fn http10_request_closes_the_connection() {
-    let server = Server::start();
+    let server = Server::start_http();
     let out = curl(&["--http1.0", "-i"], &[&server.url("a"), &server.url("b")]);
     assert_closed_after_each(&out);
 }
 
 #[test]
 fn connection_close_request_closes_the_connection() {
-    let server = Server::start();
+    let server = Server::start_http();
     let out = curl(
         &["-i", "-H", "Connection: close"],
         &[&server.url("a"), &server.url("b")],
     );
     assert_closed_after_each(&out);
+}
+
+#[test]
+fn echo_serves_concurrent_clients_until_they_hang_up() {
+    const CLIENTS: usize = 16;
+    const MESSAGES: usize = 50;
+    let server = Server::start("echo");
+    let port = server.port;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to echo");
+                // A server that stops answering fails the test, not hangs it.
+                conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                for m in 0..MESSAGES {
+                    let msg = format!("client {c} message {m}\n").repeat(1 + m % 5);
+                    conn.write_all(msg.as_bytes()).unwrap();
+                    let mut back = vec![0; msg.len()];
+                    conn.read_exact(&mut back).unwrap();
+                    assert_eq!(back, msg.as_bytes(), "client {c} message {m}");
+                }
+                // Half-closing ends the echo: the server closes its side too.
+                conn.shutdown(Shutdown::Write).unwrap();
+                let mut rest = Vec::new();
+                conn.read_to_end(&mut rest).unwrap();
+                assert!(rest.is_empty(), "client {c}: {} stray bytes", rest.len());
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    }
 }
 
 /// Two requests made with `-i` were answered with `Connection: close`, so
@@ -103,26 +139,33 @@ fn curl(args: &[&str], urls: &[&str]) -> CurlOutput {
     out
 }
 
-/// A running `http_hello`, killed when dropped, so also when a test panics.
+/// A running example server, killed when dropped, so also when a test
+/// panics.
 struct Server {
     child: Child,
     port: u16,
 }
 
 impl Server {
-    fn start() -> Server {
-        // Checked first, so that a missing curl is reported as such rather
-        // than after building and starting the server.
+    /// `http_hello`, once curl is known to be there: a missing curl is
+    /// reported as such rather than after building and starting the server.
+    fn start_http() -> Server {
         if let Err(e) = Command::new("curl").arg("--version").stdout(Stdio::null()).status() {
             panic!(
                 "cannot run curl ({e}); these tests need it: install curl (`apt-get install -y curl`; .ci/run does)"
             );
         }
-        let mut child = Command::new(example_binary())
+        Server::start("http_hello")
+    }
+
+    /// Example `name` on a free port, which it prints as `listening on
+    /// [http://]127.0.0.1:N[/]`.
+    fn start(name: &str) -> Server {
+        let mut child = Command::new(examples_dir().join(name))
             .args(["--port", "0"])
             .stdout(Stdio::piped())
             .spawn()
-            .expect("starting http_hello");
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         // From here on, a panic kills the child.
         let mut server = Server { child, port: 0 };
@@ -130,13 +173,15 @@ impl Server {
         // Returns at the first line, or at EOF if the server exits first.
         BufReader::new(stdout)
             .read_line(&mut line)
-            .expect("reading http_hello's stdout");
+            .unwrap_or_else(|e| panic!("reading {name}'s stdout: {e}"));
         server.port = line
             .trim_end()
-            .strip_prefix("listening on http://127.0.0.1:")
-            .and_then(|rest| rest.strip_suffix('/'))
+            .strip_prefix("listening on ")
+            .map(|addr| addr.strip_prefix("http://").unwrap_or(addr))
+            .map(|addr| addr.strip_suffix('/').unwrap_or(addr))
+            .and_then(|addr| addr.strip_prefix("127.0.0.1:"))
             .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("http_hello printed {line:?}, not `listening on http://127.0.0.1:N/`"));
+            .unwrap_or_else(|| panic!("{name} printed {line:?}, not `listening on [http://]127.0.0.1:N[/]`"));
         server
     }
 
@@ -153,11 +198,11 @@ impl Drop for Server {
     }
 }
 
-/// The example, built once for all tests.
-fn example_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // This test is `<target dir>/<profile dir>/deps/http_curl-HASH`.
+/// The directory of the examples, built once for all tests.
+fn examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // This test is `<target dir>/<profile dir>/deps/examples-HASH`.
         let exe = std::env::current_exe().expect("current_exe");
         let profile_dir = exe
             .parent()
@@ -172,14 +217,15 @@ fn example_binary() -> &'static Path {
             None => panic!("odd profile directory {}", profile_dir.display()),
         };
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "http_hello", "--profile", profile])
+            .args(["build", "--quiet", "--example", "http_hello", "--example", "echo"])
+            .args(["--profile", profile])
             .arg("--manifest-path")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
             .arg("--target-dir")
             .arg(target_dir)
             .status()
             .expect("running cargo build");
-        assert!(status.success(), "cargo build --example http_hello failed: {status}");
-        profile_dir.join("examples").join("http_hello")
+        assert!(status.success(), "cargo build of the examples failed: {status}");
+        profile_dir.join("examples")
     })
 }
