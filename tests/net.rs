@@ -78,6 +78,21 @@ where
     }
 }
 
+/// Send `count` numbered messages over `stream` to an echo, checking each
+/// as it comes back; returns the bytes sent.
+fn talk<S: Read + Write>(stream: &mut S, label: &str, count: u32) -> u64 {
+    (0..count)
+        .map(|i| {
+            let msg = format!("{label} message {i}");
+            stream.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0; msg.len()];
+            stream.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+            msg.len() as u64
+        })
+        .sum()
+}
+
 /// A fresh socket path in the temporary directory, not yet existing.
 fn socket_path(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("gort-net-{}-{name}.sock", std::process::id()));
@@ -535,20 +550,14 @@ fn plain_threads_use_tcp_on_both_ends() {
         });
         let client = std::thread::spawn(move || {
             let mut stream = TcpStream::connect(addr).unwrap();
-            for i in 0..20u32 {
-                let msg = format!("thread message {i}");
-                stream.write_all(msg.as_bytes()).unwrap();
-                let mut back = vec![0; msg.len()];
-                stream.read_exact(&mut back).unwrap();
-                assert_eq!(back, msg.as_bytes());
-            }
+            let sent = talk(&mut stream, "thread", 20);
             stream.shutdown(Shutdown::Write).unwrap();
             assert_eq!(stream.read(&mut [0; 1]).unwrap(), 0);
+            sent
         });
-        client.join().unwrap_or_else(|p| resume_unwind(p));
+        let sent = client.join().unwrap_or_else(|p| resume_unwind(p));
         let echoed = server.join().unwrap_or_else(|p| resume_unwind(p));
-        let expected: usize = (0..20).map(|i| format!("thread message {i}").len()).sum();
-        assert_eq!(echoed, expected as u64);
+        assert_eq!(echoed, sent);
     });
 }
 
@@ -733,19 +742,11 @@ fn plain_threads_use_udp_and_unix_sockets() {
         a.send_to(b"pong", from).unwrap();
         assert_eq!(peer.join().unwrap_or_else(|p| resume_unwind(p)), b"pong");
 
-        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
         let echoer = std::thread::spawn(move || echo(&theirs));
-        let mut ours = ours;
-        for i in 0..20u32 {
-            let msg = format!("unix message {i}");
-            ours.write_all(msg.as_bytes()).unwrap();
-            let mut back = vec![0; msg.len()];
-            ours.read_exact(&mut back).unwrap();
-            assert_eq!(back, msg.as_bytes());
-        }
+        let sent = talk(&mut ours, "unix", 20);
         ours.shutdown(Shutdown::Write).unwrap();
-        let expected: usize = (0..20).map(|i| format!("unix message {i}").len()).sum();
-        assert_eq!(echoer.join().unwrap_or_else(|p| resume_unwind(p)), expected as u64);
+        assert_eq!(echoer.join().unwrap_or_else(|p| resume_unwind(p)), sent);
     });
 }
 
