@@ -140,4 +140,34 @@ mod loom_tests {
             assert!(withdrew ^ fired);
         });
     }
+
+    /// `close` (store the closing flag, then fire) races a waiter that
+    /// installs itself and then checks the flag (`Registration::wait`): the
+    /// waiter sees the flag and takes itself back, or the fire wakes it —
+    /// never both (a double release of its reference), never neither (a
+    /// goroutine parked forever on a closed socket).
+    #[test]
+    fn close_racing_with_park_wakes_or_warns_the_waiter() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::new());
+            let closing = Arc::new(AtomicBool::new(false));
+            let closer = {
+                let (slot, closing) = (Arc::clone(&slot), Arc::clone(&closing));
+                loom::thread::spawn(move || {
+                    closing.store(true, Ordering::SeqCst);
+                    slot.fire()
+                })
+            };
+            let installed = slot.register(8).is_ok();
+            let withdrew = installed && closing.load(Ordering::SeqCst) && slot.withdraw(8);
+            let fired = closer.join().unwrap();
+            if installed {
+                assert!(withdrew ^ (fired == Some(8)));
+            } else {
+                // The close's edge was there first: the retry sees the flag.
+                assert!(closing.load(Ordering::SeqCst));
+                assert_eq!(fired, None);
+            }
+        });
+    }
 }
