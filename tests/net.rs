@@ -12,7 +12,7 @@ use std::os::unix::net::SocketAddr;
 use std::panic::resume_unwind;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -492,6 +492,78 @@ fn a_goroutine_blocked_in_read_does_not_hold_the_only_p() {
         (&b).write_all(b"hello").unwrap();
         assert_eq!(&join(reader), b"hello");
         assert!(read_done.load(Ordering::SeqCst));
+    });
+}
+
+/// The system call each of this process's threads whose name starts with
+/// `prefix` is blocked in (x86_64 numbers), once none of them is running.
+fn blocked_syscalls(prefix: &str) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut calls = Vec::new();
+        let mut running = false;
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap().path();
+            let Ok(name) = std::fs::read_to_string(task.join("comm")) else {
+                continue;
+            };
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let Ok(syscall) = std::fs::read_to_string(task.join("syscall")) else {
+                continue;
+            };
+            match syscall.split_whitespace().next().map(str::parse::<u64>) {
+                Some(Ok(number)) => calls.push(number),
+                _ => running = true,
+            }
+        }
+        if !running || Instant::now() > deadline {
+            return calls;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Go's one blocked netpoller: of a runtime's idle Ms, with a socket
+/// registered, exactly one waits in epoll; the others sleep on their futex.
+#[test]
+fn exactly_one_idle_m_waits_in_the_poller() {
+    const FUTEX: u64 = 202;
+    const EPOLL: [u64; 3] = [232, 281, 441]; // epoll_wait, epoll_pwait, epoll_pwait2
+    guarded(|| {
+        let rt = Runtime::builder().procs(4).name("onepoll").build().unwrap();
+        let listener = rt.block_on(|| {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            // Goroutines that wait for each other to start bring up an M each.
+            let started = Arc::new(AtomicUsize::new(0));
+            let spinners: Vec<_> = (0..4)
+                .map(|_| {
+                    let started = Arc::clone(&started);
+                    gort::go(move || {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        let start = Instant::now();
+                        while started.load(Ordering::SeqCst) < 4 && start.elapsed() < Duration::from_secs(5) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                })
+                .collect();
+            spinners.into_iter().for_each(join);
+            listener
+        });
+        // Nothing runs now: every M has gone idle.
+        std::thread::sleep(Duration::from_millis(100));
+        let calls = blocked_syscalls("onepoll-m");
+        assert!(calls.len() >= 2, "too few Ms to tell: {calls:?}");
+        let polling = calls.iter().filter(|c| EPOLL.contains(c)).count();
+        let sleeping = calls.iter().filter(|&&c| c == FUTEX).count();
+        assert_eq!(
+            (polling, sleeping),
+            (1, calls.len() - 1),
+            "system calls of the idle Ms: {calls:?}"
+        );
+        drop(listener);
     });
 }
 
