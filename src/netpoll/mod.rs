@@ -210,7 +210,18 @@ impl Poller {
         }
         let mut events = [empty_event(); EVENTS_PER_POLL];
         let n = self.epoll.wait(&mut events, timeout);
-        self.last_poll.store(timers::nanotime().max(1), Ordering::SeqCst);
+        let now = timers::nanotime().max(1);
+        if blocking {
+            self.last_poll.store(now, Ordering::SeqCst);
+        } else {
+            // A quick poll made while the sleeper is blocked in one leaves
+            // its mark (0) alone: `is_blocked` would otherwise say no, and
+            // busy Ms and thread waiters would poll and wake Ms for nothing
+            // until the sleeper's poll returned.
+            let _ = self
+                .last_poll
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| (last != 0).then_some(now));
+        }
         let woken: u64 = events[..n].iter().map(|ev| self.dispatch(ev)).sum();
         self.polls.fetch_add(1, Ordering::Relaxed);
         if woken > 0 {
@@ -428,5 +439,30 @@ impl Drop for Registration {
         let _ = self.poller.epoll.delete(self.fd);
         lock(&self.poller.pds).free.push(self.pd);
         self.poller.sockets.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A quick poll made while another thread is blocked in the poll does
+    /// not hide that thread from `is_blocked`.
+    #[test]
+    fn a_quick_poll_leaves_a_blocked_poll_marked() {
+        let poller = Arc::new(Poller::new(Weak::new()).unwrap());
+        assert!(!poller.is_blocked());
+        let blocked = {
+            let poller = Arc::clone(&poller);
+            std::thread::spawn(move || poller.poll(None))
+        };
+        while !poller.is_blocked() {
+            std::thread::yield_now();
+        }
+        poller.poll(Some(Duration::ZERO));
+        assert!(poller.is_blocked());
+        poller.wake_blocked();
+        blocked.join().unwrap();
+        assert!(!poller.is_blocked());
     }
 }
