@@ -219,14 +219,15 @@ fn epoch() -> &'static Epoch {
 pub(crate) fn nanotime_of(t: Instant) -> u64 {
     let e = epoch();
     let nanos = match t.checked_duration_since(e.instant) {
-        Some(later) => e
-            .after
-            .saturating_add(later.as_nanos().min(u128::from(u64::MAX)) as u64),
-        None => e
-            .after
-            .saturating_sub((e.instant - t).as_nanos().min(u128::from(u64::MAX)) as u64),
+        Some(later) => e.after.saturating_add(saturating_nanos(later)),
+        None => e.after.saturating_sub(saturating_nanos(e.instant - t)),
     };
     nanos.min(NO_TIMER - 1)
+}
+
+/// `d` in nanoseconds, `u64::MAX` if it does not fit (584 years).
+fn saturating_nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The instant of a `nanotime` value, rounded late like `nanotime_of`
