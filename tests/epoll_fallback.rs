@@ -10,15 +10,13 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use gort::Runtime;
 use gort::net::{TcpListener, TcpStream};
 
-/// Longer than the test takes on a loaded 2-core machine: reaching it means
-/// a lost wake-up, not slowness.
-const HANG_GUARD: Duration = Duration::from_secs(60);
+mod common;
+use common::guarded;
 
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
@@ -84,8 +82,9 @@ fn epoll_pwait2_missing() -> bool {
 
 #[test]
 fn the_poller_falls_back_to_epoll_wait_without_epoll_pwait2() {
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
+    // The filter holds for `guarded`'s thread and the runtime's, which it
+    // creates.
+    guarded(|| {
         refuse_epoll_pwait2();
         assert!(
             epoll_pwait2_missing(),
@@ -93,13 +92,7 @@ fn the_poller_falls_back_to_epoll_wait_without_epoll_pwait2() {
         );
         let rt = Runtime::builder().procs(2).build().unwrap();
         rt.block_on(exercise_poller);
-        let _ = tx.send(());
     });
-    match rx.recv_timeout(HANG_GUARD) {
-        Ok(()) => thread.join().unwrap(),
-        Err(RecvTimeoutError::Timeout) => panic!("hung: not finished after {HANG_GUARD:?}"),
-        Err(RecvTimeoutError::Disconnected) => std::panic::resume_unwind(thread.join().unwrap_err()),
-    }
 }
 
 /// Round trips through the poller, deadlines, and short sleeps with an idle

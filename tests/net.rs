@@ -13,37 +13,19 @@ use std::panic::resume_unwind;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use gort::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use gort::{JoinHandle, Runtime};
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
-/// Longer than any test takes on a loaded 2-core machine: reaching it
-/// means a lost wake-up, not slowness.
-const HANG_GUARD: Duration = Duration::from_secs(60);
+mod common;
+use common::{gettid, guarded, threads_named};
 
 /// Run `f` on a runtime with `procs` Ps, failing instead of hanging the
 /// suite if it does not finish within `HANG_GUARD`.
 fn on_runtime<T: Send + 'static>(procs: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
     guarded(move || Runtime::builder().procs(procs).build().unwrap().block_on(f))
-}
-
-/// Run `f` on its own thread; panic if it has not finished after `HANG_GUARD`.
-fn guarded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(HANG_GUARD) {
-        Ok(v) => {
-            thread.join().unwrap();
-            v
-        }
-        Err(RecvTimeoutError::Timeout) => panic!("hung: not finished after {HANG_GUARD:?}"),
-        Err(RecvTimeoutError::Disconnected) => resume_unwind(thread.join().unwrap_err()),
-    }
 }
 
 /// Join, re-raising a goroutine's panic as the test's own.
@@ -121,12 +103,6 @@ fn raise_fd_limit(n: libc::rlim_t) {
     limit.rlim_cur = n;
     // SAFETY: as above; the new soft limit is within the hard one.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-}
-
-/// The calling thread's kernel id.
-fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
 }
 
 // ---------------------------------------------------------------- TCP
@@ -502,14 +478,7 @@ fn blocked_syscalls(prefix: &str) -> Vec<u64> {
     loop {
         let mut calls = Vec::new();
         let mut running = false;
-        for task in std::fs::read_dir("/proc/self/task").unwrap() {
-            let task = task.unwrap().path();
-            let Ok(name) = std::fs::read_to_string(task.join("comm")) else {
-                continue;
-            };
-            if !name.starts_with(prefix) {
-                continue;
-            }
+        for task in threads_named(prefix) {
             let Ok(syscall) = std::fs::read_to_string(task.join("syscall")) else {
                 continue;
             };

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{CHILD_ENV, in_child};
+use common::{CHILD_ENV, gettid as tid, in_child};
 
 fn runtime(procs: usize) -> gort::Runtime {
     sliced_runtime(procs, Duration::from_millis(2))
@@ -34,11 +34,6 @@ fn spinners(n: usize, stop: &Arc<AtomicBool>, body: fn(&AtomicBool) -> u64) -> V
             gort::go(move || body(&stop))
         })
         .collect()
-}
-
-fn tid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
 }
 
 #[test]

@@ -1,7 +1,55 @@
-//! Helpers shared by integration tests that need a process of their own
-//! (an exit status, a signal, stderr that must not mix with other tests').
+//! Helpers shared by integration tests: a process of their own (an exit
+//! status, a signal, stderr that must not mix with other tests'), a guard
+//! that turns a hang into a failure, and the threads the kernel sees.
+//!
+//! Every test binary that declares `mod common` compiles all of it and uses
+//! a part, hence the `allow`.
+#![allow(dead_code)]
 
+use std::panic::resume_unwind;
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+/// Longer than any test takes on a loaded 2-core machine: reaching it
+/// means a lost wake-up, not slowness.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Run `f` on its own thread; panic if it has not finished after `HANG_GUARD`.
+pub fn guarded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(HANG_GUARD) {
+        Ok(v) => {
+            thread.join().unwrap();
+            v
+        }
+        Err(RecvTimeoutError::Timeout) => panic!("hung: not finished after {HANG_GUARD:?}"),
+        Err(RecvTimeoutError::Disconnected) => resume_unwind(thread.join().unwrap_err()),
+    }
+}
+
+/// The calling thread's kernel id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// The `/proc/self/task` directories of this process's threads whose name
+/// starts with `prefix`.
+pub fn threads_named(prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let task = task.ok()?.path();
+            let name = std::fs::read_to_string(task.join("comm")).ok()?;
+            name.starts_with(prefix).then_some(task)
+        })
+        .collect()
+}
 
 /// Set in a child process started by `in_child`.
 pub const CHILD_ENV: &str = "GORT_TEST_CHILD";
