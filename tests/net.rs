@@ -402,6 +402,74 @@ fn close_wakes_a_goroutine_blocked_in_write() {
     });
 }
 
+/// `close` while other goroutines are inside `read` and `write` on the
+/// socket, busy with data rather than parked: whatever the moment, each
+/// call returns data or `NotConnected` — never the end of file or broken
+/// pipe that `close`'s shutdown makes of a system call already under way.
+#[test]
+fn close_during_busy_reads_and_writes_reports_the_close() {
+    on_runtime(2, || {
+        for round in 0..200u64 {
+            let (a, b) = tcp_pair();
+            // The peer keeps `a` readable and drains what `a` writes.
+            let peer = std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while (&b).write(&buf).is_ok() && (&b).read(&mut buf).is_ok_and(|n| n > 0) {}
+            });
+            let (reading, writing) = (a.try_clone().unwrap(), a.try_clone().unwrap());
+            let reader = gort::go(move || {
+                loop {
+                    match (&reading).read(&mut [0; 512]) {
+                        Ok(0) => return ErrorKind::UnexpectedEof,
+                        Ok(_) => {}
+                        Err(e) => return e.kind(),
+                    }
+                }
+            });
+            let writer = gort::go(move || {
+                loop {
+                    if let Err(e) = (&writing).write(&[7; 512]) {
+                        return e.kind();
+                    }
+                }
+            });
+            std::thread::sleep(Duration::from_micros(round % 50));
+            a.close();
+            assert_eq!(join(reader), ErrorKind::NotConnected, "round {round}");
+            assert_eq!(join(writer), ErrorKind::NotConnected, "round {round}");
+            drop(a);
+            peer.join().unwrap();
+        }
+    });
+}
+
+/// `close` while a goroutine keeps reading an idle socket, each read timing
+/// out at once: a read that `close` overtakes between its closed check and
+/// its system call fails as closed, not with the end of file that the
+/// shutdown makes the system call return.
+#[test]
+fn close_during_repeated_timed_out_reads_reports_the_close() {
+    on_runtime(2, || {
+        for round in 0..1000u64 {
+            let (a, _b) = tcp_pair();
+            let reading = a.try_clone().unwrap();
+            reading.set_read_timeout(Some(Duration::from_nanos(1))).unwrap();
+            let reader = gort::go(move || {
+                loop {
+                    match (&reading).read(&mut [0; 64]) {
+                        Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                        Ok(n) => return Ok(n),
+                        Err(e) => return Err(e.kind()),
+                    }
+                }
+            });
+            std::thread::sleep(Duration::from_micros(round % 50));
+            a.close();
+            assert_eq!(join(reader), Err(ErrorKind::NotConnected), "round {round}");
+        }
+    });
+}
+
 /// The poller-thread hand-off: work appears while the only other M sleeps
 /// in the poller (it went idle with a socket registered), and no thread may
 /// be added (`max_threads(2)`). `startm` must give an idle P to that M and

@@ -86,6 +86,11 @@ impl<S: AsRawFd> NetFd<S> {
         if n > 0 && n < len {
             self.drained.store(true, Ordering::Relaxed);
         }
+        if n == 0 && len > 0 && self.reg.is_closed() {
+            // The end of file `close`'s shutdown makes, seen by a read that
+            // was already past its closed check.
+            return Err(closed_error());
+        }
         Ok(n)
     }
 
@@ -104,7 +109,7 @@ impl<S: AsRawFd> NetFd<S> {
             match attempt(op, &self.sock) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return done,
+                done => return self.unless_closed(done),
             }
         }
         let (lock, timeout) = match dir {
@@ -121,8 +126,17 @@ impl<S: AsRawFd> NetFd<S> {
             match attempt(op, &self.sock) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return done,
+                done => return self.unless_closed(done),
             }
+        }
+    }
+
+    /// A call that failed while `close` ran reports the close, not what
+    /// `close`'s shutdown made of it (a broken pipe, an invalid accept).
+    fn unless_closed<R>(&self, done: io::Result<R>) -> io::Result<R> {
+        match done {
+            Err(_) if self.reg.is_closed() => Err(closed_error()),
+            done => done,
         }
     }
 

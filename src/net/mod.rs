@@ -5,8 +5,9 @@
 //! other goroutines; the poller wakes it when data arrives. Called from a
 //! plain OS thread, the same types block that thread, and still work.
 //! `WouldBlock` never reaches the caller; an expired timeout is `TimedOut`;
-//! an operation on a socket that was `close`d — including one blocked at
-//! the time — fails with `NotConnected` ("use of closed network connection").
+//! an operation on a socket that was `close`d — including one blocked or
+//! under way at the time — fails with `NotConnected` ("use of closed
+//! network connection").
 //!
 //! Every type converts from and to its std counterpart (`from_std`,
 //! `into_std`, `TryFrom`) and an `OwnedFd` (`TryFrom` both ways, since
