@@ -1,20 +1,31 @@
 //! Randomized stress across the runtime: many goroutines doing random
 //! channel operations, mutex increments, sleeps and yields, checked for
-//! lost wake-ups (everything finishes) and for exact totals. Each seed's
-//! run is reproducible in its choice of operations; the interleaving is
-//! whatever the scheduler makes of it. Runs on one P, on the default number
-//! and on more Ps than cores; each on a plain runtime and under the chaos
-//! scheduler with three seeds (`Builder::chaos`), which shuffles the
-//! interleavings on purpose.
+//! lost wake-ups (everything finishes) and for exact totals; and
+//! goroutine-per-connection echo traffic over TCP and Unix sockets with
+//! random read and write sizes and pauses, full-duplex streams larger than
+//! the socket buffers, read timeouts and `close` racing a blocked read,
+//! checked byte for byte. Each seed's run is reproducible in its choice of
+//! operations; the interleaving is whatever the scheduler makes of it. Runs
+//! on one P, on the default number and on more Ps than cores; each on a
+//! plain runtime and under the chaos scheduler with three seeds
+//! (`Builder::chaos`), which shuffles the interleavings on purpose.
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::SocketAddr as UnixAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gort::chan::{Receiver, Sender, bounded, unbounded};
+use gort::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use gort::runtime::Builder;
 use gort::sync::{Mutex, WaitGroup};
 use gort::{Runtime, runtime};
+
+mod common;
+use common::{CHILD_ENV, guarded};
 
 struct Xorshift(u64);
 
@@ -157,8 +168,6 @@ fn stress_on_more_ps_than_cores() {
     plain_and_chaos(Runtime::builder().procs(4), |rt| run_stress(rt, 7));
 }
 
-const CHILD_ENV: &str = "GORT_TEST_CHILD";
-
 /// Goroutines that allocate in tight loops get preempted by signal, while
 /// sysmon and other Ms allocate holding runtime locks: a preemption that
 /// stopped a goroutine inside `malloc`, holding its arena lock, used to
@@ -257,4 +266,282 @@ fn dropping_a_runtime_while_goroutines_are_preempted() {
     done_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("a runtime's drop hung");
+}
+
+// ------------------------------------------------------------- networking
+
+/// Connections per network stress run: a quarter of them in each mode.
+const CONNS: u64 = 32;
+
+/// What the network stress needs of a stream socket type.
+trait Stream: Read + Write + Send + Sized + 'static {
+    fn handle(&self) -> Self;
+    fn shutdown_write(&self);
+    fn set_read_timeout(&self, timeout: Option<Duration>);
+    fn close(&self);
+}
+
+/// A stream transport: how to listen, accept and connect.
+trait Transport {
+    type Stream: Stream;
+    type Listener: Send + 'static;
+    type Addr: Clone + Send + 'static;
+    fn listen() -> (Self::Listener, Self::Addr);
+    fn accept(listener: &Self::Listener) -> Self::Stream;
+    fn connect(addr: &Self::Addr) -> Self::Stream;
+}
+
+macro_rules! stream_via_gort {
+    ($ty:ty) => {
+        impl Stream for $ty {
+            fn handle(&self) -> Self {
+                self.try_clone().unwrap()
+            }
+            fn shutdown_write(&self) {
+                self.shutdown(Shutdown::Write).unwrap();
+            }
+            fn set_read_timeout(&self, timeout: Option<Duration>) {
+                <$ty>::set_read_timeout(self, timeout).unwrap();
+            }
+            fn close(&self) {
+                <$ty>::close(self);
+            }
+        }
+    };
+}
+stream_via_gort!(TcpStream);
+stream_via_gort!(UnixStream);
+
+struct Tcp;
+
+impl Transport for Tcp {
+    type Stream = TcpStream;
+    type Listener = TcpListener;
+    type Addr = std::net::SocketAddr;
+    fn listen() -> (TcpListener, std::net::SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (listener, addr)
+    }
+    fn accept(listener: &TcpListener) -> TcpStream {
+        listener.accept().unwrap().0
+    }
+    fn connect(addr: &std::net::SocketAddr) -> TcpStream {
+        TcpStream::connect(addr).unwrap()
+    }
+}
+
+struct Unix;
+
+impl Transport for Unix {
+    type Stream = UnixStream;
+    type Listener = UnixListener;
+    type Addr = UnixAddr;
+    fn listen() -> (UnixListener, UnixAddr) {
+        // Abstract names leave no files behind; the counter keeps the runs
+        // of one process apart.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "gort-stress-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let addr = UnixAddr::from_abstract_name(name).unwrap();
+        (UnixListener::bind_addr(&addr).unwrap(), addr)
+    }
+    fn accept(listener: &UnixListener) -> UnixStream {
+        listener.accept().unwrap().0
+    }
+    fn connect(addr: &UnixAddr) -> UnixStream {
+        UnixStream::connect_addr(addr).unwrap()
+    }
+}
+
+/// The byte at `pos` of connection `conn`'s stream: every position differs
+/// from its neighbours, so a lost, repeated or reordered chunk shows.
+fn pattern(conn: u64, pos: u64) -> u8 {
+    (pos.wrapping_mul(31) ^ (pos >> 8) ^ conn.wrapping_mul(97)) as u8
+}
+
+fn pattern_chunk(conn: u64, from: u64, len: usize) -> Vec<u8> {
+    (from..from + len as u64).map(|pos| pattern(conn, pos)).collect()
+}
+
+/// Sometimes let others run, in one of the ways a goroutine can.
+fn maybe_pause(rng: &mut Xorshift) {
+    match rng.next() % 8 {
+        0 => gort::yield_now(),
+        1 => gort::time::sleep(Duration::from_micros(rng.next() % 200)),
+        _ => {}
+    }
+}
+
+/// Write `len` pattern bytes from `*pos` in a few chunks, pausing between.
+fn send_pattern<S: Stream>(conn: &mut S, id: u64, pos: &mut u64, len: usize, rng: &mut Xorshift) {
+    let mut left = len;
+    while left > 0 {
+        let chunk = left.min(1 + (rng.next() % 16384) as usize);
+        conn.write_all(&pattern_chunk(id, *pos, chunk)).unwrap();
+        *pos += chunk as u64;
+        left -= chunk;
+        maybe_pause(rng);
+    }
+}
+
+/// Read exactly `len` bytes and check they continue the pattern at `*pos`.
+fn expect_pattern<S: Stream>(conn: &mut S, id: u64, pos: &mut u64, len: usize) {
+    let mut back = vec![0; len];
+    conn.read_exact(&mut back).unwrap();
+    assert!(
+        back == pattern_chunk(id, *pos, len),
+        "connection {id}: corrupted echo at byte {pos}"
+    );
+    *pos += len as u64;
+}
+
+fn expect_eof<S: Stream>(conn: &mut S, id: u64) {
+    let n = conn.read(&mut [0; 16]).unwrap();
+    assert_eq!(n, 0, "connection {id}: data after the echo ended");
+}
+
+/// Request and reply, one message at a time; returns the bytes sent.
+fn client_sequential<S: Stream>(mut conn: S, id: u64, rng: &mut Xorshift) -> u64 {
+    let (mut sent, mut checked) = (0, 0);
+    for _ in 0..1 + rng.next() % 12 {
+        let len = 1 + (rng.next() % 6000) as usize;
+        send_pattern(&mut conn, id, &mut sent, len, rng);
+        expect_pattern(&mut conn, id, &mut checked, len);
+    }
+    conn.shutdown_write();
+    expect_eof(&mut conn, id);
+    sent
+}
+
+/// A writer and a reader goroutine on two handles of one connection,
+/// streaming more than the socket buffers hold, so that the client, the
+/// echo and the kernel all fill up and wait on each other.
+fn client_duplex<S: Stream>(conn: S, id: u64, rng: &mut Xorshift) -> u64 {
+    let total = 64 * 1024 + (rng.next() % (448 * 1024)) as usize;
+    let mut writer_conn = conn.handle();
+    let mut writer_rng = Xorshift(rng.next() | 1);
+    let writer = gort::go(move || {
+        let mut sent = 0;
+        send_pattern(&mut writer_conn, id, &mut sent, total, &mut writer_rng);
+        writer_conn.shutdown_write();
+        sent
+    });
+    let mut conn = conn;
+    let mut checked = 0;
+    while checked < total as u64 {
+        let len = (total - checked as usize).min(1 + (rng.next() % 20000) as usize);
+        expect_pattern(&mut conn, id, &mut checked, len);
+        maybe_pause(rng);
+    }
+    expect_eof(&mut conn, id);
+    writer.join().unwrap()
+}
+
+/// A read with nothing to read times out as `TimedOut`; with the timeout
+/// cleared, the connection works as before.
+fn client_timeout<S: Stream>(mut conn: S, id: u64, rng: &mut Xorshift) -> u64 {
+    conn.set_read_timeout(Some(Duration::from_micros(200 + rng.next() % 2000)));
+    let err = conn.read(&mut [0; 64]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "connection {id}");
+    conn.set_read_timeout(None);
+    client_sequential(conn, id, rng)
+}
+
+/// `close` while another goroutine is blocked reading (or about to read):
+/// the reader fails, never hangs and never reads.
+fn client_close_while_blocked<S: Stream>(conn: S, id: u64, rng: &mut Xorshift) -> u64 {
+    let mut reader_conn = conn.handle();
+    let reader = gort::go(move || reader_conn.read(&mut [0; 64]));
+    maybe_pause(rng);
+    conn.close();
+    let err = reader.join().unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotConnected, "connection {id}");
+    0
+}
+
+/// Echo until end of file, reading into buffers of random sizes; returns
+/// the bytes echoed.
+fn serve_echo<S: Stream>(mut conn: S, mut rng: Xorshift) -> u64 {
+    let mut buf = vec![0; 4096];
+    let mut echoed = 0;
+    loop {
+        let want = 1 + (rng.next() % 4096) as usize;
+        let n = conn.read(&mut buf[..want]).unwrap();
+        if n == 0 {
+            return echoed;
+        }
+        conn.write_all(&buf[..n]).unwrap();
+        echoed += n as u64;
+        maybe_pause(&mut rng);
+    }
+}
+
+/// `CONNS` client goroutines, a quarter in each mode, against a goroutine
+/// per connection echo server; checks every byte and the totals.
+fn run_net_stress<T: Transport>(rt: &Runtime, seed: u64) {
+    let (sent, echoed) = rt.block_on(move || {
+        let (listener, addr) = T::listen();
+        let server = gort::go(move || {
+            let echoes: Vec<_> = (0..CONNS)
+                .map(|i| {
+                    let conn = T::accept(&listener);
+                    gort::go(move || serve_echo(conn, Xorshift((seed << 32 | i) | 1)))
+                })
+                .collect();
+            echoes.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+        });
+        let clients: Vec<_> = (0..CONNS)
+            .map(|id| {
+                let addr = addr.clone();
+                gort::go(move || {
+                    let mut rng = Xorshift((seed << 40 | id << 8 | 0x5a) | 1);
+                    let conn = T::connect(&addr);
+                    match id % 4 {
+                        0 => client_sequential(conn, id, &mut rng),
+                        1 => client_duplex(conn, id, &mut rng),
+                        2 => client_timeout(conn, id, &mut rng),
+                        _ => client_close_while_blocked(conn, id, &mut rng),
+                    }
+                })
+            })
+            .collect();
+        let sent: u64 = clients.into_iter().map(|h| h.join().unwrap()).sum();
+        (sent, server.join().unwrap())
+    });
+    assert_eq!(sent, echoed);
+    assert!(sent > 0);
+}
+
+#[test]
+fn net_stress_on_one_p() {
+    guarded(|| {
+        plain_and_chaos(Runtime::builder().procs(1), |rt| {
+            run_net_stress::<Tcp>(rt, 1);
+            run_net_stress::<Unix>(rt, 2);
+        })
+    });
+}
+
+#[test]
+fn net_stress_on_all_ps() {
+    guarded(|| {
+        plain_and_chaos(Runtime::builder(), |rt| {
+            run_net_stress::<Tcp>(rt, 3);
+            run_net_stress::<Unix>(rt, 4);
+        })
+    });
+}
+
+#[test]
+fn net_stress_on_more_ps_than_cores() {
+    guarded(|| {
+        plain_and_chaos(Runtime::builder().procs(4), |rt| {
+            run_net_stress::<Tcp>(rt, 5);
+            run_net_stress::<Unix>(rt, 6);
+        })
+    });
 }
