@@ -163,6 +163,22 @@ impl Iterator for Incoming<'_> {
     }
 }
 
+/// After a wait for writability, the outcome of a non-blocking `connect`:
+/// connected, failed, or not known yet (a stale edge: see netpoll). Not
+/// inlined, for the reason `net/fd.rs`'s `attempt` gives: its system calls
+/// read `errno` after a park, maybe on another thread than the `connect`'s.
+#[inline(never)]
+fn handshake_done(sock: &std::net::TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// A TCP connection (std's `TcpStream`). `Read` and `Write` are
 /// implemented for `&TcpStream` too, so one goroutine can read while
 /// another writes.
@@ -207,19 +223,11 @@ impl TcpStream {
         if in_progress {
             loop {
                 stream.fd.wait_writable(deadline)?;
-                if let Some(e) = stream.fd.sock().take_error()? {
-                    return Err(e);
+                if handshake_done(stream.fd.sock())? {
+                    break;
                 }
-                // Writable without an error means connected, unless the edge
-                // was stale (see netpoll): then the peer is not known yet.
-                match stream.fd.sock().peer_addr() {
-                    Ok(_) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
-                            return Err(timeout_error());
-                        }
-                    }
-                    Err(e) => return Err(e),
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(timeout_error());
                 }
             }
         }
