@@ -197,8 +197,14 @@ impl Sched {
 
     /// Stop accepting work and wake every idle M so that all threads exit.
     pub(crate) fn begin_shutdown(&self) {
-        if let Some(poller) = self.poller.get() {
-            poller.shut_down();
+        {
+            // Under `poller_init`: either the poller exists now and is shut
+            // down here, or it is never created.
+            let mut shut_down = lock(&self.poller_init);
+            *shut_down = true;
+            if let Some(poller) = self.poller.get() {
+                poller.shut_down();
+            }
         }
         {
             let mut l = lock(&self.lock);

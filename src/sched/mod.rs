@@ -76,7 +76,8 @@
 //!
 //! 0. `Sched::allm` (every live M; held by sysmon through a whole cycle,
 //!    which may queue goroutines, hand off Ps and fire timers), and
-//!    `Sched::poller_init` (creating the poller wakes the sleeper);
+//!    `Sched::poller_init` (creating the poller wakes the sleeper; shutting
+//!    it down readies its waiters);
 //! 1. a channel-timer's arming lock (`time/timer.rs`);
 //! 2. a user-facing object's lock: a channel's runtime lock, a `sync`
 //!    primitive's wait-queue lock, a scope's `WaitCell`. A waiter registers
@@ -239,7 +240,9 @@ pub(crate) struct Sched {
     threads_before: std::collections::HashSet<libc::pid_t>,
     /// The network poller, created by the first socket (`poll.rs`).
     poller: OnceLock<Arc<Poller>>,
-    poller_init: Mutex<()>,
+    /// Serialises the poller's creation; true once `begin_shutdown` has
+    /// passed, after which none is created.
+    poller_init: Mutex<bool>,
     shutdown: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -348,7 +351,7 @@ impl Sched {
                 .filter(|&tid| tid != crate::os::current_tid())
                 .collect(),
             poller: OnceLock::new(),
-            poller_init: Mutex::new(()),
+            poller_init: Mutex::new(false),
             shutdown: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         });

@@ -54,13 +54,18 @@ pub(crate) enum Woke {
 }
 
 impl Sched {
-    /// This runtime's poller, created on first use. Any thread.
+    /// This runtime's poller, created on first use (not once the runtime
+    /// has begun to shut down: nobody would shut that poller down). Any
+    /// thread.
     pub(crate) fn poller(&self) -> io::Result<&Arc<Poller>> {
         if let Some(p) = self.poller.get() {
             return Ok(p);
         }
-        let _creating = lock(&self.poller_init);
+        let shut_down = lock(&self.poller_init);
         if self.poller.get().is_none() {
+            if *shut_down {
+                return Err(io::Error::other("the runtime has shut down"));
+            }
             let poller = Arc::new(Poller::new(self.me.clone())?);
             let _ = self.poller.set(poller);
             // A sleeper on its futex note would not see socket events: wake
