@@ -859,6 +859,66 @@ fn plain_threads_use_udp_and_unix_sockets() {
     });
 }
 
+// ------------------------------------------- reads after a short read
+//
+// A short stream read lets the next read wait for an edge without first
+// making the system call that would fail with EAGAIN (`net/fd.rs`). These
+// are the cases where a short read does not mean that nothing is left, or
+// where the edge the next read would wait for was already taken: each read
+// must still see the queued bytes. Read timeouts turn a stranded read into
+// `TimedOut` instead of a hang.
+
+/// A `peek` that had to wait took the edge of the bytes it peeked.
+#[test]
+fn a_read_after_a_peek_that_waited_gets_the_peeked_bytes() {
+    on_runtime(2, || {
+        let (a, b) = tcp_pair();
+        (&a).write_all(b"x").unwrap();
+        assert_eq!((&b).read(&mut [0; 100]).unwrap(), 1);
+        let writer = gort::go(move || {
+            gort::time::sleep(Duration::from_millis(20));
+            (&a).write_all(b"hello").unwrap();
+            a
+        });
+        assert_eq!(b.peek(&mut [0; 100]).unwrap(), 5);
+        let _a = join(writer);
+        b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0; 100];
+        assert_eq!((&b).read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+    });
+}
+
+/// TCP urgent data: a read stops short at the urgent mark, with the bytes
+/// after it already queued and no edge to come for them. Any peer can send
+/// it.
+#[test]
+fn urgent_data_does_not_strand_the_bytes_after_it() {
+    on_runtime(2, || {
+        for _ in 0..10 {
+            let (a, b) = tcp_pair();
+            let a = a.into_std().unwrap();
+            b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let reader = gort::go(move || {
+                let mut got = Vec::new();
+                let mut buf = [0; 100];
+                while got.len() < 6 {
+                    let n = (&b).read(&mut buf).unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                got
+            });
+            // The reader is parked (usually) when all three arrive.
+            std::thread::sleep(Duration::from_millis(10));
+            (&a).write_all(b"abc").unwrap();
+            SockRef::from(&a).send_out_of_band(b"X").unwrap();
+            (&a).write_all(b"def").unwrap();
+            // Without SO_OOBINLINE the urgent byte is not in the stream.
+            assert_eq!(join(reader), b"abcdef");
+        }
+    });
+}
+
 // ---------------------------------------------------------------- io::copy
 
 #[test]
@@ -1238,6 +1298,60 @@ fn unix_connect_waits_while_the_accept_queue_is_full() {
         assert_eq!(ids, (0..WAITING as u8).collect::<Vec<_>>());
     });
     std::fs::remove_file(&path).unwrap();
+}
+
+/// Send `data` on `sock` with a descriptor attached (`SCM_RIGHTS`).
+fn send_with_descriptor(sock: &std::os::unix::net::UnixStream, data: &[u8], fd: i32) {
+    let space = std::mem::size_of::<i32>() as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let mut control = vec![0u8; unsafe { libc::CMSG_SPACE(space) } as usize];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; the fields set below point at
+    // live buffers of the stated lengths, and the control buffer has room
+    // for one header with one descriptor (CMSG_SPACE).
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = control.len();
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(space) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut i32, fd);
+        assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), data.len() as isize);
+    }
+}
+
+/// A Unix stream read stops short after bytes that carried a descriptor,
+/// with the bytes after them already queued and no edge to come for them.
+#[test]
+fn unix_bytes_after_a_passed_descriptor_are_not_stranded() {
+    on_runtime(2, || {
+        for _ in 0..10 {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            let ours = UnixStream::from_std(ours).unwrap();
+            ours.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let reader = gort::go(move || {
+                let mut got = Vec::new();
+                let mut buf = [0; 100];
+                while got.len() < 6 {
+                    let n = (&ours).read(&mut buf).unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                got
+            });
+            // The reader is parked (usually) when both arrive.
+            std::thread::sleep(Duration::from_millis(10));
+            send_with_descriptor(&theirs, b"abc", theirs.as_raw_fd());
+            (&theirs).write_all(b"def").unwrap();
+            assert_eq!(join(reader), b"abcdef");
+        }
+    });
 }
 
 #[test]

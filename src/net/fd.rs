@@ -19,7 +19,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::netpoll::{Direction, Registration, closed_error};
@@ -28,15 +28,41 @@ use crate::sync::Mutex;
 /// No timeout (`AtomicU64` holds nanoseconds otherwise).
 const NO_TIMEOUT: u64 = 0;
 
+/// `NetFd::drained_at` when no short read is on record.
+const NOT_DRAINED: u64 = 0;
+
+/// `NetFd::drained_at` for a short read made at read-edge count `edges`.
+fn drained_mark(edges: u32) -> u64 {
+    u64::from(edges) + 1
+}
+
+/// What a short read says about a byte-stream socket type.
+pub(crate) trait StreamSocket {
+    /// Whether a read that returned less than asked for, made while no end
+    /// of stream, error or urgent data had been seen, left nothing queued.
+    /// TCP: yes. Unix streams: no — a read stops after bytes that carried
+    /// descriptors, or where the sender's credentials change.
+    const SHORT_READ_DRAINS: bool;
+}
+
+impl StreamSocket for std::net::TcpStream {
+    const SHORT_READ_DRAINS: bool = true;
+}
+
+impl StreamSocket for std::os::unix::net::UnixStream {
+    const SHORT_READ_DRAINS: bool = false;
+}
+
 pub(crate) struct NetFd<S> {
     reg: Registration,
     read_lock: Mutex<()>,
     write_lock: Mutex<()>,
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
-    /// The last stream read was short (`read_stream`): a hint, never a
+    /// `drained_mark` of the read-edge count at which the last stream read
+    /// came back short, else `NOT_DRAINED` (`read_stream`): a hint, never a
     /// reason to miss data.
-    drained: AtomicBool,
+    drained_at: AtomicU64,
     sock: S,
 }
 
@@ -49,7 +75,7 @@ impl<S: AsRawFd> NetFd<S> {
             write_lock: Mutex::new(()),
             read_timeout: AtomicU64::new(NO_TIMEOUT),
             write_timeout: AtomicU64::new(NO_TIMEOUT),
-            drained: AtomicBool::new(false),
+            drained_at: AtomicU64::new(NOT_DRAINED),
             sock,
         })
     }
@@ -72,20 +98,39 @@ impl<S: AsRawFd> NetFd<S> {
         self.io(Direction::Write, op)
     }
 
-    /// `read` for a byte stream into buffers of `len` bytes in total: a
-    /// short read means the socket was drained, so the next read skips the
-    /// system call that would only fail with `EAGAIN` and waits for an edge
-    /// at once (tokio does the same). Any data that arrives after the short
-    /// read raises a new edge, so nothing is missed — except an end of file
-    /// or error whose edge came with the data: once the poller has seen a
-    /// hang-up, reads are always tried. Not for datagrams.
+    /// `read` for a byte stream into buffers of `len` bytes in total.
+    ///
+    /// On TCP, a short read means the socket was emptied, so the next read
+    /// skips the system call that would only fail with `EAGAIN` and waits
+    /// for an edge at once (tokio does the same) — if no read edge has been
+    /// dispatched since the short read's system call began. Bytes that
+    /// arrive after that call raise an edge, which the poller counts before
+    /// it fires the slot: the next read either sees the count move and
+    /// tries, or waits for that very edge. The count also covers an edge
+    /// taken by someone else meanwhile (a `peek` that waited, a concurrent
+    /// reader). Bytes can stay queued behind a short read only after an end
+    /// of stream, an error or urgent data, and once the poller has seen one
+    /// of those, reads are always tried. Not for datagrams.
     #[track_caller]
-    pub(crate) fn read_stream(&self, len: usize, mut op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize> {
-        let try_first = !self.drained.swap(false, Ordering::Relaxed) || self.reg.hung_up();
-        let n = self.io_from(Direction::Read, try_first, &mut op)?;
-        if n > 0 && n < len {
-            self.drained.store(true, Ordering::Relaxed);
-        }
+    pub(crate) fn read_stream(&self, len: usize, mut op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize>
+    where
+        S: StreamSocket,
+    {
+        let n = if S::SHORT_READ_DRAINS && len > 0 {
+            let mark = self.drained_at.swap(NOT_DRAINED, Ordering::Relaxed);
+            let try_first = mark != drained_mark(self.reg.read_edges()) || self.reg.short_reads_unreliable();
+            let mut edges_at_call = 0;
+            let n = self.io_from(Direction::Read, try_first, &mut |sock: &S| {
+                edges_at_call = self.reg.read_edges();
+                op(sock)
+            })?;
+            if n > 0 && n < len {
+                self.drained_at.store(drained_mark(edges_at_call), Ordering::Relaxed);
+            }
+            n
+        } else {
+            self.io_from(Direction::Read, true, &mut op)?
+        };
         if n == 0 && len > 0 && self.reg.is_closed() {
             // The end of file `close`'s shutdown makes, seen by a read that
             // was already past its closed check.

@@ -22,15 +22,19 @@
 //! runtime's one *sleeper*; an M running goroutines polls without blocking
 //! at its periodic global-queue check when nobody has for `OVERDUE`. A
 //! doorbell eventfd breaks the blocking poll (an earlier timer, shutdown).
+//! It is level-triggered and only a blocking poll drains it: a quick poll
+//! that happens to see a ring leaves it for the sleeper it was meant for.
 //!
 //! # Descriptor lifetime
 //!
 //! An event can be in flight in another M's result buffer after its socket
 //! was closed, so descriptors are never freed while the poller lives: a
 //! closed socket's descriptor goes to a free list and is reused. A stale
-//! event for a reused descriptor only marks it `READY`, which costs its new
-//! owner one extra system call that fails with `EAGAIN` — harmless, so no
-//! sequence number is kept. A socket is deregistered from epoll before its
+//! event for a reused descriptor marks it `READY` and counts a read edge,
+//! which costs its new owner a system call that fails with `EAGAIN`; a
+//! stale hang-up ends the short-read shortcut (`net/fd.rs`) for that
+//! socket — harmless, so no generation number is kept. A socket is
+//! deregistered from epoll before its
 //! fd is closed (field order in `net/fd.rs`), so a reused fd number is never
 //! deregistered by mistake.
 //!
@@ -46,11 +50,11 @@ mod slot;
 use std::io;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::os::{Epoll, Event, EventFd, HANGUP, INTEREST, READABLE, WRITABLE, empty_event};
+use crate::os::{Epoll, Event, EventFd, INTEREST, READABLE, SHORT_READS_UNRELIABLE, WRITABLE, empty_event};
 use crate::sched::{Sched, TIMED_OUT, WaitReason, WaitToken, current_m, lock, timers};
 use slot::Slot;
 
@@ -72,10 +76,14 @@ pub(crate) enum Direction {
 
 struct PollDesc {
     closing: AtomicBool,
-    /// The peer closed or the socket failed (an event with HUP, RDHUP or
-    /// ERR was seen): from now on reads never block, so a read must always
-    /// be tried (`NetFd::read_stream`). Never cleared while registered.
-    hangup: AtomicBool,
+    /// An event with `SHORT_READS_UNRELIABLE` bits was seen (an end of
+    /// stream, an error, urgent data): a short read no longer shows that
+    /// nothing is queued, so reads are always tried (`NetFd::read_stream`).
+    /// Never cleared while registered.
+    short_reads_unreliable: AtomicBool,
+    /// Read-direction events dispatched so far (wrapping): a short read
+    /// made at count N emptied the socket for as long as the count is N.
+    read_edges: AtomicU32,
     read: Slot,
     write: Slot,
 }
@@ -84,7 +92,8 @@ impl PollDesc {
     fn new() -> PollDesc {
         PollDesc {
             closing: AtomicBool::new(false),
-            hangup: AtomicBool::new(false),
+            short_reads_unreliable: AtomicBool::new(false),
+            read_edges: AtomicU32::new(0),
             read: Slot::new(),
             write: Slot::new(),
         }
@@ -166,7 +175,7 @@ impl Poller {
         // SAFETY: descriptors live as long as the poller (module header).
         let desc = unsafe { pd.as_ref() };
         desc.closing.store(false, Ordering::Relaxed);
-        desc.hangup.store(false, Ordering::Relaxed);
+        desc.short_reads_unreliable.store(false, Ordering::Relaxed);
         desc.read.reset();
         desc.write.reset();
         // SeqCst: see `Registration::wait`'s thread waiters.
@@ -222,7 +231,7 @@ impl Poller {
                 .last_poll
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| (last != 0).then_some(now));
         }
-        let woken: u64 = events[..n].iter().map(|ev| self.dispatch(ev)).sum();
+        let woken: u64 = events[..n].iter().map(|ev| self.dispatch(ev, blocking)).sum();
         self.polls.fetch_add(1, Ordering::Relaxed);
         if woken > 0 {
             self.wakeups.fetch_add(woken, Ordering::Relaxed);
@@ -234,24 +243,34 @@ impl Poller {
         (self.polls.load(Ordering::Relaxed), self.wakeups.load(Ordering::Relaxed))
     }
 
-    /// Handle one event; returns how many waiters it woke.
-    fn dispatch(&self, ev: &Event) -> u64 {
+    /// Handle one event of a poll (`blocking` or not); returns how many
+    /// waiters it woke.
+    fn dispatch(&self, ev: &Event, blocking: bool) -> u64 {
         let (bits, data) = (ev.events, ev.u64);
         if data == DOORBELL {
-            self.doorbell.drain();
-            self.ringing.store(false, Ordering::Release);
+            // A ring is for the sleeper, which may be about to block: a quick
+            // poll that drained it would leave it asleep with work waiting.
+            if blocking {
+                self.doorbell.drain();
+                self.ringing.store(false, Ordering::Release);
+            }
             return 0;
         }
         // SAFETY: non-doorbell data is the address of a descriptor of this
         // poller, alive as long as the poller (module header).
         let pd = unsafe { &*(data as *const PollDesc) };
-        if bits & HANGUP != 0 {
-            // Before firing: a reader woken by this edge sees it.
-            pd.hangup.store(true, Ordering::Relaxed);
+        // Both before firing, so a reader woken by this edge sees them.
+        if bits & SHORT_READS_UNRELIABLE != 0 {
+            pd.short_reads_unreliable.store(true, Ordering::Relaxed);
         }
         let mut woken = 0;
-        if bits & READABLE != 0 && fire(&pd.read) {
-            woken += 1;
+        if bits & READABLE != 0 {
+            // SeqCst: ordered before the fire below, against a reader's
+            // count load then slot check (`NetFd::read_stream`).
+            pd.read_edges.fetch_add(1, Ordering::SeqCst);
+            if fire(&pd.read) {
+                woken += 1;
+            }
         }
         if bits & WRITABLE != 0 && fire(&pd.write) {
             woken += 1;
@@ -420,10 +439,15 @@ impl Registration {
         fire(&pd.write);
     }
 
-    /// Whether the peer has closed or the socket has failed (a read would
-    /// not block).
-    pub(crate) fn hung_up(&self) -> bool {
-        self.pd().hangup.load(Ordering::Relaxed)
+    /// Whether a short read may have left bytes queued (an end of stream,
+    /// an error or urgent data was seen).
+    pub(crate) fn short_reads_unreliable(&self) -> bool {
+        self.pd().short_reads_unreliable.load(Ordering::Relaxed)
+    }
+
+    /// Read edges dispatched so far (wrapping).
+    pub(crate) fn read_edges(&self) -> u32 {
+        self.pd().read_edges.load(Ordering::SeqCst)
     }
 
     /// Whether `close` was called.
@@ -464,5 +488,20 @@ mod tests {
         poller.wake_blocked();
         blocked.join().unwrap();
         assert!(!poller.is_blocked());
+    }
+
+    /// A ring meant for the sleeper survives a quick poll made between the
+    /// ring and the sleeper's blocking poll.
+    #[test]
+    fn a_quick_poll_leaves_the_doorbell_to_the_sleeper() {
+        let poller = Poller::new(Weak::new()).unwrap();
+        poller.wake_blocked();
+        poller.poll(Some(Duration::ZERO));
+        let mut events = [empty_event(); 4];
+        let n = poller.epoll.wait(&mut events, Some(Duration::ZERO));
+        assert!(events[..n].iter().any(|ev| ev.u64 == DOORBELL), "the ring was drained");
+        // The sleeper's poll takes it, and a later quick poll sees nothing.
+        poller.poll(Some(Duration::from_secs(60)));
+        assert_eq!(poller.epoll.wait(&mut events, Some(Duration::ZERO)), 0);
     }
 }

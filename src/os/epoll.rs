@@ -15,12 +15,18 @@ pub(crate) struct Epoll {
 }
 
 /// The readiness bits gort asks for on every descriptor: both directions,
-/// edge-triggered, plus peer half-close and errors (always reported).
-pub(crate) const INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+/// edge-triggered, plus peer half-close, TCP urgent data and errors (always
+/// reported).
+pub(crate) const INTEREST: u32 =
+    (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLET) as u32;
 /// Bits that make a reader runnable.
-pub(crate) const READABLE: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-/// Bits that say the peer closed or the socket failed: they stay true.
-pub(crate) const HANGUP: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+pub(crate) const READABLE: u32 =
+    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// Bits after which a short stream read may leave bytes queued: the peer
+/// closed or the socket failed (the end of file or error stays queued
+/// behind the data), or urgent data arrived (a read stops at its mark).
+pub(crate) const SHORT_READS_UNRELIABLE: u32 =
+    (libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 /// Bits that make a writer runnable.
 pub(crate) const WRITABLE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 

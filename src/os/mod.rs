@@ -9,7 +9,7 @@ mod signal;
 mod socket;
 mod thread;
 
-pub(crate) use epoll::{Epoll, Event, EventFd, HANGUP, INTEREST, READABLE, WRITABLE, empty_event};
+pub(crate) use epoll::{Epoll, Event, EventFd, INTEREST, READABLE, SHORT_READS_UNRELIABLE, WRITABLE, empty_event};
 
 pub(crate) use linux::{Note, futex_wait, futex_wake};
 pub(crate) use signal::{call_previous, install_handler};
