@@ -889,6 +889,21 @@ fn a_read_after_a_peek_that_waited_gets_the_peeked_bytes() {
     });
 }
 
+/// Read `conn` in reads of up to 100 bytes until `len` bytes have come.
+fn read_at_least<S>(conn: &S, len: usize) -> Vec<u8>
+where
+    for<'a> &'a S: Read,
+{
+    let mut conn = conn;
+    let mut got = Vec::new();
+    let mut buf = [0; 100];
+    while got.len() < len {
+        let n = conn.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
 /// TCP urgent data: a read stops short at the urgent mark, with the bytes
 /// after it already queued and no edge to come for them. Any peer can send
 /// it.
@@ -899,15 +914,7 @@ fn urgent_data_does_not_strand_the_bytes_after_it() {
             let (a, b) = tcp_pair();
             let a = a.into_std().unwrap();
             b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let reader = gort::go(move || {
-                let mut got = Vec::new();
-                let mut buf = [0; 100];
-                while got.len() < 6 {
-                    let n = (&b).read(&mut buf).unwrap();
-                    got.extend_from_slice(&buf[..n]);
-                }
-                got
-            });
+            let reader = gort::go(move || read_at_least(&b, 6));
             // The reader is parked (usually) when all three arrive.
             std::thread::sleep(Duration::from_millis(10));
             (&a).write_all(b"abc").unwrap();
@@ -1336,15 +1343,7 @@ fn unix_bytes_after_a_passed_descriptor_are_not_stranded() {
             let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
             let ours = UnixStream::from_std(ours).unwrap();
             ours.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let reader = gort::go(move || {
-                let mut got = Vec::new();
-                let mut buf = [0; 100];
-                while got.len() < 6 {
-                    let n = (&ours).read(&mut buf).unwrap();
-                    got.extend_from_slice(&buf[..n]);
-                }
-                got
-            });
+            let reader = gort::go(move || read_at_least(&ours, 6));
             // The reader is parked (usually) when both arrive.
             std::thread::sleep(Duration::from_millis(10));
             send_with_descriptor(&theirs, b"abc", theirs.as_raw_fd());
