@@ -177,3 +177,30 @@ fn a_ticker_ticks_and_stops() {
 fn a_zero_ticker_panics_like_go() {
     gort::time::Ticker::new(Duration::ZERO);
 }
+
+/// A timer started from a plain thread just as the last M with work gives
+/// up its P: that M had scanned the heaps before the timer landed, and the
+/// starter's `wakep` found it still spinning, so no other M was told. The
+/// M must read the heaps again before it sleeps. The moment is hit by
+/// starting the timer at varying delays after a goroutine ends; a timer
+/// lost there never fires (the receive's limit is only a hang guard).
+#[test]
+fn a_timer_started_while_the_last_m_goes_idle_fires() {
+    for i in 0..3000u32 {
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ended);
+        drop(gort::go(move || flag.store(true, std::sync::atomic::Ordering::Release)));
+        while !ended.load(std::sync::atomic::Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        for _ in 0..i % 300 {
+            std::hint::spin_loop();
+        }
+        // From this plain thread: onto P 0's heap of the default runtime.
+        let fired = gort::time::after(Duration::from_millis(1));
+        assert!(
+            fired.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "round {i}: the timer never fired"
+        );
+    }
+}

@@ -228,6 +228,10 @@ impl Sched {
                 self.nmspinning.fetch_add(1, Ordering::SeqCst);
                 continue 'top;
             }
+            // A timer started since `run_all_timers` looked, by someone whose
+            // `wakep` found us spinning or our P busy: now that neither is
+            // so any more, its heap's earliest deadline is visible.
+            let next_timer = next_timer.min(self.earliest_timer());
             if self.needs_sleeper(next_timer) {
                 match self.sleep_until_work(m, next_timer) {
                     Some(Woke::WithP) => continue 'top,

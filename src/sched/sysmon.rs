@@ -48,7 +48,7 @@ use super::chaos::{ChaosRng, SYSMON_STREAM};
 use super::m::M;
 use super::p::PStatus;
 use super::preempt::{REQUEST_PREEMPT, REQUEST_SYSCALL, signal};
-use super::timers::{NO_TIMER, nanotime};
+use super::timers::nanotime;
 use super::{Sched, lock};
 use crate::debug::DeadlockWatch;
 use crate::os::ThreadStat;
@@ -289,15 +289,6 @@ impl Sched {
             );
         }
         false
-    }
-
-    /// The earliest timer of all Ps.
-    fn earliest_timer(&self) -> u64 {
-        (0..super::MAX_PROCS)
-            .map_while(|i| self.p(i))
-            .map(|p| p.timer0.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(NO_TIMER)
     }
 }
 

@@ -314,13 +314,20 @@ impl Sched {
         (0..MAX_PROCS).map_while(|i| self.p(i))
     }
 
-    /// Run the due timers of every P; returns the earliest deadline left.
-    pub(crate) fn run_all_timers(&self) -> u64 {
-        let mut next = self
-            .all_ps()
+    /// The earliest deadline of every P's heap (`NO_TIMER`: none).
+    pub(crate) fn earliest_timer(&self) -> u64 {
+        // SeqCst: ordered after an idle-going M's `nmspinning`/`npidle`
+        // updates, against a starter's `timer0` store then `wakep`
+        // (`wake_for_timer`).
+        self.all_ps()
             .map(|p| p.timer0.load(Ordering::SeqCst))
             .min()
-            .unwrap_or(NO_TIMER);
+            .unwrap_or(NO_TIMER)
+    }
+
+    /// Run the due timers of every P; returns the earliest deadline left.
+    pub(crate) fn run_all_timers(&self) -> u64 {
+        let mut next = self.earliest_timer();
         if next == NO_TIMER {
             return next;
         }
@@ -329,11 +336,7 @@ impl Sched {
             for p in self.all_ps() {
                 self.run_timers(&p, now);
             }
-            next = self
-                .all_ps()
-                .map(|p| p.timer0.load(Ordering::SeqCst))
-                .min()
-                .unwrap_or(NO_TIMER);
+            next = self.earliest_timer();
         }
         next
     }
@@ -342,9 +345,11 @@ impl Sched {
     pub(crate) fn wake_for_timer(&self, when: u64) {
         // SeqCst, after our `timer0` store: if we see no sleeper, one may
         // still register having scanned the heaps just before our timer
-        // landed; `wakep` then starts (or finds spinning) an M that scans
-        // every heap before it stops, sees our timer and wakes the sleeper
-        // (`sleep_until_work`). A sleeper due no later than us needs nothing.
+        // landed; `wakep` then starts an M, or finds one spinning or a P
+        // busy — and an M that stops spinning or gives up its P reads the
+        // heaps again before it sleeps (`find_runnable`), sees our timer and
+        // sleeps no later than it (`sleep_until_work`). A sleeper due no
+        // later than us needs nothing.
         match self.timer_sleep_until.load(Ordering::SeqCst) {
             NO_TIMER => return self.wakep(),
             until if until <= when => return,
