@@ -204,3 +204,39 @@ fn a_timer_started_while_the_last_m_goes_idle_fires() {
         );
     }
 }
+
+/// A sleep whose timer sits on a P that `set_procs` then retires ends even
+/// though the remaining P never runs out of work (so no M goes idle and
+/// runs every heap).
+#[test]
+fn a_sleep_on_a_retired_p_ends_while_the_other_p_is_busy() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = Runtime::builder().procs(2).build().unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let woke = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let (started, woke) = (Arc::clone(&started), Arc::clone(&woke));
+        drop(rt.go(move || {
+            started.fetch_add(1, Ordering::SeqCst);
+            // Both running at once: one sleeps on P 0's heap, one on P 1's.
+            while started.load(Ordering::SeqCst) < 2 {
+                std::hint::spin_loop();
+            }
+            gort::time::sleep(Duration::from_millis(30));
+            woke.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    while started.load(Ordering::SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    rt.set_procs(1);
+    let seen = rt.block_on(move || {
+        // Busy until both woke; the limit is only a hang guard.
+        let guard = Instant::now() + Duration::from_secs(30);
+        while woke.load(Ordering::SeqCst) < 2 && Instant::now() < guard {
+            gort::yield_now();
+        }
+        woke.load(Ordering::SeqCst)
+    });
+    assert_eq!(seen, 2, "a sleep on the retired P never ended");
+}

@@ -19,6 +19,7 @@
 //! - an M that lost its P in a system call and is computing again for
 //!   longer than a slice is preempted, so it waits for a P like everyone;
 //! - the network is polled if nobody has for `netpoll::OVERDUE`;
+//! - due timers of Ps that `set_procs` retired are run;
 //! - under chaos (`chaos.rs`), a goroutine that has run a little while may
 //!   be asked to stop, or signalled, long before its slice ends;
 //! - when no P is busy, the deadlock check runs (`debug/deadlock.rs`).
@@ -248,6 +249,12 @@ impl Sched {
             }
         }
         state.stats.retain(|tid, _| allm.iter().any(|m| m.get().tid == *tid));
+        // Timers left on Ps that `set_procs` retired are otherwise run only
+        // by an M that finds no work at all, which a busy program may
+        // never have.
+        for p in (n..super::MAX_PROCS).map_while(|id| self.p(id)) {
+            self.run_timers(&p, now);
+        }
         drop(allm);
         if let Some(poller) = self.poller.get()
             && poller.has_sockets()
