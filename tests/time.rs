@@ -240,3 +240,74 @@ fn a_sleep_on_a_retired_p_ends_while_the_other_p_is_busy() {
     });
     assert_eq!(seen, 2, "a sleep on the retired P never ended");
 }
+
+/// Go 1.23: a timer whose value was sent but not received has not fired
+/// for the program, so `stop` and `reset` report it pending, and drop the
+/// value.
+#[test]
+fn stop_and_reset_after_an_unreceived_fire_report_pending() {
+    gort::go(|| {
+        let t = gort::time::Timer::new(Duration::from_millis(1));
+        // The limit is only a hang guard.
+        let guard = Instant::now() + Duration::from_secs(30);
+        let wait_for_fire = |t: &gort::time::Timer| {
+            while t.receiver().is_empty() {
+                assert!(Instant::now() < guard, "the timer never fired");
+                gort::time::sleep(Duration::from_millis(1));
+            }
+        };
+        wait_for_fire(&t);
+        assert!(t.stop());
+        assert!(t.receiver().try_recv().is_err());
+        assert!(!t.stop(), "stopped twice");
+        t.reset(Duration::from_millis(1));
+        wait_for_fire(&t);
+        assert!(t.reset(Duration::from_secs(3600)));
+        assert!(t.receiver().try_recv().is_err());
+        // Received: now it has fired for the program.
+        t.reset(Duration::from_millis(1));
+        t.receiver().recv().unwrap();
+        assert!(!t.stop());
+    })
+    .join()
+    .unwrap();
+}
+
+/// A ticker re-arms itself from its callback, which sysmon runs when it
+/// queues a preempted goroutine: the next arming stays on the ticker's
+/// runtime (it went to the default runtime, the current one of sysmon's
+/// thread).
+#[test]
+fn a_ticker_stays_on_its_runtime_when_sysmon_runs_its_callback() {
+    let rt = Runtime::builder()
+        .procs(1)
+        .preempt_slice(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    rt.block_on(|| {
+        let ticks = gort::go(|| {
+            let t = gort::time::Ticker::new(Duration::from_millis(1));
+            for _ in 0..100 {
+                t.receiver().recv().unwrap();
+            }
+        });
+        // Computes without runtime calls: only preemption by signal lets
+        // the ticker's goroutine run, and sysmon queues it.
+        let end = Instant::now() + Duration::from_millis(300);
+        gort::go(move || {
+            while Instant::now() < end {
+                std::hint::black_box(0);
+            }
+        })
+        .join()
+        .unwrap();
+        ticks.join().unwrap();
+    });
+    let m = rt.metrics();
+    assert!(m.preempts_async > 0, "nothing was preempted: the test proved nothing");
+    assert!(
+        m.timers_fired >= 100,
+        "only {} of the 100 ticks fired on the ticker's runtime",
+        m.timers_fired
+    );
+}

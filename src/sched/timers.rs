@@ -249,24 +249,28 @@ pub(crate) fn instant_of(t: u64) -> Instant {
 /// Run `f` at (or soon after) `when` unless cancelled first. Any thread; on
 /// the current runtime (the caller's, else the default one).
 pub(crate) fn start_timer(when: Instant, f: Callback) -> TimerRef {
+    crate::runtime::with_current(|sched| start_timer_on(sched, when, f))
+}
+
+/// `start_timer` on runtime `sched`: on the caller's P if it is one of
+/// `sched`'s, else on P 0.
+pub(crate) fn start_timer_on(sched: &Sched, when: Instant, f: Callback) -> TimerRef {
     let timer = Arc::new(TimerState {
         state: AtomicU8::new(PENDING),
         f: UnsafeCell::new(Some(f)),
     });
     let when = nanotime_of(when);
-    crate::runtime::with_current(|sched| {
-        let p = current_m()
-            .filter(|m| std::ptr::eq(&*m.sched, &**sched))
-            .and_then(|m| m.p.get())
-            .or_else(|| sched.p(0))
-            .expect("a runtime has P 0");
-        {
-            let mut heap = lock(&p.timers);
-            heap.push(when, Arc::clone(&timer));
-            p.timer0.store(heap.peek_when(), Ordering::SeqCst);
-        }
-        sched.wake_for_timer(when);
-    });
+    let p = current_m()
+        .filter(|m| std::ptr::eq(&*m.sched, sched))
+        .and_then(|m| m.p.get())
+        .or_else(|| sched.p(0))
+        .expect("a runtime has P 0");
+    {
+        let mut heap = lock(&p.timers);
+        heap.push(when, Arc::clone(&timer));
+        p.timer0.store(heap.peek_when(), Ordering::SeqCst);
+    }
+    sched.wake_for_timer(when);
     TimerRef(timer)
 }
 

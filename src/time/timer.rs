@@ -12,13 +12,21 @@
 //! still current, and `stop`/`reset` bump the generation and empty the
 //! channel — all three under the timer's own small lock, so a callback
 //! racing with `stop` either delivers before `stop` empties the channel or
-//! not at all. `stop` and `reset` return whether the timer was pending.
+//! not at all. `stop` and `reset` return whether the timer was pending,
+//! which, as in Go 1.23, includes a value sent that nobody received yet:
+//! for the program the timer had not fired.
+//!
+//! A timer belongs to the runtime current when it was made (the caller's,
+//! else the default one), as sockets do: a ticker re-arms itself there,
+//! whichever thread runs its callback (sysmon runs some), and stops when
+//! that runtime is gone.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::chan::{Receiver, Sender, TrySendError, bounded};
-use crate::sched::timers::{TimerRef, start_timer};
+use crate::sched::Sched;
+use crate::sched::timers::{TimerRef, start_timer_on};
 
 /// Receive the current time once, after `d` (Go's `time.After`).
 ///
@@ -47,6 +55,8 @@ pub fn tick(d: Duration) -> Receiver<Instant> {
 struct Shared {
     tx: Sender<Instant>,
     armed: Mutex<Armed>,
+    /// The runtime every arming goes to.
+    runtime: Weak<Sched>,
 }
 
 struct Armed {
@@ -67,6 +77,7 @@ impl Shared {
                 timer: None,
                 period,
             }),
+            runtime: crate::runtime::with_current(Arc::downgrade),
         });
         if let Some(when) = Instant::now().checked_add(d) {
             let mut armed = shared.lock();
@@ -79,12 +90,18 @@ impl Shared {
         self.armed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Arm for `when` in a new generation. Lock held (`armed`).
+    /// Arm for `when` in a new generation, unless the runtime is gone.
+    /// Lock held (`armed`).
     fn arm(self: &Arc<Self>, armed: &mut Armed, when: Instant) {
         armed.generation += 1;
         let generation = armed.generation;
+        let Some(runtime) = self.runtime.upgrade() else { return };
         let this = Arc::clone(self);
-        armed.timer = Some(start_timer(when, Box::new(move || this.fire(generation, when))));
+        armed.timer = Some(start_timer_on(
+            &runtime,
+            when,
+            Box::new(move || this.fire(generation, when)),
+        ));
     }
 
     /// The timer callback (scheduler context: never blocks).
@@ -103,12 +120,16 @@ impl Shared {
         }
     }
 
-    /// Disarm; empty `rx`; report whether a timer was pending.
+    /// Disarm; empty `rx`; report whether the timer was pending or had
+    /// sent a value nobody received.
     fn disarm(&self, armed: &mut Armed, rx: &Receiver<Instant>) -> bool {
         armed.generation += 1;
         let pending = armed.timer.take().is_some_and(|t| t.cancel());
-        while rx.try_recv().is_ok() {}
-        pending
+        let mut unreceived = false;
+        while rx.try_recv().is_ok() {
+            unreceived = true;
+        }
+        pending || unreceived
     }
 }
 
@@ -141,15 +162,17 @@ impl Timer {
         self.rx
     }
 
-    /// Stop the timer; true if it was pending. After `stop` returns, no
-    /// value from before it will be received.
+    /// Stop the timer; true if it was pending — armed, or fired with its
+    /// value not yet received (Go 1.23). After `stop` returns, no value
+    /// from before it will be received.
     pub fn stop(&self) -> bool {
         let mut armed = self.shared.lock();
         self.shared.disarm(&mut armed, &self.rx)
     }
 
-    /// Re-arm the timer to fire after `d`; true if it was pending. No
-    /// value from the earlier arming will be received afterwards.
+    /// Re-arm the timer to fire after `d`; true if it was pending (as for
+    /// `stop`). No value from the earlier arming will be received
+    /// afterwards.
     pub fn reset(&self, d: Duration) -> bool {
         let mut armed = self.shared.lock();
         let pending = self.shared.disarm(&mut armed, &self.rx);
