@@ -20,7 +20,10 @@
 //!
 //! Stopping is lazy: `TimerRef::cancel` flips the timer's state, and its
 //! heap entry is dropped when it reaches the top, or by a sweep once more
-//! than half of a heap is cancelled entries.
+//! than half of a heap is cancelled entries — after the heap's lock is
+//! released, like callbacks: a cancelled callback may own the last handle
+//! of something whose drop takes locks and readies goroutines (a channel
+//! timer's sender).
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -86,11 +89,14 @@ pub(crate) struct TimerHeap {
 }
 
 impl TimerHeap {
-    fn push(&mut self, when: u64, timer: Arc<TimerState>) {
+    /// Add a timer; returns the cancelled entries swept out meanwhile, for
+    /// the caller to drop once the heap is unlocked.
+    #[must_use]
+    fn push(&mut self, when: u64, timer: Arc<TimerState>) -> Vec<Entry> {
         // Here, not only when timers run: far-off timers that are started
         // and cancelled over and over (an I/O deadline per read) would
         // otherwise pile up until the first of them is due.
-        self.sweep_if_mostly_cancelled();
+        let swept = self.sweep_if_mostly_cancelled();
         self.seq += 1;
         self.pushes_since_sweep += 1;
         self.entries.push(Entry {
@@ -99,6 +105,7 @@ impl TimerHeap {
             timer,
         });
         self.sift_up(self.entries.len() - 1);
+        swept
     }
 
     fn pop(&mut self) -> Option<Entry> {
@@ -156,21 +163,22 @@ impl TimerHeap {
         }
     }
 
-    /// Drop cancelled entries if they are the majority, looking once per
-    /// `entries.len()` pushes.
-    fn sweep_if_mostly_cancelled(&mut self) {
+    /// Take out the cancelled entries if they are the majority, looking
+    /// once per `entries.len()` pushes.
+    fn sweep_if_mostly_cancelled(&mut self) -> Vec<Entry> {
         if self.entries.len() < 64 || self.pushes_since_sweep < self.entries.len() {
-            return;
+            return Vec::new();
         }
         self.pushes_since_sweep = 0;
         let live = |e: &Entry| e.timer.state.load(Ordering::Relaxed) == PENDING;
         if self.entries.iter().filter(|e| live(e)).count() * 2 > self.entries.len() {
-            return;
+            return Vec::new();
         }
-        self.entries.retain(live);
+        let swept = self.entries.extract_if(.., |e| !live(e)).collect();
         for i in (0..self.entries.len()).rev() {
             self.sift_down(i);
         }
+        swept
     }
 }
 
@@ -265,11 +273,13 @@ pub(crate) fn start_timer_on(sched: &Sched, when: Instant, f: Callback) -> Timer
         .and_then(|m| m.p.get())
         .or_else(|| sched.p(0))
         .expect("a runtime has P 0");
-    {
+    let swept = {
         let mut heap = lock(&p.timers);
-        heap.push(when, Arc::clone(&timer));
+        let swept = heap.push(when, Arc::clone(&timer));
         p.timer0.store(heap.peek_when(), Ordering::SeqCst);
-    }
+        swept
+    };
+    drop(swept);
     sched.wake_for_timer(when);
     TimerRef(timer)
 }
@@ -282,6 +292,7 @@ impl Sched {
             return;
         }
         let mut due = Vec::new();
+        let mut cancelled = Vec::new();
         {
             let mut heap = lock(&p.timers);
             while heap.peek_when() <= now {
@@ -292,10 +303,13 @@ impl Sched {
                     .is_ok()
                 {
                     due.push(e.timer);
+                } else {
+                    cancelled.push(e);
                 }
             }
             p.timer0.store(heap.peek_when(), Ordering::SeqCst);
         }
+        drop(cancelled);
         if !due.is_empty() {
             self.events.timers_fired.fetch_add(due.len() as u64, Ordering::Relaxed);
         }
