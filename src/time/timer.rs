@@ -5,7 +5,8 @@
 //! current `Instant` on a one-slot channel with `try_send`: callbacks run on
 //! a scheduler thread and must never block, and a receiver that is slow
 //! simply misses ticks, as in Go. A `Ticker` re-arms its timer from the
-//! callback, one period after the previous deadline, so ticks do not drift.
+//! callback, one period after the previous deadline, so ticks do not drift;
+//! after a stall it skips to the next deadline still ahead.
 //!
 //! Stop and reset never let a stale value through (Go 1.23): every arming
 //! has a generation number; the callback sends only if its generation is
@@ -114,7 +115,7 @@ impl Shared {
         armed.timer = None;
         if let Some(period) = armed.period
             && !receivers_gone
-            && let Some(next) = when.checked_add(period)
+            && let Some(next) = next_tick(when, period, Instant::now())
         {
             self.arm(&mut armed, next);
         }
@@ -131,6 +132,20 @@ impl Shared {
         }
         pending || unreceived
     }
+}
+
+/// The ticker deadline after `when`: one `period` later, or, if that has
+/// passed already (the callback ran late), the first later one on the same
+/// grid, so that ticks missed in a stall are skipped rather than fired back
+/// to back (as Go's ticker does). None past the end of time.
+fn next_tick(when: Instant, period: Duration, now: Instant) -> Option<Instant> {
+    let next = when.checked_add(period)?;
+    if next > now {
+        return Some(next);
+    }
+    let periods = now.duration_since(when).as_nanos() / period.as_nanos() + 1;
+    let ahead = u64::try_from(periods * period.as_nanos()).ok()?;
+    when.checked_add(Duration::from_nanos(ahead))
 }
 
 /// A single event at a deadline, delivered on a channel (Go's time.Timer).
@@ -234,5 +249,23 @@ impl Ticker {
         if let Some(when) = Instant::now().checked_add(d) {
             self.shared.arm(&mut armed, when);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_tick;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_late_ticker_skips_to_the_next_deadline_on_its_grid() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // On time: one period on.
+        assert_eq!(next_tick(t0, ms(10), t0 + ms(3)), Some(t0 + ms(10)));
+        // 25 ms late: the 10 and 20 ms ticks are skipped, not fired at once.
+        assert_eq!(next_tick(t0, ms(10), t0 + ms(25)), Some(t0 + ms(30)));
+        // Exactly on a grid point that has come: the next one.
+        assert_eq!(next_tick(t0, ms(10), t0 + ms(20)), Some(t0 + ms(30)));
     }
 }
