@@ -1171,3 +1171,46 @@ fn stress_random_operations_one_proc() {
         }
     });
 }
+
+/// A `Select::send` parked on a full channel ahead of a plain send: when a
+/// receive frees the slot, the plain sender's value goes in. Woken first
+/// instead, the select would take the slot itself (it is its only ready
+/// case) and leave the plain sender parked beside the buffer it was due.
+#[test]
+fn a_freed_slot_goes_to_a_sender_with_a_value_before_a_select_send() {
+    hang_guard("a freed slot and a select send", || {
+        on_procs(2, || {
+            let (a_tx, a_rx) = bounded::<u32>(1);
+            let (b_tx, b_rx) = bounded::<u32>(1);
+            a_tx.send(0).unwrap();
+            let select_tx = a_tx.clone();
+            let selecting = gort::go(move || {
+                let mut sel = Select::new();
+                let on_a = sel.send(&select_tx);
+                let on_b = sel.recv(&b_rx);
+                let op = sel.select();
+                if op.index() == on_a {
+                    op.send(&select_tx, 9).unwrap();
+                    None
+                } else {
+                    assert_eq!(op.index(), on_b);
+                    Some(op.recv(&b_rx).unwrap())
+                }
+            });
+            // Ordering only: the select parks first, then the plain sender.
+            gort::time::sleep(Duration::from_millis(20));
+            let plain = gort::go(move || a_tx.send(1).unwrap());
+            gort::time::sleep(Duration::from_millis(20));
+            assert_eq!(a_rx.recv().unwrap(), 0);
+            // The plain sender finishes without any further receive.
+            plain.join().unwrap();
+            assert_eq!(a_rx.recv().unwrap(), 1);
+            // The select is still waiting; B lets it go.
+            b_tx.send(7).unwrap();
+            match selecting.join().unwrap() {
+                Some(v) => assert_eq!(v, 7),
+                None => assert_eq!(a_rx.recv().unwrap(), 9),
+            }
+        })
+    });
+}

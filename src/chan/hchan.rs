@@ -141,6 +141,23 @@ pub(super) fn wake(won: Option<Claim>) {
     }
 }
 
+/// Claim the first send sudog that carries its value, dropping dead ones
+/// on the way and leaving `Select::send` ones (null slot) queued.
+fn pop_live_carrying(q: &mut VecDeque<Sudog>) -> Option<(Claim, *mut ())> {
+    let mut i = 0;
+    while i < q.len() {
+        if q[i].slot.is_null() {
+            i += 1;
+            continue;
+        }
+        let sg = q.remove(i).expect("in bounds");
+        if let Some(won) = sg.claim() {
+            return Some(won);
+        }
+    }
+    None
+}
+
 /// Pop sudogs until one can be claimed.
 fn pop_live(q: &mut VecDeque<Sudog>) -> Option<(Claim, *mut ())> {
     while let Some(sg) = q.pop_front() {
@@ -308,31 +325,40 @@ impl<T> Chan<T> {
     /// Receive without blocking (Go's `chanrecv` order: buffer, a waiting
     /// sender, closed). Returns the result (`None`: would block) and a
     /// sender to resume once the lock is released — the one whose value
-    /// was taken or admitted to the buffer, or a `Select` send woken to come
-    /// back (it has no value to take).
+    /// was taken or admitted to the buffer, or, when only `Select` sends
+    /// wait, one of those woken to come back (it has no value to take).
+    ///
+    /// Senders with a value go first, ahead of `Select` sends queued
+    /// earlier: a woken `Select` may pick another case, and a sender with a
+    /// value left behind it would then wait beside a receiver or a free
+    /// slot. A `Select` send is only woken, never admitted, so it loses no
+    /// place it held.
     fn try_recv_locked(&self, st: &mut State<T>) -> (Option<Result<T, RecvError>>, Option<Claim>) {
         if let Some(v) = st.buf.pop_front() {
             return (Some(Ok(v)), self.admit(st));
         }
-        match pop_live(&mut st.sendq) {
-            Some((won, slot)) if slot.is_null() => (None, Some(won)),
+        if let Some((won, slot)) = pop_live_carrying(&mut st.sendq) {
             // SAFETY: a value-carrying send sudog of this channel, claimed
             // just now.
-            Some((won, slot)) => (Some(Ok(unsafe { take_sent(slot) })), Some(won)),
+            return (Some(Ok(unsafe { take_sent(slot) })), Some(won));
+        }
+        match pop_live(&mut st.sendq) {
+            Some((won, _)) => (None, Some(won)),
             None if st.senders_gone => (Some(Err(RecvError)), None),
             None => (None, None),
         }
     }
 
-    /// A buffer slot was just freed: let the first live waiting sender in.
+    /// A buffer slot was just freed: let the first live waiting sender
+    /// with a value in, else wake a `Select` send (see `try_recv_locked`).
     fn admit(&self, st: &mut State<T>) -> Option<Claim> {
-        let (won, slot) = pop_live(&mut st.sendq)?;
-        if !slot.is_null() {
+        if let Some((won, slot)) = pop_live_carrying(&mut st.sendq) {
             // SAFETY: a value-carrying send sudog of this channel, claimed
             // just now.
             st.buf.push_back(unsafe { take_sent(slot) });
+            return Some(won);
         }
-        Some(won)
+        pop_live(&mut st.sendq).map(|(won, _)| won)
     }
 
     /// `send`, `try_send`, `send_timeout`: one lock round trip on the fast
