@@ -34,9 +34,8 @@
 //! which costs its new owner a system call that fails with `EAGAIN`; a
 //! stale hang-up ends the short-read shortcut (`net/fd.rs`) for that
 //! socket — harmless, so no generation number is kept. A socket is
-//! deregistered from epoll before its
-//! fd is closed (field order in `net/fd.rs`), so a reused fd number is never
-//! deregistered by mistake.
+//! deregistered from epoll before its fd is closed (field order in
+//! `net/fd.rs`), so a reused fd number is never deregistered by mistake.
 //!
 //! # Closing
 //!
