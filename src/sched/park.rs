@@ -65,6 +65,10 @@ pub(crate) fn gopark<F: FnOnce() -> bool>(unlock: F, reason: WaitReason) {
     });
 }
 
+/// How much of a goroutine's stack `goready` starts loading when the
+/// poller wakes it: about the depth of a socket read's frames at its park.
+const RESUME_PREFETCH_BYTES: usize = 1024;
+
 /// Make parked goroutine `g` runnable. Any thread.
 pub(crate) fn goready(g: GPtr) {
     debug_assert_eq!(g.status(), GStatus::Waiting);
@@ -82,6 +86,15 @@ pub(crate) fn goready(g: GPtr) {
         if let Some(m) = m
             && m.collecting()
         {
+            // A goroutine the poller wakes has usually been parked while the
+            // kernel's network work evicted its stack from this core's
+            // caches: start loading the frames it will resume through now,
+            // while the rest of the poll's events are handled, instead of
+            // stalling on them one by one once it runs.
+            // SAFETY: `g` is parked, so its context was saved before it
+            // became visible to us, and nothing resumes it until our batch
+            // is queued.
+            unsafe { (*g.ctx.get()).prefetch(RESUME_PREFETCH_BYTES) };
             let mut batch = m.ready_batch.take();
             batch.push(g);
             m.ready_batch.set(batch);
