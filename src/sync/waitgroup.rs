@@ -11,6 +11,15 @@
 //! finds the waiter queued or the waiter's CAS fails and it re-reads a zero
 //! counter. A waiter woken before it has parked does not park. No wake-up
 //! is lost.
+//!
+//! Reuse: the counter may go up again once it has reached zero, but only
+//! after the waiters of that zero are on their way. Between the `done` that
+//! reaches zero and its taking the queue, the word reads "counter zero,
+//! waiters present"; an `add` that lands there would let a new `wait` join
+//! the queue about to be woken and return while the new counter is not
+//! zero. Go calls that misuse and panics ("Add called concurrently with
+//! Wait"); so does `add`, which sees exactly that state in the word its
+//! `fetch_add` returns.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,13 +59,19 @@ impl WaitGroup {
     /// Add `n` to the counter.
     ///
     /// # Panics
-    /// If the counter would exceed `u32::MAX`.
+    /// If the counter would exceed `u32::MAX`; if it goes up from zero
+    /// while the waiters of that zero are still being woken (the group is
+    /// reused before an earlier `wait` has returned: see the module header).
     pub fn add(&self, n: u32) {
         // Release pairs with the Acquire in `wait`/`done`.
         let old = self.state.fetch_add(u64::from(n) << 32, Ordering::Release);
         assert!(
             (old >> 32) + u64::from(n) <= u64::from(u32::MAX),
             "WaitGroup counter overflow"
+        );
+        assert!(
+            n == 0 || old >> 32 != 0 || old & WAITERS_MASK == 0,
+            "WaitGroup misuse: add called concurrently with wait (reused before an earlier wait returned)"
         );
     }
 
@@ -117,5 +132,34 @@ impl std::fmt::Debug for WaitGroup {
         f.debug_struct("WaitGroup")
             .field("counter", &(self.state.load(Ordering::Relaxed) >> 32))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{COUNTER_ONE, WaitGroup};
+    use std::sync::atomic::Ordering;
+
+    /// The window a reuse can hit is too short to reach from outside, so
+    /// the word is put in its state directly: the `done` that brought the
+    /// counter to zero has one waiter still to wake.
+    #[test]
+    fn add_while_the_last_zero_is_being_announced_panics() {
+        let wg = WaitGroup::new();
+        wg.state.store(1, Ordering::Relaxed);
+        let reuse = std::panic::catch_unwind(|| wg.add(1)).expect_err("add must refuse");
+        let message = reuse.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(message.contains("WaitGroup misuse"), "{message}");
+    }
+
+    /// Going up from zero with nobody waiting, or while the counter is
+    /// nonzero with waiters, is ordinary use.
+    #[test]
+    fn add_from_zero_without_waiters_and_add_with_waiters_are_fine() {
+        let wg = WaitGroup::new();
+        wg.add(1);
+        wg.state.fetch_add(1, Ordering::Relaxed);
+        wg.add(2);
+        assert_eq!(wg.state.load(Ordering::Relaxed), 3 * COUNTER_ONE + 1);
     }
 }
