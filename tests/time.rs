@@ -311,3 +311,33 @@ fn a_ticker_stays_on_its_runtime_when_sysmon_runs_its_callback() {
         m.timers_fired
     );
 }
+
+/// Go 1.23: a timer nobody can receive from any more is freed before it
+/// is due. `after` in a `select` loop whose other case always wins, `Timer`s
+/// and `Ticker`s dropped without `stop`: 30,000 hour-long timers, and the
+/// heaps hold only the few still wanted plus not-yet-swept leftovers
+/// (before, every one stayed queued for the hour).
+#[test]
+fn timers_nobody_can_receive_from_are_freed_before_they_are_due() {
+    const ROUNDS: usize = 10_000;
+    let rt = Runtime::builder().procs(1).build().unwrap();
+    let kept = rt.block_on(|| {
+        let (tx, rx) = gort::chan::bounded::<usize>(1);
+        let hour = Duration::from_secs(3600);
+        let kept = gort::time::after(hour);
+        for i in 0..ROUNDS {
+            tx.send(i).unwrap();
+            gort::select! {
+                recv(rx) -> got => assert_eq!(got, Ok(i)),
+                recv(gort::time::after(hour)) -> _ => unreachable!("an hour passed"),
+            }
+            drop(gort::time::Timer::new(hour));
+            drop(gort::time::Ticker::new(hour));
+        }
+        kept
+    });
+    let queued = rt.metrics().timers_queued;
+    assert!(queued >= 1, "the timer still received from was dropped");
+    assert!(queued < 1_000, "{queued} timers still queued after {ROUNDS} rounds");
+    assert!(kept.try_recv().is_err());
+}

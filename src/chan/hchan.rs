@@ -509,6 +509,12 @@ impl<T> Chan<T> {
         }
     }
 
+    /// Whether a `Receiver` is left. Once false, false for good (a
+    /// receiver is only ever cloned from a live one).
+    pub(super) fn has_receivers(&self) -> bool {
+        self.receivers.load(Ordering::Relaxed) != 0
+    }
+
     /// A `Receiver` is dropped; the last one wakes every parked sender with
     /// its value still in its slot, and drops what is buffered.
     pub(super) fn release_receiver(&self) {

@@ -366,6 +366,14 @@ impl<T> Clone for Sender<T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// Whether any `Receiver` of the channel is left (the runtime's timers
+    /// drop a channel timer nobody can receive from).
+    pub(crate) fn has_receivers(&self) -> bool {
+        self.chan.has_receivers()
+    }
+}
+
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         self.chan.release_sender();

@@ -543,6 +543,10 @@ pub struct Metrics {
     /// Timer callbacks run: sleeps and deadlines ending, `Timer`s, `after`
     /// and `tick` firing.
     pub timers_fired: u64,
+    /// Timer entries queued in the P's heaps: pending timers, plus
+    /// cancelled or abandoned ones not yet swept out (at most about as
+    /// many again, `sched/timers.rs`).
+    pub timers_queued: usize,
     /// Scheduling decisions the chaos scheduler made differently
     /// (`Builder::chaos`); 0 without chaos.
     pub chaos_injections: u64,
@@ -586,6 +590,7 @@ impl Sched {
             netpoll_polls,
             netpoll_wakeups,
             timers_fired: self.events.timers_fired.load(Ordering::Relaxed),
+            timers_queued: self.timers_queued(),
             chaos_injections: self.events.chaos_injections.load(Ordering::Relaxed),
             ran_per_p: ps.iter().map(|p| p.ran.load(Ordering::Relaxed)).collect(),
             local_run_queues: ps.iter().map(|p| p.runq.len()).collect(),

@@ -20,14 +20,23 @@
 //!
 //! Stopping is lazy: `TimerRef::cancel` flips the timer's state, and its
 //! heap entry is dropped when it reaches the top, or by a sweep once more
-//! than half of a heap is cancelled entries — after the heap's lock is
+//! than half of a heap is dead entries — after the heap's lock is
 //! released, like callbacks: a cancelled callback may own the last handle
 //! of something whose drop takes locks and readies goroutines (a channel
 //! timer's sender).
+//!
+//! Dead means cancelled, or no longer wanted: a timer may come with a weak
+//! handle on whoever would care that it fires (`Wanted`), and once that is
+//! gone or says no, the sweep drops the entry as if it had been cancelled.
+//! Channel timers use this for Go 1.23's rule that a timer nobody can
+//! receive from any more is freed before it is due (`time.After` in a
+//! `select` loop): their callback is taken out of the timer too, as it owns
+//! the channel side that owns the timer's handle, a cycle that would
+//! otherwise keep both alive.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use super::m::current_m;
@@ -43,14 +52,39 @@ const CANCELLED: u8 = 2;
 
 type Callback = Box<dyn FnOnce() + Send>;
 
-struct TimerState {
-    state: AtomicU8,
-    /// Taken by whoever moves `state` from PENDING to FIRED.
-    f: UnsafeCell<Option<Callback>>,
+/// Whoever would care that a timer fires (module header).
+pub(crate) trait Wanted: Send + Sync {
+    /// Whether firing still matters to anyone. Once false, never true
+    /// again. Called under a heap lock: no locks, no blocking. The heap
+    /// upgrades its weak handle for the call, so the timer's callback must
+    /// hold a strong one: the upgrade must never be the last reference,
+    /// whose drop would run under that lock.
+    fn still_wanted(&self) -> bool;
 }
 
-// SAFETY: `f` is accessed only by the single winner of the PENDING→FIRED
-// CAS (or dropped with the last reference); Callback is Send.
+struct TimerState {
+    state: AtomicU8,
+    /// Taken by whoever moves `state` from PENDING to FIRED, or to
+    /// CANCELLED in a sweep of an unwanted timer.
+    f: UnsafeCell<Option<Callback>>,
+    /// Fixed at creation; `None` for timers that are always wanted.
+    wanted: Option<Weak<dyn Wanted>>,
+}
+
+impl TimerState {
+    /// Pending, and wanted by someone.
+    fn is_live(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == PENDING
+            && self
+                .wanted
+                .as_ref()
+                .is_none_or(|w| w.upgrade().is_some_and(|w| w.still_wanted()))
+    }
+}
+
+// SAFETY: `f` is accessed only by the single winner of the CAS out of
+// PENDING (or dropped with the last reference); Callback is Send, and
+// `wanted` is immutable and Send + Sync.
 unsafe impl Sync for TimerState {}
 
 /// A started timer; `cancel` stops it if it has not fired.
@@ -78,6 +112,15 @@ impl Entry {
     }
 }
 
+/// What a sweep took out of a heap, for the caller to drop once the heap
+/// is unlocked: dead entries, and the callbacks of unwanted ones.
+#[derive(Default)]
+#[must_use]
+pub(crate) struct Swept {
+    entries: Vec<Entry>,
+    callbacks: Vec<Callback>,
+}
+
 /// One P's timers.
 #[derive(Default)]
 pub(crate) struct TimerHeap {
@@ -90,14 +133,13 @@ pub(crate) struct TimerHeap {
 }
 
 impl TimerHeap {
-    /// Add a timer; returns the cancelled entries swept out meanwhile, for
-    /// the caller to drop once the heap is unlocked.
-    #[must_use]
-    fn push(&mut self, when: u64, timer: Arc<TimerState>) -> Vec<Entry> {
+    /// Add a timer; returns what was swept out meanwhile.
+    fn push(&mut self, when: u64, timer: Arc<TimerState>) -> Swept {
         // Here, not only when timers run: far-off timers that are started
-        // and cancelled over and over (an I/O deadline per read) would
-        // otherwise pile up until the first of them is due.
-        let swept = self.sweep_if_mostly_cancelled();
+        // and cancelled (or abandoned) over and over — an I/O deadline per
+        // read, a `time::after` per `select` — would otherwise pile up until
+        // the first of them is due.
+        let swept = self.sweep_if_mostly_dead();
         self.seq += 1;
         self.pushes_since_sweep += 1;
         self.entries.push(Entry {
@@ -124,11 +166,9 @@ impl TimerHeap {
         self.entries.len()
     }
 
-    /// Whether any entry may still fire (cancelled ones cannot).
+    /// Whether any entry may still fire for someone.
     fn has_pending(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.timer.state.load(Ordering::Relaxed) == PENDING)
+        self.entries.iter().any(|e| e.timer.is_live())
     }
 
     fn peek_when(&self) -> u64 {
@@ -164,20 +204,30 @@ impl TimerHeap {
         }
     }
 
-    /// Take out the cancelled entries if they are the majority, looking
-    /// once per `entries.len() / 2` pushes.
-    fn sweep_if_mostly_cancelled(&mut self) -> Vec<Entry> {
+    /// Take out the dead entries if they are the majority, looking once
+    /// per `entries.len() / 2` pushes.
+    fn sweep_if_mostly_dead(&mut self) -> Swept {
+        let mut swept = Swept::default();
         if self.entries.len() < 64 || 2 * self.pushes_since_sweep < self.entries.len() {
-            return Vec::new();
+            return swept;
         }
         self.pushes_since_sweep = 0;
-        let live = |e: &Entry| e.timer.state.load(Ordering::Relaxed) == PENDING;
-        if self.entries.iter().filter(|e| live(e)).count() * 2 > self.entries.len() {
-            return Vec::new();
+        if self.entries.iter().filter(|e| e.timer.is_live()).count() * 2 > self.entries.len() {
+            return swept;
         }
-        let swept = self.entries.extract_if(.., |e| !live(e)).collect();
+        swept.entries = self.entries.extract_if(.., |e| !e.timer.is_live()).collect();
         for i in (0..self.entries.len()).rev() {
             self.sift_down(i);
+        }
+        for e in &swept.entries {
+            if e.timer
+                .state
+                .compare_exchange(PENDING, CANCELLED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                // SAFETY: we won the CAS out of PENDING, so `f` is ours alone.
+                swept.callbacks.extend(unsafe { (*e.timer.f.get()).take() });
+            }
         }
         swept
     }
@@ -258,15 +308,17 @@ pub(crate) fn instant_of(t: u64) -> Instant {
 /// Run `f` at (or soon after) `when` unless cancelled first. Any thread; on
 /// the current runtime (the caller's, else the default one).
 pub(crate) fn start_timer(when: Instant, f: Callback) -> TimerRef {
-    crate::runtime::with_current(|sched| start_timer_on(sched, when, f))
+    crate::runtime::with_current(|sched| start_timer_on(sched, when, f, None))
 }
 
 /// `start_timer` on runtime `sched`: on the caller's P if it is one of
-/// `sched`'s, else on P 0.
-pub(crate) fn start_timer_on(sched: &Sched, when: Instant, f: Callback) -> TimerRef {
+/// `sched`'s, else on P 0. The timer may be dropped unfired once `wanted`
+/// is gone or says it is no longer wanted (module header).
+pub(crate) fn start_timer_on(sched: &Sched, when: Instant, f: Callback, wanted: Option<Weak<dyn Wanted>>) -> TimerRef {
     let timer = Arc::new(TimerState {
         state: AtomicU8::new(PENDING),
         f: UnsafeCell::new(Some(f)),
+        wanted,
     });
     let when = nanotime_of(when);
     let p = current_m()
@@ -326,6 +378,11 @@ impl Sched {
     /// timer will wake someone". O(timers); only for that rare check.
     pub(crate) fn has_pending_timers(&self) -> bool {
         self.all_ps().any(|p| lock(&p.timers).has_pending())
+    }
+
+    /// Entries in every P's heap, dead ones included (`Metrics`).
+    pub(crate) fn timers_queued(&self) -> usize {
+        self.all_ps().map(|p| lock(&p.timers).len()).sum()
     }
 
     /// Every P ever created (retired ones may still hold timers).
@@ -393,15 +450,16 @@ impl Sched {
 mod tests {
     use std::cell::UnsafeCell;
     use std::sync::Arc;
-    use std::sync::atomic::AtomicU8;
+    use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
-    use super::{PENDING, TimerHeap, TimerRef, TimerState, instant_of, nanotime, nanotime_of};
+    use super::{PENDING, TimerHeap, TimerRef, TimerState, Wanted, instant_of, nanotime, nanotime_of};
 
     fn timer() -> Arc<TimerState> {
         Arc::new(TimerState {
             state: AtomicU8::new(PENDING),
             f: UnsafeCell::new(None),
+            wanted: None,
         })
     }
 
@@ -412,13 +470,13 @@ mod tests {
         let mut heap = TimerHeap::default();
         let first: Vec<_> = (0..100).map(|_| timer()).collect();
         for (i, t) in first.iter().enumerate() {
-            assert!(heap.push(1000 - i as u64, Arc::clone(t)).is_empty());
+            assert!(heap.push(1000 - i as u64, Arc::clone(t)).entries.is_empty());
         }
         for t in &first[..80] {
             assert!(TimerRef(Arc::clone(t)).cancel());
         }
         // The heap looks once per `len / 2` pushes (it looked last at 64).
-        let swept: Vec<_> = (0..100).flat_map(|i| heap.push(5000 + i, timer())).collect();
+        let swept: Vec<_> = (0..100).flat_map(|i| heap.push(5000 + i, timer()).entries).collect();
         assert_eq!(swept.len(), 80);
         assert!(swept.iter().all(|e| e.when > 920));
         assert_eq!(heap.len(), 120);
@@ -427,6 +485,56 @@ mod tests {
             assert!(e.when >= last);
             last = e.when;
         }
+    }
+
+    /// Someone who stops caring about a set of timers.
+    struct Interest(AtomicBool);
+
+    impl Wanted for Interest {
+        fn still_wanted(&self) -> bool {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Timers whose `Wanted` says no, or is gone, are swept like cancelled
+    /// ones, and their callbacks (which own what they would fire for) are
+    /// taken out of them; timers still wanted stay.
+    #[test]
+    fn a_sweep_drops_timers_nobody_wants_with_their_callbacks() {
+        let interest = Arc::new(Interest(AtomicBool::new(true)));
+        let gone = Arc::new(Interest(AtomicBool::new(true)));
+        let fired = Arc::new(AtomicUsize::new(0));
+        let timer_for = |who: &Arc<Interest>| {
+            let fired = Arc::clone(&fired);
+            let who: Arc<dyn Wanted> = who.clone();
+            Arc::new(TimerState {
+                state: AtomicU8::new(PENDING),
+                f: UnsafeCell::new(Some(Box::new(move || {
+                    fired.fetch_add(1, Ordering::Relaxed);
+                }))),
+                wanted: Some(Arc::downgrade(&who)),
+            })
+        };
+        let mut heap = TimerHeap::default();
+        let unwanted: Vec<_> = (0..40).map(|_| timer_for(&interest)).collect();
+        let orphaned: Vec<_> = (0..40).map(|_| timer_for(&gone)).collect();
+        for (i, t) in unwanted.iter().chain(&orphaned).enumerate() {
+            assert!(heap.push(i as u64, Arc::clone(t)).entries.is_empty());
+        }
+        interest.0.store(false, Ordering::Relaxed);
+        drop(gone);
+        let swept: Vec<_> = (0..100).map(|i| heap.push(1000 + i, timer())).collect();
+        let entries: usize = swept.iter().map(|s| s.entries.len()).sum();
+        let callbacks: usize = swept.iter().map(|s| s.callbacks.len()).sum();
+        assert_eq!((entries, callbacks), (80, 80));
+        assert_eq!(heap.len(), 100);
+        assert!(unwanted.iter().chain(&orphaned).all(|t| !t.is_live()));
+        assert!(
+            !TimerRef(Arc::clone(&unwanted[0])).cancel(),
+            "already cancelled by the sweep"
+        );
+        drop(swept);
+        assert_eq!(fired.load(Ordering::Relaxed), 0, "dropped, not run");
     }
 
     /// A timer at `nanotime_of(t)` is due only once `Instant::now()` has

@@ -17,6 +17,12 @@
 //! which, as in Go 1.23, includes a value sent that nobody received yet:
 //! for the program the timer had not fired.
 //!
+//! A timer nobody can receive from any more (every `Receiver` of its
+//! channel dropped: an `after` in a `select` that took another case, a
+//! `Timer` dropped without `stop`) is no longer wanted, and the runtime's
+//! timer heap drops it unfired at its next sweep (`sched/timers.rs`), as Go
+//! 1.23 frees unreferenced timers.
+//!
 //! A timer belongs to the runtime current when it was made (the caller's,
 //! else the default one), as sockets do: a ticker re-arms itself there,
 //! whichever thread runs its callback (sysmon runs some), and stops when
@@ -27,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::chan::{Receiver, Sender, TrySendError, bounded};
 use crate::sched::Sched;
-use crate::sched::timers::{TimerRef, start_timer_on};
+use crate::sched::timers::{TimerRef, Wanted, start_timer_on};
 
 /// Receive the current time once, after `d` (Go's `time.After`).
 ///
@@ -98,10 +104,12 @@ impl Shared {
         let generation = armed.generation;
         let Some(runtime) = self.runtime.upgrade() else { return };
         let this = Arc::clone(self);
+        let wanted: Weak<dyn Wanted> = Arc::downgrade(self) as Weak<Shared>;
         armed.timer = Some(start_timer_on(
             &runtime,
             when,
             Box::new(move || this.fire(generation, when)),
+            Some(wanted),
         ));
     }
 
@@ -131,6 +139,16 @@ impl Shared {
             unreceived = true;
         }
         pending || unreceived
+    }
+}
+
+/// A timer is wanted while someone can receive what it sends: once every
+/// receiver is gone (an `after` in a `select` that took another case), the
+/// runtime may drop it unfired, with the callback's strong handle on
+/// `Shared` (Go 1.23 frees such timers too).
+impl Wanted for Shared {
+    fn still_wanted(&self) -> bool {
+        self.tx.has_receivers()
     }
 }
 
