@@ -315,8 +315,9 @@ fn a_ticker_stays_on_its_runtime_when_sysmon_runs_its_callback() {
 /// Go 1.23: a timer nobody can receive from any more is freed before it
 /// is due. `after` in a `select` loop whose other case always wins, `Timer`s
 /// and `Ticker`s dropped without `stop`: 30,000 hour-long timers, and the
-/// heaps hold only the few still wanted plus not-yet-swept leftovers
-/// (before, every one stayed queued for the hour).
+/// heaps hold only not-yet-swept leftovers (before, every one stayed queued
+/// for the hour). A timer still received from lives through the sweeps and
+/// fires.
 #[test]
 fn timers_nobody_can_receive_from_are_freed_before_they_are_due() {
     const ROUNDS: usize = 10_000;
@@ -324,7 +325,7 @@ fn timers_nobody_can_receive_from_are_freed_before_they_are_due() {
     let kept = rt.block_on(|| {
         let (tx, rx) = gort::chan::bounded::<usize>(1);
         let hour = Duration::from_secs(3600);
-        let kept = gort::time::after(hour);
+        let kept = gort::time::after(Duration::from_millis(50));
         for i in 0..ROUNDS {
             tx.send(i).unwrap();
             gort::select! {
@@ -337,7 +338,9 @@ fn timers_nobody_can_receive_from_are_freed_before_they_are_due() {
         kept
     });
     let queued = rt.metrics().timers_queued;
-    assert!(queued >= 1, "the timer still received from was dropped");
     assert!(queued < 1_000, "{queued} timers still queued after {ROUNDS} rounds");
-    assert!(kept.try_recv().is_err());
+    assert!(
+        kept.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "the timer still received from was dropped"
+    );
 }

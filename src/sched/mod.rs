@@ -544,8 +544,10 @@ pub struct Metrics {
     /// and `tick` firing.
     pub timers_fired: u64,
     /// Timer entries queued in the P's heaps: pending timers, plus
-    /// cancelled or abandoned ones not yet swept out (at most about as
-    /// many again, `sched/timers.rs`).
+    /// cancelled or abandoned ones not yet swept out. Sweeps run as timers
+    /// are started, and leave up to about twice as many leftovers as
+    /// pending timers (or 64); with no new timers, leftovers stay until
+    /// due (`sched/timers.rs`).
     pub timers_queued: usize,
     /// Scheduling decisions the chaos scheduler made differently
     /// (`Builder::chaos`); 0 without chaos.
