@@ -445,18 +445,21 @@ fn close_during_busy_reads_and_writes_reports_the_close() {
 
 /// `close` while a goroutine keeps reading an idle socket, each read timing
 /// out at once: a read that `close` overtakes between its closed check and
-/// its system call fails as closed, not with the end of file that the
-/// shutdown makes the system call return.
-#[test]
-fn close_during_repeated_timed_out_reads_reports_the_close() {
-    on_runtime(2, || {
+/// its system call fails as closed, not with the end of file (or empty
+/// datagram) that the shutdown makes the system call return. `open` gives
+/// the socket to close, a handle on it to read from (with its read timeout
+/// set), and whatever must stay alive meanwhile (the peer).
+fn close_overtaking_timed_out_reads<S: Send + 'static>(
+    open: impl Fn() -> (S, S, Box<dyn std::any::Any + Send>) + Send + 'static,
+    close: fn(&S),
+    read: fn(&S) -> std::io::Result<usize>,
+) {
+    on_runtime(2, move || {
         for round in 0..1000u64 {
-            let (a, _b) = tcp_pair();
-            let reading = a.try_clone().unwrap();
-            reading.set_read_timeout(Some(Duration::from_nanos(1))).unwrap();
+            let (socket, reading, _peer) = open();
             let reader = gort::go(move || {
                 loop {
-                    match (&reading).read(&mut [0; 64]) {
+                    match read(&reading) {
                         Err(e) if e.kind() == ErrorKind::TimedOut => {}
                         Ok(n) => return Ok(n),
                         Err(e) => return Err(e.kind()),
@@ -464,9 +467,46 @@ fn close_during_repeated_timed_out_reads_reports_the_close() {
                 }
             });
             std::thread::sleep(Duration::from_micros(round % 50));
-            a.close();
+            close(&socket);
             assert_eq!(join(reader), Err(ErrorKind::NotConnected), "round {round}");
         }
+    });
+}
+
+/// An idle TCP connection, with a read timeout on the handle to read from.
+fn idle_tcp() -> (TcpStream, TcpStream, Box<dyn std::any::Any + Send>) {
+    let (a, b) = tcp_pair();
+    let reading = a.try_clone().unwrap();
+    reading.set_read_timeout(Some(Duration::from_nanos(1))).unwrap();
+    (a, reading, Box::new(b))
+}
+
+/// A connected UDP socket that nobody sends to, likewise.
+fn idle_udp() -> (UdpSocket, UdpSocket, Box<dyn std::any::Any + Send>) {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(peer.local_addr().unwrap()).unwrap();
+    let reading = sock.try_clone().unwrap();
+    reading.set_read_timeout(Some(Duration::from_nanos(1))).unwrap();
+    (sock, reading, Box::new(peer))
+}
+
+#[test]
+fn close_during_repeated_timed_out_reads_reports_the_close() {
+    close_overtaking_timed_out_reads(idle_tcp, TcpStream::close, |s| (&*s).read(&mut [0; 64]));
+}
+
+#[test]
+fn close_during_repeated_timed_out_peeks_reports_the_close() {
+    close_overtaking_timed_out_reads(idle_tcp, TcpStream::close, |s| s.peek(&mut [0; 64]));
+}
+
+#[test]
+fn close_during_repeated_timed_out_udp_receives_reports_the_close() {
+    close_overtaking_timed_out_reads(idle_udp, UdpSocket::close, |s| s.recv(&mut [0; 64]));
+    close_overtaking_timed_out_reads(idle_udp, UdpSocket::close, |s| s.peek(&mut [0; 64]));
+    close_overtaking_timed_out_reads(idle_udp, UdpSocket::close, |s| {
+        s.recv_from(&mut [0; 64]).map(|(n, _)| n)
     });
 }
 

@@ -273,7 +273,7 @@ impl TcpStream {
     /// arrives.
     #[track_caller]
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.read(|s| s.peek(buf))
+        self.fd.read_bytes(buf.len(), |s| s.peek(buf))
     }
 
     /// Set `TCP_NODELAY`.
