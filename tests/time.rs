@@ -344,3 +344,17 @@ fn timers_nobody_can_receive_from_are_freed_before_they_are_due() {
         "the timer still received from was dropped"
     );
 }
+
+/// A runtime dropped with a channel timer still pending (and no goroutine
+/// left) frees it: a plain thread receiving from it sees the channel
+/// disconnected rather than waiting for good.
+#[test]
+fn a_channel_timer_of_a_dropped_runtime_disconnects_its_receivers() {
+    let rt = Runtime::builder().procs(1).build().unwrap();
+    let rx = rt.block_on(|| gort::time::after(Duration::from_secs(3600)));
+    drop(rt);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Err(gort::chan::RecvTimeoutError::Disconnected)
+    );
+}

@@ -233,6 +233,27 @@ impl TimerHeap {
     }
 }
 
+/// A heap goes with its runtime (`Sched::drop`, when no goroutine of it is
+/// left): its pending timers will never fire, so their callbacks are
+/// dropped now, not with the last handle on each timer. A channel timer's
+/// callback owns the sending side that owns that handle (module header);
+/// dropping it frees both, and a thread still receiving from the channel
+/// sees it disconnected instead of waiting for good.
+impl Drop for TimerHeap {
+    fn drop(&mut self) {
+        for e in &self.entries {
+            if e.timer
+                .state
+                .compare_exchange(PENDING, CANCELLED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                // SAFETY: we won the CAS out of PENDING, so `f` is ours alone.
+                drop(unsafe { (*e.timer.f.get()).take() });
+            }
+        }
+    }
+}
+
 /// Nanoseconds on `CLOCK_MONOTONIC`: the timers' clock, and the runtime's
 /// (park stamps, the poller's last poll, trace timestamps). It is the clock
 /// std's `Instant` reads on Linux, read here directly: the scheduler asks
