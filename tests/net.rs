@@ -481,16 +481,6 @@ fn idle_tcp() -> (TcpStream, TcpStream, Box<dyn std::any::Any + Send>) {
     (a, reading, Box::new(b))
 }
 
-/// A connected UDP socket that nobody sends to, likewise.
-fn idle_udp() -> (UdpSocket, UdpSocket, Box<dyn std::any::Any + Send>) {
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.connect(peer.local_addr().unwrap()).unwrap();
-    let reading = sock.try_clone().unwrap();
-    reading.set_read_timeout(Some(Duration::from_nanos(1))).unwrap();
-    (sock, reading, Box::new(peer))
-}
-
 #[test]
 fn close_during_repeated_timed_out_reads_reports_the_close() {
     close_overtaking_timed_out_reads(idle_tcp, TcpStream::close, |s| (&*s).read(&mut [0; 64]));
@@ -499,15 +489,6 @@ fn close_during_repeated_timed_out_reads_reports_the_close() {
 #[test]
 fn close_during_repeated_timed_out_peeks_reports_the_close() {
     close_overtaking_timed_out_reads(idle_tcp, TcpStream::close, |s| s.peek(&mut [0; 64]));
-}
-
-#[test]
-fn close_during_repeated_timed_out_udp_receives_reports_the_close() {
-    close_overtaking_timed_out_reads(idle_udp, UdpSocket::close, |s| s.recv(&mut [0; 64]));
-    close_overtaking_timed_out_reads(idle_udp, UdpSocket::close, |s| s.peek(&mut [0; 64]));
-    close_overtaking_timed_out_reads(idle_udp, UdpSocket::close, |s| {
-        s.recv_from(&mut [0; 64]).map(|(n, _)| n)
-    });
 }
 
 /// The poller-thread hand-off: work appears while the only other M sleeps

@@ -12,9 +12,9 @@
 //! `close` (Go's): the registration is marked closed first, then the
 //! socket is shut down, which wakes every waiter; they fail with
 //! `NotConnected`. A call already past its closed check when `close` runs
-//! gets from the kernel what the shutdown makes of it (an end of file, an
-//! empty datagram read, a broken pipe); those are reported as the close
-//! too, so no call ever mistakes a local `close` for the peer's doing.
+//! gets from the kernel what the shutdown makes of it (a stream's end of
+//! file, a broken pipe); those are reported as the close too, so no call
+//! ever mistakes a local `close` for the peer's doing.
 //!
 //! Timeouts (`set_read_timeout`/`set_write_timeout`) are std's: each call
 //! gets at most that long, counted from when it first has to wait, and then
@@ -99,12 +99,12 @@ impl<S: AsRawFd> NetFd<S> {
         self.io(Direction::Read, op)
     }
 
-    /// `read` for an operation that reads bytes into `len` of them (a
-    /// peek, a datagram receive).
+    /// `read` for a stream operation that reads bytes into `len` of them
+    /// without the short-read shortcut (a peek).
     #[track_caller]
-    pub(crate) fn read_bytes<R: BytesRead>(&self, len: usize, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        let r = self.read(op)?;
-        self.unless_emptied_by_close(len, r)
+    pub(crate) fn read_bytes(&self, len: usize, op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize> {
+        let n = self.read(op)?;
+        self.unless_emptied_by_close(len, n)
     }
 
     /// As `read`, for writability.
@@ -149,15 +149,16 @@ impl<S: AsRawFd> NetFd<S> {
         self.unless_emptied_by_close(len, n)
     }
 
-    /// A read that got nothing into a nonempty buffer after `close` got
-    /// the end of file (or, on a datagram socket, the empty read) that
-    /// `close`'s shutdown makes: it was already past its closed check.
-    /// Report the close.
-    fn unless_emptied_by_close<R: BytesRead>(&self, len: usize, r: R) -> io::Result<R> {
-        if r.bytes_read() == 0 && len > 0 && self.reg.is_closed() {
+    /// A stream read that got nothing into a nonempty buffer after `close`
+    /// got the end of file that `close`'s shutdown makes: it was already
+    /// past its closed check. Report the close. (Not for datagrams: there
+    /// an empty read is a datagram, and after the shutdown a non-blocking
+    /// receive finds nothing rather than an end.)
+    fn unless_emptied_by_close(&self, len: usize, n: usize) -> io::Result<usize> {
+        if n == 0 && len > 0 && self.reg.is_closed() {
             return Err(closed_error());
         }
-        Ok(r)
+        Ok(n)
     }
 
     #[track_caller]
@@ -267,24 +268,6 @@ impl<S: AsRawFd> NetFd<S> {
         // SAFETY: the descriptor is open while `self.sock` lives. Failing is
         // fine: an unconnected datagram socket has nothing to shut down.
         unsafe { libc::shutdown(self.sock.as_raw_fd(), libc::SHUT_RDWR) };
-    }
-}
-
-/// What a read-like call returns: how many bytes it read, maybe with more.
-pub(crate) trait BytesRead {
-    fn bytes_read(&self) -> usize;
-}
-
-impl BytesRead for usize {
-    fn bytes_read(&self) -> usize {
-        *self
-    }
-}
-
-/// A datagram's length and where it came from.
-impl<A> BytesRead for (usize, A) {
-    fn bytes_read(&self) -> usize {
-        self.0
     }
 }
 

@@ -87,13 +87,13 @@ impl UdpSocket {
     /// (truncated to `buf`) and its sender.
     #[track_caller]
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.fd.read_bytes(buf.len(), |s| s.recv_from(buf))
+        self.fd.read(|s| s.recv_from(buf))
     }
 
     /// As `recv_from`, but the datagram stays queued.
     #[track_caller]
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.fd.read_bytes(buf.len(), |s| s.peek_from(buf))
+        self.fd.read(|s| s.peek_from(buf))
     }
 
     /// Send `buf` as one datagram to `addr`, parking while the send buffer
@@ -122,13 +122,13 @@ impl UdpSocket {
     /// Receive one datagram from the connected peer.
     #[track_caller]
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.read_bytes(buf.len(), |s| s.recv(buf))
+        self.fd.read(|s| s.recv(buf))
     }
 
     /// As `recv`, but the datagram stays queued.
     #[track_caller]
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.read_bytes(buf.len(), |s| s.peek(buf))
+        self.fd.read(|s| s.peek(buf))
     }
 
     /// The address this socket is bound to.
