@@ -1416,3 +1416,39 @@ fn many_readers_parked_on_pairs_all_wake() {
     });
     assert_eq!(woken, PAIRS);
 }
+
+/// Resolving a name runs as a blocking call: while a slow resolver holds
+/// the goroutine's thread, the only P is handed to another M at once, as
+/// for `gort::blocking`, not found asleep later by sysmon's thread probe.
+#[test]
+fn a_slow_name_lookup_hands_its_p_off_as_a_blocking_call() {
+    /// A name whose lookup takes a while, then gives the listener's address.
+    struct SlowName(std::net::SocketAddr);
+    impl std::net::ToSocketAddrs for SlowName {
+        type Iter = std::option::IntoIter<std::net::SocketAddr>;
+        fn to_socket_addrs(&self) -> std::io::Result<Self::Iter> {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(Some(self.0).into_iter())
+        }
+    }
+    let rt = Runtime::builder().procs(1).build().unwrap();
+    let ran_meanwhile = rt.block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let other = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&other);
+        let connecting = gort::go(move || {
+            let stream = TcpStream::connect(SlowName(addr)).unwrap();
+            (flag.load(Ordering::SeqCst), stream)
+        });
+        gort::yield_now();
+        gort::go(move || other.store(true, Ordering::SeqCst));
+        let (ran, _stream) = join(connecting);
+        drop(listener.accept().unwrap());
+        ran
+    });
+    let m = rt.metrics();
+    assert!(ran_meanwhile, "the P stayed with the lookup");
+    assert!(m.syscall_handoffs >= 1, "{m:?}");
+    assert_eq!(m.blocked_detections, 0, "the lookup was found blocked, not announced");
+}

@@ -202,10 +202,13 @@ use std::sync::Arc;
 use fd::NetFd;
 
 /// Try `f` on each address `addr` resolves to; the first success, or the
-/// last error.
+/// last error. Resolving a name may wait on the network (`getaddrinfo`):
+/// it runs as a blocking call, so the goroutine's P goes on with other
+/// goroutines at once rather than once sysmon finds the thread asleep (as
+/// Go's cgo resolver enters a system call).
 fn each_addr<A: ToSocketAddrs, T>(addr: A, mut f: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
     let mut last = None;
-    for a in addr.to_socket_addrs()? {
+    for a in crate::sched::blocking(|| addr.to_socket_addrs())? {
         match f(a) {
             Ok(t) => return Ok(t),
             Err(e) => last = Some(e),

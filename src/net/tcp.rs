@@ -15,7 +15,8 @@
 //! - Read and write timeouts behave as std's (per call), and expiring is
 //!   `TimedOut`, never `WouldBlock`.
 //! - Name resolution in `connect`/`bind` uses std's `ToSocketAddrs`, which
-//!   blocks the thread for names that are not literal addresses.
+//!   blocks the thread for names that are not literal addresses; it runs as
+//!   a blocking call (`gort::blocking`), so the P goes on without it.
 //! - From a plain thread (not a goroutine) every call works and blocks the
 //!   thread.
 

@@ -200,7 +200,11 @@ impl Sched {
                     let Some(m) = holder_of(&p) else { continue };
                     if held >= w.probe_at {
                         w.probe_at = held.saturating_mul(2);
-                        if self.thread_blocked(&mut state.stats, m) {
+                        // Asleep *and still* in the slice we looked at: a
+                        // goroutine that entered an annotated blocking call
+                        // since then has put its P in `Syscall` and is
+                        // handled as one (nothing to detect or signal).
+                        if self.thread_blocked(&mut state.stats, m) && p.status() == status && p.tick() == tick {
                             self.blocked_detections.fetch_add(1, Ordering::Relaxed);
                             crate::trace::blocked(self, &p);
                             signal(m, REQUEST_SYSCALL);
