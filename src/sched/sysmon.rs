@@ -253,13 +253,13 @@ impl Sched {
             }
         }
         state.stats.retain(|tid, _| allm.iter().any(|m| m.get().tid == *tid));
+        drop(allm);
         // Timers left on Ps that `set_procs` retired are otherwise run only
         // by an M that finds no work at all, which a busy program may
         // never have.
         for p in (n..super::MAX_PROCS).map_while(|id| self.p(id)) {
             self.run_timers(&p, now);
         }
-        drop(allm);
         if let Some(poller) = self.poller.get()
             && poller.has_sockets()
             && poller.is_overdue(now)

@@ -80,6 +80,16 @@ impl TimerState {
                 .as_ref()
                 .is_none_or(|w| w.upgrade().is_some_and(|w| w.still_wanted()))
     }
+
+    /// Cancel the timer if it is pending, taking its callback, which will
+    /// never run, for the caller to drop.
+    fn cancel_taking_callback(&self) -> Option<Callback> {
+        self.state
+            .compare_exchange(PENDING, CANCELLED, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        // SAFETY: we won the CAS out of PENDING, so `f` is ours alone.
+        unsafe { (*self.f.get()).take() }
+    }
 }
 
 // SAFETY: `f` is accessed only by the single winner of the CAS out of
@@ -219,16 +229,11 @@ impl TimerHeap {
         for i in (0..self.entries.len()).rev() {
             self.sift_down(i);
         }
-        for e in &swept.entries {
-            if e.timer
-                .state
-                .compare_exchange(PENDING, CANCELLED, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                // SAFETY: we won the CAS out of PENDING, so `f` is ours alone.
-                swept.callbacks.extend(unsafe { (*e.timer.f.get()).take() });
-            }
-        }
+        swept.callbacks = swept
+            .entries
+            .iter()
+            .filter_map(|e| e.timer.cancel_taking_callback())
+            .collect();
         swept
     }
 }
@@ -242,14 +247,7 @@ impl TimerHeap {
 impl Drop for TimerHeap {
     fn drop(&mut self) {
         for e in &self.entries {
-            if e.timer
-                .state
-                .compare_exchange(PENDING, CANCELLED, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                // SAFETY: we won the CAS out of PENDING, so `f` is ours alone.
-                drop(unsafe { (*e.timer.f.get()).take() });
-            }
+            drop(e.timer.cancel_taking_callback());
         }
     }
 }
