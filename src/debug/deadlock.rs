@@ -58,7 +58,9 @@ impl Sched {
 
     /// The progress stamp if the runtime looks deadlocked, else None.
     fn deadlock_suspected(&self) -> Option<(u64, u64, u64)> {
-        if !self.detect_deadlocks() || !self.is_quiescent() {
+        // Pending timers are checked before the goroutines: a program whose
+        // goroutines sleep has some, and the scan would touch every G.
+        if !self.detect_deadlocks() || !self.is_quiescent() || self.has_pending_timers() {
             return None;
         }
         let stamp = self.progress_stamp();
@@ -70,7 +72,7 @@ impl Sched {
                 _ => return None,
             }
         }
-        if parked == 0 || self.has_pending_timers() {
+        if parked == 0 {
             return None;
         }
         let own: HashSet<libc::pid_t> = self.own_threads();
