@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use super::m::MPtr;
 use super::p::P;
 use super::park::WaitToken;
+use super::timers::TimerSlot;
 use super::{Sched, lock};
 use crate::arch::{Context, SuspendedRegs};
 use crate::goroutine::LocalMap;
@@ -187,7 +188,7 @@ impl Drop for Task {
 /// say) is touched G after G, so every byte here costs. The dump's fields
 /// (`parked_at`, `wait_since`, `parent`, `interrupted`) are written at
 /// every park, spawn or asynchronous preemption and read only by dumps.
-const _: () = assert!(std::mem::size_of::<G>() <= 176);
+const _: () = assert!(std::mem::size_of::<G>() <= 184);
 
 fn stack_size_u32(bytes: usize) -> u32 {
     u32::try_from(bytes).expect("stack sizes are checked to be at most 1 GiB")
@@ -221,6 +222,8 @@ pub(crate) struct G {
     interrupted: [AtomicUsize; 3],
     /// The goroutine's reusable wait token (`WaitToken::new`).
     pub(crate) token: UnsafeCell<Option<Arc<WaitToken>>>,
+    /// The goroutine's reusable timer for timed waits (`TimerSlot`).
+    pub(crate) timer: UnsafeCell<TimerSlot>,
     /// Goroutine-local values (`gort::local!`), created on first use.
     pub(crate) locals: UnsafeCell<Option<Box<LocalMap>>>,
     /// The M this goroutine must run on (`lock_os_thread`, or an async
@@ -451,6 +454,7 @@ impl Sched {
             wait_reason: AtomicU8::new(WaitReason::None as u8),
             locals: UnsafeCell::new(None),
             token: UnsafeCell::new(None),
+            timer: UnsafeCell::new(TimerSlot::default()),
             lockedm: Cell::new(None),
         });
         let g = GPtr(NonNull::from(Box::leak(g)));

@@ -32,6 +32,7 @@ use super::g::{GPtr, GStatus, WaitReason};
 use super::lock;
 use super::m::{M, NoPreempt, Pending, current_m};
 use super::schedule::mcall;
+use super::timers::{Fire, start_timer};
 use super::wakestate::WakeState;
 use crate::os::Note;
 
@@ -337,18 +338,14 @@ impl WaitToken {
     #[track_caller]
     pub(crate) fn wait(self: &Arc<Self>, deadline: Option<Instant>, reason: WaitReason) -> usize {
         match &self.waiter {
-            Waiter::Goroutine(_) => {
+            Waiter::Goroutine(g) => {
                 super::chaos::point();
                 let timer = deadline.map(|d| {
-                    let token = Arc::clone(self);
-                    crate::sched::timers::start_timer(
-                        d,
-                        Box::new(move || {
-                            if let Some(c) = WaitToken::claim(token, TIMED_OUT) {
-                                c.done();
-                            }
-                        }),
-                    )
+                    // SAFETY: a token is waited on only by the goroutine it
+                    // was made for (`new`), running now, and only the running
+                    // goroutine touches its own timer slot.
+                    let slot = unsafe { &mut *g.timer.get() };
+                    start_timer(d, Fire::TimeOut(Arc::clone(self)), slot)
                 });
                 gopark(|| self.state.announce_parked(), reason);
                 if let Some(t) = timer {

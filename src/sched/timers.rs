@@ -41,6 +41,7 @@ use std::time::Instant;
 
 use super::m::current_m;
 use super::p::PPtr;
+use super::park::{TIMED_OUT, WaitToken};
 use super::{MAX_PROCS, Sched, lock};
 
 /// `P::timer0` when the heap is empty.
@@ -50,7 +51,27 @@ const PENDING: u8 = 0;
 const FIRED: u8 = 1;
 const CANCELLED: u8 = 2;
 
-type Callback = Box<dyn FnOnce() + Send>;
+/// What a timer does when it fires.
+pub(crate) enum Fire {
+    /// Time a wait out: claim the waiter's token for `TIMED_OUT` and resume
+    /// it. Every sleep and every deadline is one, so it is not boxed.
+    TimeOut(Arc<WaitToken>),
+    /// Anything else (channel timers).
+    Call(Box<dyn FnOnce() + Send>),
+}
+
+impl Fire {
+    fn run(self) {
+        match self {
+            Fire::TimeOut(token) => {
+                if let Some(claim) = WaitToken::claim(token, TIMED_OUT) {
+                    claim.done();
+                }
+            }
+            Fire::Call(f) => f(),
+        }
+    }
+}
 
 /// Whoever would care that a timer fires (module header).
 pub(crate) trait Wanted: Send + Sync {
@@ -64,14 +85,21 @@ pub(crate) trait Wanted: Send + Sync {
 
 struct TimerState {
     state: AtomicU8,
-    /// Taken by whoever moves `state` from PENDING to FIRED, or to
-    /// CANCELLED in a sweep of an unwanted timer.
-    f: UnsafeCell<Option<Callback>>,
+    /// Some while PENDING; taken by whoever moves `state` out of PENDING.
+    f: UnsafeCell<Option<Fire>>,
     /// Fixed at creation; `None` for timers that are always wanted.
     wanted: Option<Weak<dyn Wanted>>,
 }
 
 impl TimerState {
+    fn new(f: Fire, wanted: Option<Weak<dyn Wanted>>) -> Arc<TimerState> {
+        Arc::new(TimerState {
+            state: AtomicU8::new(PENDING),
+            f: UnsafeCell::new(Some(f)),
+            wanted,
+        })
+    }
+
     /// Pending, and wanted by someone.
     fn is_live(&self) -> bool {
         self.state.load(Ordering::Relaxed) == PENDING
@@ -83,7 +111,7 @@ impl TimerState {
 
     /// Cancel the timer if it is pending, taking its callback, which will
     /// never run, for the caller to drop.
-    fn cancel_taking_callback(&self) -> Option<Callback> {
+    fn cancel_taking_callback(&self) -> Option<Fire> {
         self.state
             .compare_exchange(PENDING, CANCELLED, Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
@@ -93,7 +121,7 @@ impl TimerState {
 }
 
 // SAFETY: `f` is accessed only by the single winner of the CAS out of
-// PENDING (or dropped with the last reference); Callback is Send, and
+// PENDING (or dropped with the last reference); Fire is Send, and
 // `wanted` is immutable and Send + Sync.
 unsafe impl Sync for TimerState {}
 
@@ -101,14 +129,20 @@ unsafe impl Sync for TimerState {}
 pub(crate) struct TimerRef(Arc<TimerState>);
 
 impl TimerRef {
-    /// Stop the timer. Returns true if this prevented the callback.
+    /// Stop the timer. Returns true if this prevented the callback, which
+    /// is then dropped at once: it may hold what its owner wants to reuse
+    /// (a wait token), and the heap entry may stay until a sweep.
     pub(crate) fn cancel(&self) -> bool {
-        self.0
-            .state
-            .compare_exchange(PENDING, CANCELLED, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+        self.0.cancel_taking_callback().is_some()
     }
 }
+
+/// A timer kept by its owner for its next start (a goroutine's timed
+/// waits, as Go's `g.timer`): reused once nothing else refers to it — it
+/// fired, or its cancelled heap entry is gone — so a sleep allocates
+/// nothing in the common case.
+#[derive(Default)]
+pub(crate) struct TimerSlot(Option<Arc<TimerState>>);
 
 struct Entry {
     when: u64,
@@ -128,7 +162,7 @@ impl Entry {
 #[must_use]
 pub(crate) struct Swept {
     entries: Vec<Entry>,
-    callbacks: Vec<Callback>,
+    callbacks: Vec<Fire>,
 }
 
 /// One P's timers.
@@ -326,19 +360,30 @@ pub(crate) fn instant_of(t: u64) -> Instant {
 
 /// Run `f` at (or soon after) `when` unless cancelled first. Any thread; on
 /// the current runtime (the caller's, else the default one).
-pub(crate) fn start_timer(when: Instant, f: Callback) -> TimerRef {
-    crate::runtime::with_current(|sched| start_timer_on(sched, when, f, None))
+pub(crate) fn start_timer(when: Instant, f: Fire, slot: &mut TimerSlot) -> TimerRef {
+    crate::runtime::with_current(|sched| {
+        let timer = match slot.0.as_mut().and_then(Arc::get_mut) {
+            Some(unique) => {
+                *unique.state.get_mut() = PENDING;
+                *unique.f.get_mut() = Some(f);
+                Arc::clone(slot.0.as_ref().expect("just reused"))
+            }
+            None => Arc::clone(slot.0.insert(TimerState::new(f, None))),
+        };
+        push_timer(sched, when, timer)
+    })
 }
 
 /// `start_timer` on runtime `sched`: on the caller's P if it is one of
 /// `sched`'s, else on P 0. The timer may be dropped unfired once `wanted`
 /// is gone or says it is no longer wanted (module header).
-pub(crate) fn start_timer_on(sched: &Sched, when: Instant, f: Callback, wanted: Option<Weak<dyn Wanted>>) -> TimerRef {
-    let timer = Arc::new(TimerState {
-        state: AtomicU8::new(PENDING),
-        f: UnsafeCell::new(Some(f)),
-        wanted,
-    });
+pub(crate) fn start_timer_on(sched: &Sched, when: Instant, f: Fire, wanted: Option<Weak<dyn Wanted>>) -> TimerRef {
+    push_timer(sched, when, TimerState::new(f, wanted))
+}
+
+/// Queue a pending `timer` on the caller's P if it is one of `sched`'s,
+/// else on P 0.
+fn push_timer(sched: &Sched, when: Instant, timer: Arc<TimerState>) -> TimerRef {
     let when = nanotime_of(when);
     let p = current_m()
         .filter(|m| std::ptr::eq(&*m.sched, sched))
@@ -387,8 +432,12 @@ impl Sched {
         }
         for t in due {
             // SAFETY: we won the PENDING→FIRED CAS, so `f` is ours alone.
-            if let Some(f) = unsafe { (*t.f.get()).take() } {
-                f();
+            let f = unsafe { (*t.f.get()).take() };
+            // Let go of the timer first, so the goroutine the callback
+            // resumes finds it free to reuse (`TimerSlot`).
+            drop(t);
+            if let Some(f) = f {
+                f.run();
             }
         }
     }
@@ -467,19 +516,15 @@ impl Sched {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::UnsafeCell;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
-    use super::{PENDING, TimerHeap, TimerRef, TimerState, Wanted, instant_of, nanotime, nanotime_of};
+    use super::super::m::current_m;
+    use super::{Fire, TimerHeap, TimerRef, TimerState, Wanted, instant_of, nanotime, nanotime_of};
 
     fn timer() -> Arc<TimerState> {
-        Arc::new(TimerState {
-            state: AtomicU8::new(PENDING),
-            f: UnsafeCell::new(None),
-            wanted: None,
-        })
+        TimerState::new(Fire::Call(Box::new(|| {})), None)
     }
 
     /// Once most entries are cancelled, a push hands them back to its
@@ -506,6 +551,47 @@ mod tests {
         }
     }
 
+    /// Stopping a timer drops its callback at once, releasing what it
+    /// holds (a goroutine's wait token, which it then reuses), although the
+    /// heap entry stays until a sweep.
+    #[test]
+    fn cancel_drops_the_callback() {
+        let held = Arc::new(());
+        let in_callback = Arc::clone(&held);
+        let t = TimerRef(TimerState::new(Fire::Call(Box::new(move || drop(in_callback))), None));
+        let mut heap = TimerHeap::default();
+        assert!(heap.push(1, Arc::clone(&t.0)).entries.is_empty());
+        assert_eq!(Arc::strong_count(&held), 2);
+        assert!(t.cancel());
+        assert_eq!(Arc::strong_count(&held), 1);
+        assert!(!t.cancel(), "only the first cancel stops it");
+        assert_eq!(heap.len(), 1);
+    }
+
+    /// A goroutine's timed waits use one timer while each has fired and
+    /// left the heap before the next starts (`TimerSlot`).
+    #[test]
+    fn a_goroutines_sleeps_reuse_its_timer() {
+        /// The address of the running goroutine's kept timer (0: none).
+        fn slot_timer() -> usize {
+            let g = current_m().and_then(|m| m.curg.get()).expect("on a goroutine");
+            // SAFETY: the running goroutine reads its own slot.
+            unsafe { (*g.timer.get()).0.as_ref().map_or(0, |t| Arc::as_ptr(t) as usize) }
+        }
+        let (first, second) = crate::run(|| {
+            crate::go(|| {
+                crate::time::sleep(Duration::from_millis(1));
+                let first = slot_timer();
+                crate::time::sleep(Duration::from_millis(1));
+                (first, slot_timer())
+            })
+            .join()
+            .unwrap()
+        });
+        assert_ne!(first, 0);
+        assert_eq!(first, second);
+    }
+
     /// Someone who stops caring about a set of timers.
     struct Interest(AtomicBool);
 
@@ -526,13 +612,12 @@ mod tests {
         let timer_for = |who: &Arc<Interest>| {
             let fired = Arc::clone(&fired);
             let who: Arc<dyn Wanted> = who.clone();
-            Arc::new(TimerState {
-                state: AtomicU8::new(PENDING),
-                f: UnsafeCell::new(Some(Box::new(move || {
+            TimerState::new(
+                Fire::Call(Box::new(move || {
                     fired.fetch_add(1, Ordering::Relaxed);
-                }))),
-                wanted: Some(Arc::downgrade(&who)),
-            })
+                })),
+                Some(Arc::downgrade(&who)),
+            )
         };
         let mut heap = TimerHeap::default();
         let unwanted: Vec<_> = (0..40).map(|_| timer_for(&interest)).collect();

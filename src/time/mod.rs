@@ -31,8 +31,9 @@ pub fn sleep(d: Duration) {
     if d.is_zero() {
         return;
     }
+    crate::sched::safe_point();
     match Instant::now().checked_add(d) {
-        Some(deadline) => sleep_until(deadline),
+        Some(deadline) => sleep_from_now_until(deadline),
         None => park_forever(),
     }
 }
@@ -44,6 +45,13 @@ pub fn sleep_until(deadline: Instant) {
     if Instant::now() >= deadline {
         return;
     }
+    sleep_from_now_until(deadline);
+}
+
+/// Sleep until `deadline`, which the caller has just seen is in the
+/// future: a goroutine's sleep reads the clock once.
+#[track_caller]
+fn sleep_from_now_until(deadline: Instant) {
     if !in_goroutine() {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
         return;

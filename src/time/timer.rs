@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::chan::{Receiver, Sender, TrySendError, bounded};
 use crate::sched::Sched;
-use crate::sched::timers::{TimerRef, Wanted, start_timer_on};
+use crate::sched::timers::{Fire, TimerRef, Wanted, start_timer_on};
 
 /// Receive the current time once, after `d` (Go's `time.After`).
 ///
@@ -108,7 +108,7 @@ impl Shared {
         armed.timer = Some(start_timer_on(
             &runtime,
             when,
-            Box::new(move || this.fire(generation, when)),
+            Fire::Call(Box::new(move || this.fire(generation, when))),
             Some(wanted),
         ));
     }
