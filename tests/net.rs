@@ -1423,8 +1423,10 @@ fn many_readers_parked_on_pairs_all_wake() {
 ///
 /// Under load, sysmon may also find a thread of the runtime asleep in the
 /// kernel while it holds the P for reasons that have nothing to do with
-/// the lookup (seen: one or two detections in 2 of 6 runs beside another
-/// test binary), and those count as detections too. So the scenario runs
+/// the lookup (one or two detections in 2 of 6 runs beside another test
+/// binary; threads this binary's tests had detected were in `socket`
+/// growing the process's descriptor table, which waits for an RCU grace
+/// period, and in futex waits), and those count as detections too. So the scenario runs
 /// up to three times and one run without any detection passes; an
 /// unannounced 50 ms lookup is detected in every run.
 #[test]
