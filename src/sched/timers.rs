@@ -3,7 +3,10 @@
 //!
 //! A timer is a deadline and a callback. It lives in the heap of the P
 //! that started it (a thread without a P uses P 0), under that heap's own
-//! lock. The earliest deadline of each heap is mirrored in an atomic
+//! lock. The commonest callback, timing out a wait token (every sleep and
+//! every deadline), is not boxed (`Fire`), and each goroutine keeps the
+//! timer of its last timed wait for the next (`TimerSlot`, Go's `g.timer`):
+//! a goroutine that sleeps in a loop allocates nothing. The earliest deadline of each heap is mirrored in an atomic
 //! (`P::timer0`), so `find_runnable` can tell without locking — and without
 //! reading the clock when a P has no timers — whether anything is due.
 //!
@@ -18,12 +21,12 @@
 //! heap lock; they must not block or park (they ready goroutines, claim
 //! wait tokens, send on buffered channels without blocking).
 //!
-//! Stopping is lazy: `TimerRef::cancel` flips the timer's state, and its
-//! heap entry is dropped when it reaches the top, or by a sweep once more
-//! than half of a heap is dead entries — after the heap's lock is
-//! released, like callbacks: a cancelled callback may own the last handle
-//! of something whose drop takes locks and readies goroutines (a channel
-//! timer's sender).
+//! Stopping is lazy: `TimerRef::cancel` flips the timer's state and drops
+//! its callback, and its heap entry, which holds nothing else, is dropped
+//! when it reaches the top, or by a sweep once more than half of a heap is
+//! dead entries. Callbacks are never dropped under a heap lock: one may own
+//! the last handle of something whose drop takes locks and readies
+//! goroutines (a channel timer's sender).
 //!
 //! Dead means cancelled, or no longer wanted: a timer may come with a weak
 //! handle on whoever would care that it fires (`Wanted`), and once that is
@@ -43,6 +46,9 @@ use super::m::current_m;
 use super::p::PPtr;
 use super::park::{TIMED_OUT, WaitToken};
 use super::{MAX_PROCS, Sched, lock};
+
+/// Most due timers `run_timers` takes out per heap lock.
+const RUN_BATCH: usize = 16;
 
 /// `P::timer0` when the heap is empty.
 pub(crate) const NO_TIMER: u64 = u64::MAX;
@@ -121,7 +127,8 @@ impl TimerState {
 }
 
 // SAFETY: `f` is accessed only by the single winner of the CAS out of
-// PENDING (or dropped with the last reference); Fire is Send, and
+// PENDING, or by whoever holds the only reference (a `TimerSlot` reusing
+// it, or the last drop); Fire is Send, and
 // `wanted` is immutable and Send + Sync.
 unsafe impl Sync for TimerState {}
 
@@ -358,8 +365,9 @@ pub(crate) fn instant_of(t: u64) -> Instant {
     }
 }
 
-/// Run `f` at (or soon after) `when` unless cancelled first. Any thread; on
-/// the current runtime (the caller's, else the default one).
+/// Run `f` at (or soon after) `when` unless cancelled first, with the timer
+/// kept in `slot` if it is free, else a new one that `slot` then keeps. Any
+/// thread; on the current runtime (the caller's, else the default one).
 pub(crate) fn start_timer(when: Instant, f: Fire, slot: &mut TimerSlot) -> TimerRef {
     crate::runtime::with_current(|sched| {
         let timer = match slot.0.as_mut().and_then(Arc::get_mut) {
@@ -374,9 +382,9 @@ pub(crate) fn start_timer(when: Instant, f: Fire, slot: &mut TimerSlot) -> Timer
     })
 }
 
-/// `start_timer` on runtime `sched`: on the caller's P if it is one of
-/// `sched`'s, else on P 0. The timer may be dropped unfired once `wanted`
-/// is gone or says it is no longer wanted (module header).
+/// Run `f` at (or soon after) `when` on runtime `sched`, with a timer of its
+/// own. The timer may be dropped unfired once `wanted` is gone or says it
+/// is no longer wanted (module header).
 pub(crate) fn start_timer_on(sched: &Sched, when: Instant, f: Fire, wanted: Option<Weak<dyn Wanted>>) -> TimerRef {
     push_timer(sched, when, TimerState::new(f, wanted))
 }
@@ -405,38 +413,39 @@ impl Sched {
     /// Run `p`'s due timers. Any thread that may run callbacks (g0 or a
     /// thread holding no runtime lock).
     pub(crate) fn run_timers(&self, p: &PPtr, now: u64) {
-        if p.timer0.load(Ordering::Relaxed) > now {
-            return;
-        }
-        let mut due = Vec::new();
-        let mut cancelled = Vec::new();
-        {
-            let mut heap = lock(&p.timers);
-            while heap.peek_when() <= now {
-                let e = heap.pop().expect("peeked");
-                if e.timer
-                    .state
-                    .compare_exchange(PENDING, FIRED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    due.push(e.timer);
-                } else {
-                    cancelled.push(e);
-                }
+        loop {
+            if p.timer0.load(Ordering::Relaxed) > now {
+                return;
             }
-            p.timer0.store(heap.peek_when(), Ordering::SeqCst);
-        }
-        drop(cancelled);
-        if !due.is_empty() {
-            self.events.timers_fired.fetch_add(due.len() as u64, Ordering::Relaxed);
-        }
-        for t in due {
-            // SAFETY: we won the PENDING→FIRED CAS, so `f` is ours alone.
-            let f = unsafe { (*t.f.get()).take() };
-            // Let go of the timer first, so the goroutine the callback
-            // resumes finds it free to reuse (`TimerSlot`).
-            drop(t);
-            if let Some(f) = f {
+            // Taken in batches into an array, not a Vec: a P whose goroutine
+            // sleeps in a loop would otherwise allocate once per sleep.
+            let mut due: [Option<Fire>; RUN_BATCH] = [const { None }; RUN_BATCH];
+            let mut n = 0;
+            {
+                let mut heap = lock(&p.timers);
+                while n < RUN_BATCH && heap.peek_when() <= now {
+                    let e = heap.pop().expect("peeked");
+                    if e.timer
+                        .state
+                        .compare_exchange(PENDING, FIRED, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        // SAFETY: we won the PENDING→FIRED CAS, so `f` is
+                        // ours alone.
+                        due[n] = unsafe { (*e.timer.f.get()).take() };
+                        n += 1;
+                    }
+                    // The entry goes here, under the lock: a fired or
+                    // cancelled timer holds no callback (module header), and
+                    // letting go of it before the callback runs leaves it
+                    // free for the goroutine it resumes (`TimerSlot`).
+                }
+                p.timer0.store(heap.peek_when(), Ordering::SeqCst);
+            }
+            if n > 0 {
+                self.events.timers_fired.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            for f in due[..n].iter_mut().filter_map(Option::take) {
                 f.run();
             }
         }
