@@ -6,9 +6,10 @@
 //! lock. The commonest callback, timing out a wait token (every sleep and
 //! every deadline), is not boxed (`Fire`), and each goroutine keeps the
 //! timer of its last timed wait for the next (`TimerSlot`, Go's `g.timer`):
-//! a goroutine that sleeps in a loop allocates nothing. The earliest deadline of each heap is mirrored in an atomic
-//! (`P::timer0`), so `find_runnable` can tell without locking — and without
-//! reading the clock when a P has no timers — whether anything is due.
+//! a goroutine that sleeps in a loop allocates nothing. The earliest
+//! deadline of each heap is mirrored in an atomic (`P::timer0`), so
+//! `find_runnable` can tell without locking — and without reading the
+//! clock when a P has no timers — whether anything is due.
 //!
 //! Who runs due timers: an M running its P's scheduler loop checks that P's
 //! heap on every pass; an M that has found no work runs the due timers of
@@ -447,6 +448,9 @@ impl Sched {
             }
             for f in due[..n].iter_mut().filter_map(Option::take) {
                 f.run();
+            }
+            if n < RUN_BATCH {
+                return;
             }
         }
     }
