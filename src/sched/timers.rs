@@ -129,8 +129,8 @@ impl TimerState {
 
 // SAFETY: `f` is accessed only by the single winner of the CAS out of
 // PENDING, or by whoever holds the only reference (a `TimerSlot` reusing
-// it, or the last drop); Fire is Send, and
-// `wanted` is immutable and Send + Sync.
+// it, or the last drop); Fire is Send, and `wanted` is immutable and
+// Send + Sync.
 unsafe impl Sync for TimerState {}
 
 /// A started timer; `cancel` stops it if it has not fired.
