@@ -56,10 +56,12 @@ pub use select::{Select, SelectedOperation};
 
 use std::fmt;
 use std::panic::{RefUnwindSafe, UnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use hchan::{Chan, UNBOUNDED, Wait};
+
+use crate::sched::timers::Wanted;
 
 /// A channel with a buffer of `cap` values; `cap == 0` makes every send a
 /// rendezvous with a receiver.
@@ -366,11 +368,21 @@ impl<T> Clone for Sender<T> {
     }
 }
 
-impl<T> Sender<T> {
-    /// Whether any `Receiver` of the channel is left (the runtime's timers
-    /// drop a channel timer nobody can receive from).
-    pub(crate) fn has_receivers(&self) -> bool {
-        self.chan.has_receivers()
+impl<T: Send + 'static> Sender<T> {
+    /// A weak handle that says whether any `Receiver` of the channel is
+    /// left: the runtime's timers drop a channel timer nobody can receive
+    /// from. It is on the channel itself, not on this sender, because a
+    /// timer heap upgrades it under its lock and that upgrade can end up
+    /// the last reference: a channel with no sender or receiver left only
+    /// frees memory when it goes, where a sender's drop wakes receivers.
+    pub(crate) fn receivers_wanted(&self) -> Weak<dyn Wanted> {
+        Arc::downgrade(&self.chan) as Weak<Chan<T>>
+    }
+}
+
+impl<T: Send> Wanted for Chan<T> {
+    fn still_wanted(&self) -> bool {
+        self.has_receivers()
     }
 }
 

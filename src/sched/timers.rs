@@ -15,8 +15,9 @@
 //! heap on every pass; an M that has found no work runs the due timers of
 //! every P, idle ones included; and when every P is idle, one M — the
 //! *sleeper*, `Locked::sleeper` — sleeps (in the network poll, or on its
-//! note) exactly until the earliest deadline of all heaps (`sched/poll.rs`). Starting a timer earlier than the timer
-//! sleeper's deadline wakes it to sleep less (Go's `wakeNetPoller`).
+//! note) exactly until the earliest deadline of all heaps (`sched/poll.rs`).
+//! Starting a timer earlier than the sleeper's deadline wakes it to sleep
+//! less (Go's `wakeNetPoller`).
 //!
 //! Callbacks run on g0 or on the thread that found them due, outside every
 //! heap lock; they must not block or park (they ready goroutines, claim
@@ -34,9 +35,9 @@
 //! gone or says no, the sweep drops the entry as if it had been cancelled.
 //! Channel timers use this for Go 1.23's rule that a timer nobody can
 //! receive from any more is freed before it is due (`time.After` in a
-//! `select` loop): their callback is taken out of the timer too, as it owns
-//! the channel side that owns the timer's handle, a cycle that would
-//! otherwise keep both alive.
+//! `select` loop): the handle is on the channel, and their callback is
+//! taken out of the timer too, as it owns the channel's sender, which owns
+//! the timer's handle, a cycle that would otherwise keep both alive.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -84,9 +85,11 @@ impl Fire {
 pub(crate) trait Wanted: Send + Sync {
     /// Whether firing still matters to anyone. Once false, never true
     /// again. Called under a heap lock: no locks, no blocking. The heap
-    /// upgrades its weak handle for the call, so the timer's callback must
-    /// hold a strong one: the upgrade must never be the last reference,
-    /// whose drop would run under that lock.
+    /// upgrades its weak handle for the call, and the upgrade may turn out
+    /// to be the last reference (the timer cancelled, its callback and
+    /// owner dropped meanwhile), whose drop then runs under that lock: it
+    /// must take no lock and wake no one (a channel's core with no sender
+    /// or receiver left, which only frees memory).
     fn still_wanted(&self) -> bool;
 }
 

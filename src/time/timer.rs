@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::chan::{Receiver, Sender, TrySendError, bounded};
 use crate::sched::Sched;
-use crate::sched::timers::{Fire, TimerRef, Wanted, start_timer_on};
+use crate::sched::timers::{Fire, TimerRef, start_timer_on};
 
 /// Receive the current time once, after `d` (Go's `time.After`).
 ///
@@ -104,12 +104,11 @@ impl Shared {
         let generation = armed.generation;
         let Some(runtime) = self.runtime.upgrade() else { return };
         let this = Arc::clone(self);
-        let wanted: Weak<dyn Wanted> = Arc::downgrade(self) as Weak<Shared>;
         armed.timer = Some(start_timer_on(
             &runtime,
             when,
             Fire::Call(Box::new(move || this.fire(generation, when))),
-            Some(wanted),
+            Some(self.tx.receivers_wanted()),
         ));
     }
 
@@ -139,16 +138,6 @@ impl Shared {
             unreceived = true;
         }
         pending || unreceived
-    }
-}
-
-/// A timer is wanted while someone can receive what it sends: once every
-/// receiver is gone (an `after` in a `select` that took another case), the
-/// runtime may drop it unfired, with the callback's strong handle on
-/// `Shared` (Go 1.23 frees such timers too).
-impl Wanted for Shared {
-    fn still_wanted(&self) -> bool {
-        self.tx.has_receivers()
     }
 }
 
@@ -273,7 +262,26 @@ impl Ticker {
 #[cfg(test)]
 mod tests {
     use super::next_tick;
+    use crate::chan::{TryRecvError, bounded};
     use std::time::{Duration, Instant};
+
+    /// A timer heap upgrades a channel timer's handle under its lock, and
+    /// that upgrade may be the last reference (`timers::Wanted`): it must
+    /// not keep the sender, whose drop wakes receivers, so that drop never
+    /// runs under the heap lock.
+    #[test]
+    fn the_handle_a_timer_heap_upgrades_does_not_hold_the_sender() {
+        let (tx, rx) = bounded::<Instant>(1);
+        let handle = tx.receivers_wanted();
+        let upgraded = handle.upgrade().expect("the channel is alive");
+        assert!(upgraded.still_wanted());
+        drop(tx);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        drop(rx);
+        assert!(!upgraded.still_wanted());
+        drop(upgraded);
+        assert!(handle.upgrade().is_none());
+    }
 
     #[test]
     fn a_late_ticker_skips_to_the_next_deadline_on_its_grid() {
