@@ -910,6 +910,77 @@ fn a_read_after_a_peek_that_waited_gets_the_peeked_bytes() {
     });
 }
 
+/// Wait until the goroutine of `h` is parked for `reason`.
+fn wait_until_parked<T>(h: &JoinHandle<T>, reason: &str) {
+    let id = h.goroutine().id();
+    while !gort::runtime::goroutines()
+        .iter()
+        .any(|g| g.id == id && g.wait_reason == Some(reason))
+    {
+        gort::yield_now();
+    }
+}
+
+/// Two readers of one stream: the first waits in the poller, the second,
+/// after its own `EAGAIN`, for the read lock. One segment brings enough for
+/// both under one edge; the first reads its part and goes, and the second
+/// must try again before it waits, as no other edge will come.
+#[test]
+fn a_reader_queued_behind_another_gets_the_bytes_one_edge_brought() {
+    on_runtime(2, || {
+        let (a, b) = tcp_pair();
+        let read_ten = |b: &TcpStream| {
+            let b = b.clone();
+            gort::go(move || {
+                b.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut buf = [0; 10];
+                (&b).read(&mut buf).map(|n| buf[..n].to_vec())
+            })
+        };
+        let first = read_ten(&b);
+        wait_until_parked(&first, "IO wait");
+        let second = read_ten(&b);
+        wait_until_parked(&second, "sync.Mutex.Lock");
+        (&a).write_all(&[7; 20]).unwrap();
+        assert_eq!(join(first).unwrap(), [7; 10]);
+        assert_eq!(join(second).unwrap(), [7; 10]);
+    });
+}
+
+/// The same with accept: two acceptors queued as above, two connections
+/// arriving back to back (often one edge). Both are accepted.
+#[test]
+fn an_acceptor_queued_behind_another_gets_the_second_connection() {
+    on_runtime(2, || {
+        for _ in 0..20 {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accept = || {
+                let listener = listener.clone();
+                gort::go(move || listener.accept().map(|(conn, _)| conn))
+            };
+            let first = accept();
+            wait_until_parked(&first, "IO wait");
+            let second = accept();
+            wait_until_parked(&second, "sync.Mutex.Lock");
+            let clients = std::thread::spawn(move || {
+                [
+                    std::net::TcpStream::connect(addr).unwrap(),
+                    std::net::TcpStream::connect(addr).unwrap(),
+                ]
+            })
+            .join()
+            .unwrap();
+            let accepted = [join(first).unwrap(), join(second).unwrap()];
+            let mut peers: Vec<_> = accepted.iter().map(|c| c.peer_addr().unwrap()).collect();
+            let mut locals: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+            peers.sort();
+            locals.sort();
+            assert_eq!(peers, locals);
+        }
+    });
+}
+
 /// Read `conn` in reads of up to 100 bytes until `len` bytes have come.
 fn read_at_least<S>(conn: &S, len: usize) -> Vec<u8>
 where

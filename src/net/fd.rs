@@ -9,6 +9,16 @@
 //! retry" until the call succeeds, the socket is closed, or the deadline
 //! passes. `WouldBlock` therefore never reaches the user.
 //!
+//! An `EAGAIN` seen before the lock may be stale once the lock is ours:
+//! the waiter ahead of us may have consumed an edge that came after our
+//! call (two connections under one edge: it accepts one, and we would
+//! sleep beside the other for good). Go takes the lock before the first
+//! call; here the poller counts each direction's edges before it fires
+//! the slot, and a caller that gets the lock retries first if the count
+//! moved since its call. An unchanged count means no edge came since; the
+//! next one finds us registered or leaves the slot ready, as only the
+//! lock's holder waits on the slot.
+//!
 //! `close` (Go's): the registration is marked closed first, then the
 //! socket is shut down, which wakes every waiter; they fail with
 //! `NotConnected`. A call already past its closed check when `close` runs
@@ -41,6 +51,11 @@ const NOT_DRAINED: u64 = 0;
 /// `NetFd::drained_at` for a short read made at read-edge count `edges`.
 fn drained_mark(edges: u32) -> u64 {
     u64::from(edges) + 1
+}
+
+/// The read-edge count a `drained_mark` was made at.
+fn drained_edges(mark: u64) -> Option<u32> {
+    mark.checked_sub(1).map(|edges| edges as u32)
 }
 
 /// What a short read says about a byte-stream socket type.
@@ -133,10 +148,10 @@ impl<S: AsRawFd> NetFd<S> {
     {
         let n = if S::SHORT_READ_DRAINS && len > 0 {
             let mark = self.drained_at.swap(NOT_DRAINED, Ordering::Relaxed);
-            let try_first = mark != drained_mark(self.reg.read_edges()) || self.reg.short_reads_unreliable();
+            let empty_at = drained_edges(mark).filter(|_| !self.reg.short_reads_unreliable());
             let mut edges_at_call = 0;
-            let n = self.io_from(Direction::Read, try_first, &mut |sock: &S| {
-                edges_at_call = self.reg.read_edges();
+            let n = self.io_from(Direction::Read, empty_at, &mut |sock: &S| {
+                edges_at_call = self.reg.edges(Direction::Read);
                 op(sock)
             })?;
             if n > 0 && n < len {
@@ -144,7 +159,7 @@ impl<S: AsRawFd> NetFd<S> {
             }
             n
         } else {
-            self.io_from(Direction::Read, true, &mut op)?
+            self.io_from(Direction::Read, None, &mut op)?
         };
         self.unless_emptied_by_close(len, n)
     }
@@ -163,38 +178,50 @@ impl<S: AsRawFd> NetFd<S> {
 
     #[track_caller]
     fn io<R>(&self, dir: Direction, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        self.io_from(dir, true, &mut op)
+        self.io_from(dir, None, &mut op)
     }
 
+    /// The retry loop (module header). `empty_at`: the edge count of `dir`
+    /// at which a call found nothing to do, if the caller knows one (a short
+    /// read); `op` is tried only once the count has moved from it.
     #[track_caller]
-    fn io_from<R>(&self, dir: Direction, try_first: bool, op: &mut impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+    fn io_from<R>(
+        &self,
+        dir: Direction,
+        mut empty_at: Option<u32>,
+        op: &mut impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
         crate::sched::safe_point();
         if self.reg.is_closed() {
             return Err(closed_error());
-        }
-        if try_first {
-            match attempt(op, &self.sock) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return self.unless_closed(done),
-            }
         }
         let (lock, timeout) = match dir {
             Direction::Read => (&self.read_lock, &self.read_timeout),
             Direction::Write => (&self.write_lock, &self.write_timeout),
         };
-        let deadline = match timeout.load(Ordering::Relaxed) {
-            NO_TIMEOUT => None,
-            ns => Instant::now().checked_add(Duration::from_nanos(ns)),
-        };
-        let _one_waiter = lock.lock();
+        let mut one_waiter = None;
+        let mut deadline = None;
         loop {
-            self.reg.wait(dir, deadline)?;
-            match attempt(op, &self.sock) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return self.unless_closed(done),
+            // Read before the call: an edge after it moves the count.
+            let edges = self.reg.edges(dir);
+            if empty_at != Some(edges) {
+                match attempt(op, &self.sock) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => empty_at = Some(edges),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    done => return self.unless_closed(done),
+                }
             }
+            if one_waiter.is_none() {
+                deadline = match timeout.load(Ordering::Relaxed) {
+                    NO_TIMEOUT => None,
+                    ns => Instant::now().checked_add(Duration::from_nanos(ns)),
+                };
+                one_waiter = Some(lock.lock());
+                // Judge the `EAGAIN` again, now that no one else waits.
+                continue;
+            }
+            self.reg.wait(dir, deadline)?;
+            empty_at = None;
         }
     }
 

@@ -12,10 +12,12 @@
 //!
 //! An I/O operation (`net/fd.rs`) tries its system call first; only on
 //! `EAGAIN` does it wait here: consume a pending edge and retry, or install
-//! its token and park. The poller fires the slots named by each event,
-//! which wakes their waiters through the token — so a deadline (a timer
-//! claiming the same token) and an edge can race, and exactly one of them
-//! ends the wait.
+//! its token and park. The poller counts each edge per direction and then
+//! fires the slots named by the event, which wakes their waiters through
+//! the token — so a deadline (a timer claiming the same token) and an edge
+//! can race, and exactly one of them ends the wait. The counts tell a
+//! caller whether its `EAGAIN` (or short read) is older than the last edge
+//! (`net/fd.rs`).
 //!
 //! Who polls (the scheduler side is `sched/poll.rs`): an M that finds no
 //! work anywhere blocks in `epoll_wait` until the earliest timer, as the
@@ -30,7 +32,7 @@
 //! An event can be in flight in another M's result buffer after its socket
 //! was closed, so descriptors are never freed while the poller lives: a
 //! closed socket's descriptor goes to a free list and is reused. A stale
-//! event for a reused descriptor marks it `READY` and counts a read edge,
+//! event for a reused descriptor marks it `READY` and counts an edge,
 //! which costs its new owner a system call that fails with `EAGAIN`; a
 //! stale hang-up ends the short-read shortcut (`net/fd.rs`) for that
 //! socket — harmless, so no generation number is kept. A socket is
@@ -80,9 +82,12 @@ struct PollDesc {
     /// nothing is queued, so reads are always tried (`NetFd::read_stream`).
     /// Never cleared while registered.
     short_reads_unreliable: AtomicBool,
-    /// Read-direction events dispatched so far (wrapping): a short read
-    /// made at count N emptied the socket for as long as the count is N.
+    /// Events dispatched so far per direction (wrapping), each counted
+    /// before it fires its slot: a system call that found nothing to do at
+    /// count N (an `EAGAIN`, a short read) still holds while the count is N
+    /// (`NetFd::io_from`).
     read_edges: AtomicU32,
+    write_edges: AtomicU32,
     read: Slot,
     write: Slot,
 }
@@ -93,6 +98,7 @@ impl PollDesc {
             closing: AtomicBool::new(false),
             short_reads_unreliable: AtomicBool::new(false),
             read_edges: AtomicU32::new(0),
+            write_edges: AtomicU32::new(0),
             read: Slot::new(),
             write: Slot::new(),
         }
@@ -102,6 +108,13 @@ impl PollDesc {
         match dir {
             Direction::Read => &self.read,
             Direction::Write => &self.write,
+        }
+    }
+
+    fn edges(&self, dir: Direction) -> &AtomicU32 {
+        match dir {
+            Direction::Read => &self.read_edges,
+            Direction::Write => &self.write_edges,
         }
     }
 }
@@ -263,16 +276,15 @@ impl Poller {
             pd.short_reads_unreliable.store(true, Ordering::Relaxed);
         }
         let mut woken = 0;
-        if bits & READABLE != 0 {
-            // SeqCst: ordered before the fire below, against a reader's
-            // count load then slot check (`NetFd::read_stream`).
-            pd.read_edges.fetch_add(1, Ordering::SeqCst);
-            if fire(&pd.read) {
-                woken += 1;
+        for (bit, dir) in [(READABLE, Direction::Read), (WRITABLE, Direction::Write)] {
+            if bits & bit != 0 {
+                // SeqCst: ordered before the fire below, against a waiter's
+                // count load then slot check (`NetFd::io_from`).
+                pd.edges(dir).fetch_add(1, Ordering::SeqCst);
+                if fire(pd.slot(dir)) {
+                    woken += 1;
+                }
             }
-        }
-        if bits & WRITABLE != 0 && fire(&pd.write) {
-            woken += 1;
         }
         woken
     }
@@ -444,9 +456,9 @@ impl Registration {
         self.pd().short_reads_unreliable.load(Ordering::Relaxed)
     }
 
-    /// Read edges dispatched so far (wrapping).
-    pub(crate) fn read_edges(&self) -> u32 {
-        self.pd().read_edges.load(Ordering::SeqCst)
+    /// Edges of `dir` dispatched so far (wrapping).
+    pub(crate) fn edges(&self, dir: Direction) -> u32 {
+        self.pd().edges(dir).load(Ordering::SeqCst)
     }
 
     /// Whether `close` was called.
