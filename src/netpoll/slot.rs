@@ -91,8 +91,8 @@ impl Slot {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use loom::sync::Arc;
-    use loom::sync::atomic::AtomicBool;
+    use loom::sync::atomic::{AtomicBool, AtomicU32};
+    use loom::sync::{Arc, Notify};
 
     /// A reader retries or parks while an edge arrives: it is never left
     /// parked with the edge unseen.
@@ -138,6 +138,80 @@ mod loom_tests {
             let withdrew = slot.withdraw(8);
             let fired = poller.join().unwrap();
             assert!(withdrew ^ fired);
+        });
+    }
+
+    /// Two waiters on one direction (`net/fd.rs`): B waits in the slot,
+    /// holding the direction's lock; C made its system call and queues for
+    /// the lock (which it gets when B is done). One edge brings two items
+    /// (two connections). C, which retries under the lock if the edge
+    /// count moved since its call, never ends up registered — asleep, with
+    /// no edge to come — beside an item.
+    #[test]
+    fn a_waiter_queued_behind_another_is_never_left_beside_an_item() {
+        const B: usize = 8;
+        const C: usize = 16;
+        fn take(queued: &AtomicUsize) -> bool {
+            queued
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        }
+        loom::model(|| {
+            let slot = Arc::new(Slot::new());
+            let edges = Arc::new(AtomicU32::new(0));
+            let queued = Arc::new(AtomicUsize::new(0));
+            // B's token: a flag, and a `Notify` to sleep on (which may
+            // wake spuriously).
+            let b_woken = Arc::new((AtomicBool::new(false), Notify::new()));
+            slot.register(B).unwrap();
+            let b = {
+                let (slot, queued, b_woken) = (Arc::clone(&slot), Arc::clone(&queued), Arc::clone(&b_woken));
+                loom::thread::spawn(move || {
+                    while !b_woken.0.load(Ordering::Acquire) {
+                        b_woken.1.wait();
+                    }
+                    slot.take_ready();
+                    assert!(take(&queued));
+                })
+            };
+            let poller = {
+                let (slot, edges, queued) = (Arc::clone(&slot), Arc::clone(&edges), Arc::clone(&queued));
+                loom::thread::spawn(move || {
+                    queued.fetch_add(2, Ordering::SeqCst);
+                    edges.fetch_add(1, Ordering::SeqCst);
+                    if slot.fire() == Some(B) {
+                        b_woken.0.store(true, Ordering::Release);
+                        b_woken.1.notify();
+                    }
+                })
+            };
+            // C, as `NetFd::io_from` runs it.
+            let mut empty_at = None;
+            let mut b = Some(b);
+            let parked = loop {
+                let seen = edges.load(Ordering::SeqCst);
+                if empty_at != Some(seen) {
+                    if take(&queued) {
+                        break false;
+                    }
+                    empty_at = Some(seen);
+                }
+                if let Some(b) = b.take() {
+                    b.join().unwrap();
+                    continue;
+                }
+                if !slot.take_ready() && slot.register(C).is_ok() {
+                    break true;
+                }
+                empty_at = None;
+            };
+            if let Some(b) = b {
+                b.join().unwrap();
+            }
+            poller.join().unwrap();
+            if parked {
+                assert_eq!(queued.load(Ordering::SeqCst), 0, "C sleeps beside an item");
+            }
         });
     }
 
