@@ -629,6 +629,74 @@ fn select_is_fair_between_ready_channels() {
     );
 }
 
+/// Wait until the goroutine of `h` is parked for `reason`.
+fn wait_until_parked<T>(h: &gort::JoinHandle<T>, reason: &str) {
+    let id = h.goroutine().id();
+    while !gort::runtime::goroutines()
+        .iter()
+        .any(|g| g.id == id && g.wait_reason == Some(reason))
+    {
+        gort::yield_now();
+    }
+}
+
+/// Two `Select` sends wait on a full channel. A receive frees the slot and
+/// wakes the first, which (one P) runs only after its other case has been
+/// made ready too, and then picks either. If it goes elsewhere, it must
+/// wake the second in its place rather than leave it parked beside the
+/// free slot. Go has no such wake-up to pass on: its sends carry their
+/// values.
+#[test]
+fn a_select_send_woken_for_a_free_slot_passes_it_on_if_it_goes_elsewhere() {
+    hang_guard("select send pass-on", || {
+        on_procs(1, || {
+            let mut went_elsewhere = 0;
+            for _ in 0..40 {
+                let (tx, rx) = bounded::<u32>(1);
+                tx.send(0).unwrap();
+                let (other_tx, other_rx) = bounded::<()>(1);
+                let first = {
+                    let tx = tx.clone();
+                    gort::go(move || {
+                        let mut sel = Select::new();
+                        let send = sel.send(&tx);
+                        sel.recv(&other_rx);
+                        let oper = sel.select();
+                        if oper.index() == send {
+                            oper.send(&tx, 1).unwrap();
+                            true
+                        } else {
+                            oper.recv(&other_rx).unwrap();
+                            false
+                        }
+                    })
+                };
+                wait_until_parked(&first, "select");
+                let second = {
+                    let tx = tx.clone();
+                    gort::go(move || {
+                        let mut sel = Select::new();
+                        sel.send(&tx);
+                        sel.select().send(&tx, 2).unwrap();
+                    })
+                };
+                wait_until_parked(&second, "select");
+                assert_eq!(rx.try_recv(), Ok(0));
+                other_tx.send(()).unwrap();
+                if first.join().unwrap() {
+                    assert_eq!(rx.recv(), Ok(1));
+                } else {
+                    went_elsewhere += 1;
+                }
+                second.join().unwrap();
+                assert_eq!(rx.recv(), Ok(2));
+            }
+            // Each round goes elsewhere with probability 1/2.
+            assert!(went_elsewhere > 0);
+        })
+    });
+}
+
 #[test]
 fn select_default_is_taken_only_when_nothing_is_ready() {
     let (tx, rx) = bounded::<u32>(1);

@@ -158,6 +158,23 @@ fn pop_live_carrying(q: &mut VecDeque<Sudog>) -> Option<(Claim, *mut ())> {
     None
 }
 
+/// Claim the first `Select::send` sudog (null slot), dropping dead ones
+/// on the way and leaving senders with a value queued.
+fn pop_live_select_send(q: &mut VecDeque<Sudog>) -> Option<Claim> {
+    let mut i = 0;
+    while i < q.len() {
+        if !q[i].slot.is_null() {
+            i += 1;
+            continue;
+        }
+        let sg = q.remove(i).expect("in bounds");
+        if let Some((won, _)) = sg.claim() {
+            return Some(won);
+        }
+    }
+    None
+}
+
 /// Pop sudogs until one can be claimed.
 fn pop_live(q: &mut VecDeque<Sudog>) -> Option<(Claim, *mut ())> {
     while let Some(sg) = q.pop_front() {
@@ -603,6 +620,11 @@ impl<T> Port for Chan<T> {
         st.reserved -= 1;
         let won = self.admit(&mut st);
         drop(st);
+        wake(won);
+    }
+
+    fn wake_next_select_send(&self) {
+        let won = pop_live_select_send(&mut self.lock().sendq);
         wake(won);
     }
 }

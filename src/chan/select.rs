@@ -45,10 +45,13 @@
 //! stays parked until the value arrives), or a buffer slot is counted in
 //! `reserved`. Parked, such a case's sudog has no value (null slot); a
 //! receiver that finds it claims it just to wake the select, which polls
-//! again and reserves whatever became ready. (So on an unbuffered channel a
-//! parked `Select` send is completed by receivers that wait — `recv`,
-//! `recv_timeout`, a parking select — but not by one that only polls,
-//! `try_recv` or `select!` with `default`: that wakes it and finds nothing.)
+//! again and reserves whatever became ready. Only one such select is woken
+//! per receiver or freed slot, so one that then completes another case
+//! wakes the next `Select` send on that channel in its place. (So on an
+//! unbuffered channel a parked `Select` send is completed by receivers that
+//! wait — `recv`, `recv_timeout`, a parking select — but not by one that
+//! only polls, `try_recv` or `select!` with `default`: that wakes it and
+//! finds nothing.)
 //! Receive cases use a slot boxed per case. A `SelectedOperation` dropped
 //! without completing releases its reservation (a held receiver resumes
 //! empty-handed and retries) and panics, as crossbeam's does.
@@ -95,6 +98,12 @@ pub(super) trait Port {
 
     /// Give back a `Reservation::Buffer`. Takes the lock.
     fn unreserve(&self);
+
+    /// A `Select` send woken to come back went for another case: wake the
+    /// next one queued here in its place, as the receiver or the free slot
+    /// it was woken for may still be there (if not, that one finds nothing
+    /// and parks again). Takes the lock.
+    fn wake_next_select_send(&self);
 }
 
 /// What polling one case found.
@@ -184,6 +193,9 @@ fn cheaprandn(n: usize) -> usize {
 fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>)> {
     crate::sched::chaos_point();
     let n = cases.len();
+    // The caller's index of a `SendLater` case woken to come back: what it
+    // was woken for is ours to reserve, or to pass on.
+    let mut woken_send = None;
     loop {
         // Lock order: ascending lock address, each channel once.
         cases.sort_unstable_by_key(Case::addr);
@@ -215,10 +227,18 @@ fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>
                 Poll::Pending(won) => c.wake = won,
             }
         }
-        if chosen.is_some() {
+        if let Some((j, _)) = chosen {
             unlock_all(cases);
+            if let Some(k) = woken_send
+                && cases[j].index != k
+                && let Some(c) = cases.iter().find(|c| c.index == k)
+            {
+                c.port.wake_next_select_send();
+            }
             return chosen;
         }
+        // Every case was polled and none was ready: whatever woke us is gone.
+        woken_send = None;
         let Some(deadline) = wait.deadline() else {
             unlock_all(cases);
             return None;
@@ -253,7 +273,7 @@ fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>
             // SAFETY: our own receive slot; the wait has returned.
             Kind::Recv if unsafe { !c.port.received(c.slot) } => {}
             // A receiver arrived or room appeared: poll again to reserve it.
-            Kind::SendLater => {}
+            Kind::SendLater => woken_send = Some(c.index),
             _ => return Some((tag, None)),
         }
     }
