@@ -237,6 +237,52 @@ fn mutex_is_released_by_a_panic_and_not_poisoned() {
     assert_eq!(*m.lock(), 5);
 }
 
+/// A goroutine that blocks while unwinding a panic (a `Drop` locking a
+/// contended mutex) resumes on the thread it panicked on: std counts panics
+/// per thread, so elsewhere `panicking()` would be false mid-unwind and the
+/// goroutine's `catch_unwind` would wrap that thread's count.
+#[test]
+fn a_goroutine_blocked_while_unwinding_resumes_on_its_thread() {
+    struct LockOnDrop(Arc<Mutex<()>>, Arc<std::sync::Mutex<Vec<(bool, bool)>>>);
+    impl Drop for LockOnDrop {
+        fn drop(&mut self) {
+            let before = std::thread::current().id();
+            let _guard = self.0.lock();
+            let same_thread = std::thread::current().id() == before;
+            self.1.lock().unwrap().push((same_thread, std::thread::panicking()));
+        }
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    quietly(|| {
+        on_procs(2, move || {
+            for _ in 0..20 {
+                let m = Arc::new(Mutex::new(()));
+                let guard = m.lock();
+                let on_drop = LockOnDrop(Arc::clone(&m), Arc::clone(&record));
+                let h = gort::go(move || {
+                    let _on_drop = on_drop;
+                    panic!("unwinding");
+                });
+                let id = h.goroutine().id();
+                yield_until(|| {
+                    gort::runtime::goroutines()
+                        .iter()
+                        .any(|g| g.id == id && g.wait_reason == Some("sync.Mutex.Lock"))
+                });
+                drop(guard);
+                assert!(h.join().is_err());
+            }
+        })
+    });
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 20);
+    assert!(
+        seen.iter().all(|&(same_thread, panicking)| same_thread && panicking),
+        "{seen:?}"
+    );
+}
+
 #[test]
 fn mutex_statics_defaults_and_accessors() {
     static COUNT: Mutex<u32> = Mutex::new(0);

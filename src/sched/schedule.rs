@@ -502,8 +502,22 @@ extern "sysv64" fn goroutine_entry(g: usize) -> ! {
 
 /// Switch from the running goroutine to its M's g0, which then does
 /// `pending` (Go's `mcall`). Returns when the goroutine is resumed — maybe
-/// on another M. On a goroutine only.
+/// on another M, except while it unwinds a panic: std counts panics per
+/// thread, and the goroutine's `catch_unwind` must find its count where the
+/// panic began, so an unwinding goroutine is locked to its thread (as by
+/// `lock_os_thread`) until it is back. On a goroutine only.
 pub(crate) fn mcall(pending: Pending) {
+    let pin = !matches!(pending, Pending::Exit) && std::thread::panicking();
+    if pin {
+        lock_os_thread();
+    }
+    switch_to_g0(pending);
+    if pin {
+        unlock_os_thread();
+    }
+}
+
+fn switch_to_g0(pending: Pending) {
     let m = current_m().expect("mcall outside a goroutine");
     let g = m.curg.get().expect("mcall on g0");
     // From here to g0 the M must keep its P: no signal may move it into the
