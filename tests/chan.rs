@@ -14,6 +14,9 @@ use gort::chan::{
     bounded, unbounded,
 };
 
+mod common;
+use common::wait_until_parked;
+
 /// Run `f` on a fresh runtime with `procs` Ps.
 fn on_procs<T: Send + 'static>(procs: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
     Runtime::builder().procs(procs).build().unwrap().block_on(f)
@@ -627,17 +630,6 @@ fn select_is_fair_between_ready_channels() {
         hits.iter().all(|&h| (4000..=6000).contains(&h)),
         "unfair builder: {hits:?}"
     );
-}
-
-/// Wait until the goroutine of `h` is parked for `reason`.
-fn wait_until_parked<T>(h: &gort::JoinHandle<T>, reason: &str) {
-    let id = h.goroutine().id();
-    while !gort::runtime::goroutines()
-        .iter()
-        .any(|g| g.id == id && g.wait_reason == Some(reason))
-    {
-        gort::yield_now();
-    }
 }
 
 /// Two `Select` sends wait on a full channel. A receive frees the slot and

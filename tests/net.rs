@@ -20,7 +20,7 @@ use gort::{JoinHandle, Runtime};
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 mod common;
-use common::{gettid, guarded, threads_named};
+use common::{gettid, guarded, threads_named, wait_until_parked};
 
 /// Run `f` on a runtime with `procs` Ps, failing instead of hanging the
 /// suite if it does not finish within `HANG_GUARD`.
@@ -908,17 +908,6 @@ fn a_read_after_a_peek_that_waited_gets_the_peeked_bytes() {
         assert_eq!((&b).read(&mut buf).unwrap(), 5);
         assert_eq!(&buf[..5], b"hello");
     });
-}
-
-/// Wait until the goroutine of `h` is parked for `reason`.
-fn wait_until_parked<T>(h: &JoinHandle<T>, reason: &str) {
-    let id = h.goroutine().id();
-    while !gort::runtime::goroutines()
-        .iter()
-        .any(|g| g.id == id && g.wait_reason == Some(reason))
-    {
-        gort::yield_now();
-    }
 }
 
 /// Two readers of one stream: the first waits in the poller, the second,

@@ -12,6 +12,9 @@ use std::time::Duration;
 use gort::Runtime;
 use gort::sync::{Barrier, Condvar, Mutex, Once, OnceLock, RwLock, Semaphore};
 
+mod common;
+use common::wait_until_parked;
+
 /// Run `f` as the main goroutine of a fresh runtime with `procs` Ps.
 fn on_procs<T: Send + 'static>(procs: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
     Runtime::builder().procs(procs).build().unwrap().block_on(f)
@@ -264,12 +267,7 @@ fn a_goroutine_blocked_while_unwinding_resumes_on_its_thread() {
                     let _on_drop = on_drop;
                     panic!("unwinding");
                 });
-                let id = h.goroutine().id();
-                yield_until(|| {
-                    gort::runtime::goroutines()
-                        .iter()
-                        .any(|g| g.id == id && g.wait_reason == Some("sync.Mutex.Lock"))
-                });
+                wait_until_parked(&h, "sync.Mutex.Lock");
                 drop(guard);
                 assert!(h.join().is_err());
             }

@@ -38,6 +38,19 @@ pub fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// Yield until the goroutine of `h` is parked for `reason` (Go's words, as
+/// `gort::runtime::goroutines` reports them: `"IO wait"`, `"select"`,
+/// `"sync.Mutex.Lock"`, ...). On a goroutine of the same runtime.
+pub fn wait_until_parked<T>(h: &gort::JoinHandle<T>, reason: &str) {
+    let id = h.goroutine().id();
+    while !gort::runtime::goroutines()
+        .iter()
+        .any(|g| g.id == id && g.wait_reason == Some(reason))
+    {
+        gort::yield_now();
+    }
+}
+
 /// The `/proc/self/task` directories of this process's threads whose name
 /// starts with `prefix`.
 pub fn threads_named(prefix: &str) -> Vec<PathBuf> {
