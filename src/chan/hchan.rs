@@ -141,34 +141,18 @@ pub(super) fn wake(won: Option<Claim>) {
     }
 }
 
-/// Claim the first send sudog that carries its value, dropping dead ones
-/// on the way and leaving `Select::send` ones (null slot) queued.
-fn pop_live_carrying(q: &mut VecDeque<Sudog>) -> Option<(Claim, *mut ())> {
+/// Claim the first send sudog that carries its value (`carrying`), or the
+/// first `Select::send` one (null slot, not `carrying`), dropping dead ones
+/// of that kind on the way and leaving the other kind queued.
+fn pop_live_send(q: &mut VecDeque<Sudog>, carrying: bool) -> Option<(Claim, *mut ())> {
     let mut i = 0;
     while i < q.len() {
-        if q[i].slot.is_null() {
+        if q[i].slot.is_null() == carrying {
             i += 1;
             continue;
         }
         let sg = q.remove(i).expect("in bounds");
         if let Some(won) = sg.claim() {
-            return Some(won);
-        }
-    }
-    None
-}
-
-/// Claim the first `Select::send` sudog (null slot), dropping dead ones
-/// on the way and leaving senders with a value queued.
-fn pop_live_select_send(q: &mut VecDeque<Sudog>) -> Option<Claim> {
-    let mut i = 0;
-    while i < q.len() {
-        if !q[i].slot.is_null() {
-            i += 1;
-            continue;
-        }
-        let sg = q.remove(i).expect("in bounds");
-        if let Some((won, _)) = sg.claim() {
             return Some(won);
         }
     }
@@ -354,7 +338,7 @@ impl<T> Chan<T> {
         if let Some(v) = st.buf.pop_front() {
             return (Some(Ok(v)), self.admit(st));
         }
-        if let Some((won, slot)) = pop_live_carrying(&mut st.sendq) {
+        if let Some((won, slot)) = pop_live_send(&mut st.sendq, true) {
             // SAFETY: a value-carrying send sudog of this channel, claimed
             // just now.
             return (Some(Ok(unsafe { take_sent(slot) })), Some(won));
@@ -369,7 +353,7 @@ impl<T> Chan<T> {
     /// A buffer slot was just freed: let the first live waiting sender
     /// with a value in, else wake a `Select` send (see `try_recv_locked`).
     fn admit(&self, st: &mut State<T>) -> Option<Claim> {
-        if let Some((won, slot)) = pop_live_carrying(&mut st.sendq) {
+        if let Some((won, slot)) = pop_live_send(&mut st.sendq, true) {
             // SAFETY: a value-carrying send sudog of this channel, claimed
             // just now.
             st.buf.push_back(unsafe { take_sent(slot) });
@@ -624,7 +608,7 @@ impl<T> Port for Chan<T> {
     }
 
     fn wake_next_select_send(&self) {
-        let won = pop_live_select_send(&mut self.lock().sendq);
+        let won = pop_live_send(&mut self.lock().sendq, false).map(|(won, _)| won);
         wake(won);
     }
 }

@@ -517,6 +517,7 @@ pub(crate) fn mcall(pending: Pending) {
     }
 }
 
+/// `mcall`'s switch itself.
 fn switch_to_g0(pending: Pending) {
     let m = current_m().expect("mcall outside a goroutine");
     let g = m.curg.get().expect("mcall on g0");
