@@ -149,17 +149,13 @@ impl<S: AsRawFd> NetFd<S> {
         let n = if S::SHORT_READ_DRAINS && len > 0 {
             let mark = self.drained_at.swap(NOT_DRAINED, Ordering::Relaxed);
             let empty_at = drained_edges(mark).filter(|_| !self.reg.short_reads_unreliable());
-            let mut edges_at_call = 0;
-            let n = self.io_from(Direction::Read, empty_at, &mut |sock: &S| {
-                edges_at_call = self.reg.edges(Direction::Read);
-                op(sock)
-            })?;
+            let (n, edges_at_call) = self.io_from(Direction::Read, empty_at, &mut op)?;
             if n > 0 && n < len {
                 self.drained_at.store(drained_mark(edges_at_call), Ordering::Relaxed);
             }
             n
         } else {
-            self.io_from(Direction::Read, None, &mut op)?
+            self.io_from(Direction::Read, None, &mut op)?.0
         };
         self.unless_emptied_by_close(len, n)
     }
@@ -178,19 +174,21 @@ impl<S: AsRawFd> NetFd<S> {
 
     #[track_caller]
     fn io<R>(&self, dir: Direction, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        self.io_from(dir, None, &mut op)
+        self.io_from(dir, None, &mut op).map(|(r, _)| r)
     }
 
     /// The retry loop (module header). `empty_at`: the edge count of `dir`
     /// at which a call found nothing to do, if the caller knows one (a short
-    /// read); `op` is tried only once the count has moved from it.
+    /// read); `op` is tried only once the count has moved from it. Returns
+    /// `op`'s result with the edge count read just before the call that
+    /// made it.
     #[track_caller]
     fn io_from<R>(
         &self,
         dir: Direction,
         mut empty_at: Option<u32>,
         op: &mut impl FnMut(&S) -> io::Result<R>,
-    ) -> io::Result<R> {
+    ) -> io::Result<(R, u32)> {
         crate::sched::safe_point();
         if self.reg.is_closed() {
             return Err(closed_error());
@@ -208,7 +206,7 @@ impl<S: AsRawFd> NetFd<S> {
                 match attempt(op, &self.sock) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => empty_at = Some(edges),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    done => return self.unless_closed(done),
+                    done => return self.unless_closed(done).map(|r| (r, edges)),
                 }
             }
             if one_waiter.is_none() {
