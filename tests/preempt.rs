@@ -462,3 +462,32 @@ fn threads_started_for_blocking_calls_exit_when_idle() {
         panic!("idle threads did not exit");
     });
 }
+
+#[test]
+fn a_goroutine_preempted_inside_timer_reset_does_not_stall_the_timers() {
+    // A goroutine that resets a timer in a loop holds the timer's own lock
+    // for most of each reset and makes no runtime call that yields, so it is
+    // stopped by signal, often with that lock held. The timer is due almost
+    // at once, and whoever fires it (sysmon, before it queues the preempted
+    // goroutine) takes that lock: it must not wait for the goroutine it is
+    // about to queue.
+    common::guarded(|| {
+        let rt = sliced_runtime(1, Duration::from_micros(100));
+        rt.block_on(|| {
+            let resetter = gort::go(|| {
+                let t = gort::time::Timer::new(Duration::from_micros(1));
+                let before = gort::runtime::metrics().preempts_async;
+                let mut resets = 0u64;
+                while gort::runtime::metrics().preempts_async - before < 300 {
+                    for _ in 0..256 {
+                        t.reset(Duration::from_micros(1));
+                    }
+                    resets += 256;
+                }
+                t.stop();
+                resets
+            });
+            assert!(resetter.join().unwrap() > 0);
+        });
+    });
+}

@@ -28,12 +28,12 @@
 //! whichever thread runs its callback (sysmon runs some), and stops when
 //! that runtime is gone.
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::chan::{Receiver, Sender, TrySendError, bounded};
-use crate::sched::Sched;
 use crate::sched::timers::{Fire, TimerRef, start_timer_on};
+use crate::sched::{LockGuard, Sched, lock};
 
 /// Receive the current time once, after `d` (Go's `time.After`).
 ///
@@ -93,8 +93,12 @@ impl Shared {
         (shared, rx)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Armed> {
-        self.armed.lock().unwrap_or_else(PoisonError::into_inner)
+    /// A runtime lock (a `NoPreempt` section): the callback takes it on a
+    /// scheduler thread — sysmon among them, before it queues an
+    /// asynchronously preempted goroutine — so a goroutine must never be
+    /// stopped by signal while it holds it in `stop` or `reset`.
+    fn lock(&self) -> LockGuard<'_, Armed> {
+        lock(&self.armed)
     }
 
     /// Arm for `when` in a new generation, unless the runtime is gone.
