@@ -103,3 +103,25 @@ pub(crate) fn futex_wake(word: &AtomicU32) {
         );
     }
 }
+
+/// Write `text` to file descriptor 2 with plain `write` calls, without
+/// std's stderr lock. For the scheduler's own threads and contexts (sysmon,
+/// g0): a goroutine stopped by SIGURG in the middle of an `eprintln!` keeps
+/// that lock until it runs again, and the thread that would let it run
+/// again must not wait for it. Lines of concurrent writers may interleave,
+/// as Go's runtime prints do. Errors are ignored: there is nowhere to
+/// report them.
+pub(crate) fn write_stderr(text: &str) {
+    let mut bytes = text.as_bytes();
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a live buffer of the given length.
+        let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        if n > 0 {
+            bytes = &bytes[n as usize..];
+        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            return;
+        }
+    }
+}

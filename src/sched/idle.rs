@@ -85,7 +85,7 @@ impl Sched {
                 .spawn(move || sysmon::run(watched))
             {
                 Ok(handle) => lock(&self.threads).push(handle),
-                Err(e) => eprintln!("gort: runtime '{}' runs without sysmon: {e}", self.name),
+                Err(e) => crate::os::write_stderr(&format!("gort: runtime '{}' runs without sysmon: {e}\n", self.name)),
             }
         });
         let live = self.mcount.fetch_add(1, Ordering::Relaxed);
@@ -108,10 +108,12 @@ impl Sched {
                     self.nmspinning.fetch_sub(1, Ordering::SeqCst);
                 }
                 if !std::mem::replace(&mut l.thread_limit_warned, true) {
-                    eprintln!(
-                        "gort: runtime '{}' cannot start another thread ({why}); running on the threads it has",
+                    // Maybe on g0, under `Sched::lock`: not through std's
+                    // stderr lock (`os::write_stderr`).
+                    crate::os::write_stderr(&format!(
+                        "gort: runtime '{}' cannot start another thread ({why}); running on the threads it has\n",
                         self.name
-                    );
+                    ));
                 }
             }
         }

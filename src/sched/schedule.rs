@@ -451,11 +451,12 @@ impl Sched {
                 true
             }
             Err(e) => {
-                eprintln!(
-                    "gort: goroutine {} (spawned at {}) cannot run: stack allocation failed: {e}",
+                // On g0: not through std's stderr lock (`os::write_stderr`).
+                crate::os::write_stderr(&format!(
+                    "gort: goroutine {} (spawned at {}) cannot run: stack allocation failed: {e}\n",
                     g.id(),
                     g.spawned_at()
-                );
+                ));
                 // SAFETY: we own g; dropping the task that never ran
                 // abandons it, which fails its JoinHandle.
                 drop(unsafe { (*g.entry.get()).take() });

@@ -141,7 +141,9 @@ pub(crate) fn run(sched: Weak<Sched>) {
         if let Some(period) = sched.debug.schedtrace {
             let at = Instant::now();
             if at >= next_trace {
-                eprint!("{}", sched.schedtrace(at - started, sched.debug.scheddetail));
+                // Not `eprint!`: a preempted goroutine may hold std's stderr
+                // lock, and it waits for us to queue it.
+                crate::os::write_stderr(&sched.schedtrace(at - started, sched.debug.scheddetail));
                 next_trace = at + period;
             }
             state.delay = state.delay.min(next_trace.saturating_duration_since(at).max(MIN_DELAY));
@@ -294,10 +296,10 @@ impl Sched {
             return true;
         }
         if !std::mem::replace(&mut l.preempt_limit_warned, true) {
-            eprintln!(
-                "gort: runtime '{}' is at max_threads ({}); goroutines that run long are not preempted until a thread is free",
+            crate::os::write_stderr(&format!(
+                "gort: runtime '{}' is at max_threads ({}); goroutines that run long are not preempted until a thread is free\n",
                 self.name, self.max_threads
-            );
+            ));
         }
         false
     }
