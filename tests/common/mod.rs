@@ -8,7 +8,7 @@
 
 use std::panic::resume_unwind;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
@@ -69,16 +69,35 @@ pub const CHILD_ENV: &str = "GORT_TEST_CHILD";
 
 /// In the parent: run test `test` of this same test binary in a child
 /// process with `CHILD_ENV` set, and return its exit status and stderr. In
-/// the child: run `body` and return `None`.
+/// the child: run `body` and return `None`. A child still running after
+/// `HANG_GUARD` is killed and the parent panics.
 pub fn in_child(test: &str, body: impl FnOnce()) -> Option<(ExitStatus, String)> {
     if std::env::var_os(CHILD_ENV).is_some() {
         body();
         return None;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    Some((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(HANG_GUARD) {
+        Ok(out) => {
+            let out = out.unwrap();
+            Some((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
+        }
+        Err(_) => {
+            // SAFETY: kill has no memory-safety preconditions; the child is
+            // not reaped yet (its waiter is still blocked), so the pid is its.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("hung: child {test} not finished after {HANG_GUARD:?}");
+        }
+    }
 }
