@@ -493,3 +493,53 @@ fn dump_shows_where_a_preempted_goroutine_was_stopped() {
     // signal landed in one), not the runtime.
     assert!(g.stack.iter().take(2).any(|f| f.function.ends_with("spin_here")), "{g}");
 }
+
+#[test]
+fn no_deadlock_report_while_another_runtimes_goroutine_will_send() {
+    let name = "no_deadlock_report_while_another_runtimes_goroutine_will_send";
+    let Some((status, stderr)) = in_child(name, || {
+        // The other runtime's threads start before this runtime is built.
+        let other = Runtime::builder().procs(1).name("other").build().unwrap();
+        other.block_on(|| ());
+        let rt = Runtime::builder().procs(1).name("waiting").build().unwrap();
+        let (tx, rx) = bounded::<u8>(0);
+        let sender = other.go(move || {
+            // A timer of the other runtime: this one has none pending.
+            gort::time::sleep(Duration::from_millis(300));
+            tx.send(7).unwrap();
+        });
+        assert_eq!(rt.block_on(move || rx.recv()), Ok(7));
+        sender.join().unwrap();
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("deadlock"), "{stderr}");
+}
+
+#[test]
+fn deadlock_across_two_runtimes_is_reported() {
+    let Some((status, stderr)) = in_child("deadlock_across_two_runtimes_is_reported", || {
+        let other = Runtime::builder().procs(1).name("other").build().unwrap();
+        let rt = Runtime::builder().procs(1).name("waiting").build().unwrap();
+        let (_tx_a, rx_a) = bounded::<u8>(0);
+        let (_tx_b, rx_b) = bounded::<u8>(0);
+        // Each runtime's goroutine waits for a sender the other one holds.
+        let _stuck = other.go(move || {
+            let _keep = _tx_a;
+            rx_b.recv()
+        });
+        let _ = rt.block_on(move || {
+            let _keep = _tx_b;
+            rx_a.recv()
+        });
+        println!("unreachable: the deadlock was not reported");
+    }) else {
+        return;
+    };
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("fatal error: all goroutines are asleep - deadlock!\n\n"),
+        "{stderr}"
+    );
+}

@@ -12,7 +12,10 @@
 //!   the peer may write), not a sleep, and no pending timer exists (a timer
 //!   fires by itself and may wake someone — a stopped timer does not count,
 //!   unlike Go's golang/go#12734);
-//! - no thread outside the runtime may wake one (`threads.rs`): every
+//! - every other runtime of the process is asleep in the same sense (its
+//!   goroutines may hold the other end of our channels), and counts in
+//!   the progress stamp;
+//! - no thread outside the runtimes may wake one (`threads.rs`): every
 //!   plain thread that uses gort is itself asleep in an untimed gort wait.
 //!
 //! Threads are not counted as a proxy for progress, which is how Go misses
@@ -35,8 +38,12 @@ const CONFIRM: Duration = Duration::from_millis(10);
 /// that suspected the current state, and when that was.
 #[derive(Default)]
 pub(crate) struct DeadlockWatch {
-    suspect: Option<((u64, u64, u64), Instant)>,
+    suspect: Option<(Stamp, Instant)>,
 }
+
+/// Goroutines created and exited and time slices started: moves whenever
+/// anything is scheduled.
+type Stamp = (u64, u64, u64);
 
 impl Sched {
     /// One look for a deadlock; sysmon, when no P is busy. Exits the
@@ -57,10 +64,43 @@ impl Sched {
     }
 
     /// The progress stamp if the runtime looks deadlocked, else None.
-    fn deadlock_suspected(&self) -> Option<(u64, u64, u64)> {
+    fn deadlock_suspected(&self) -> Option<Stamp> {
+        if !self.detect_deadlocks() {
+            return None;
+        }
+        let (mut stamp, parked) = self.asleep_alone()?;
+        if parked == 0 {
+            return None;
+        }
+        // A goroutine of another runtime may hold the other end of a
+        // channel ours waits on: the verdict holds only if every other
+        // runtime is asleep too. Their threads then wake nobody either.
+        let mut own: HashSet<libc::pid_t> = self.own_threads();
+        for other in super::live_runtimes() {
+            if std::ptr::eq(&*other, self) || other.is_shut_down() {
+                continue;
+            }
+            let (theirs, _) = other.asleep_alone()?;
+            stamp = (
+                stamp.0.wrapping_add(theirs.0),
+                stamp.1.wrapping_add(theirs.1),
+                stamp.2.wrapping_add(theirs.2),
+            );
+            own.extend(other.own_threads());
+        }
+        if super::threads::outside_waker_exists(&own, self.threads_before()) {
+            return None;
+        }
+        Some(stamp)
+    }
+
+    /// Whether nothing of this runtime can run by itself: no goroutine runs
+    /// or waits to run, none waits for a socket or a sleep, and no timer is
+    /// pending. If so, the progress stamp and how many goroutines are parked.
+    fn asleep_alone(&self) -> Option<(Stamp, usize)> {
         // Pending timers are checked before the goroutines: a program whose
         // goroutines sleep has some, and the scan would touch every G.
-        if !self.detect_deadlocks() || !self.is_quiescent() || self.has_pending_timers() {
+        if !self.is_quiescent() || self.has_pending_timers() {
             return None;
         }
         let stamp = self.progress_stamp();
@@ -72,14 +112,7 @@ impl Sched {
                 _ => return None,
             }
         }
-        if parked == 0 {
-            return None;
-        }
-        let own: HashSet<libc::pid_t> = self.own_threads();
-        if super::threads::outside_waker_exists(&own, self.threads_before()) {
-            return None;
-        }
-        Some(stamp)
+        Some((stamp, parked))
     }
 
     fn report_deadlock(&self) -> ! {
