@@ -543,3 +543,29 @@ fn deadlock_across_two_runtimes_is_reported() {
         "{stderr}"
     );
 }
+#[test]
+fn no_deadlock_report_while_an_older_plain_thread_will_send() {
+    let name = "no_deadlock_report_while_an_older_plain_thread_will_send";
+    let Some((status, stderr)) = in_child(name, || {
+        // A thread that exists before the runtime and gets its Sender later,
+        // through a std channel: it never touched gort before it sends.
+        let (handoff, inbox) = std::sync::mpsc::channel::<gort::chan::Sender<u8>>();
+        let older = std::thread::spawn(move || {
+            let tx = inbox.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            tx.send(7).unwrap();
+        });
+        let rt = runtime(1);
+        let got = rt.block_on(move || {
+            let (tx, rx) = bounded::<u8>(0);
+            handoff.send(tx).unwrap();
+            rx.recv()
+        });
+        assert_eq!(got, Ok(7));
+        older.join().unwrap();
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("deadlock"), "{stderr}");
+}

@@ -88,7 +88,7 @@ impl Sched {
             );
             own.extend(other.own_threads());
         }
-        if super::threads::outside_waker_exists(&own, self.threads_before()) {
+        if super::threads::outside_waker_exists(&own) {
             return None;
         }
         Some(stamp)

@@ -10,10 +10,14 @@
 //! cannot wake anyone before someone wakes it), or a potential waker — and
 //! one potential waker is enough to call the situation "not a deadlock".
 //!
-//! Threads that already existed when the runtime was built and never used
-//! gort (a test harness's main thread, a logger) are not potential wakers:
-//! a handle can only have reached them through code that ran on a
-//! thread that touched gort. Threads that use gort from outside (build a
+//! One thread is presumed not to be a waker until it uses gort: the
+//! process's main thread. Under a test harness it only waits for the test
+//! threads, so counting it would silence the check in every test. Any
+//! other thread that never used gort may have received a handle (through
+//! a std channel, say) and be about to use it, so it counts — even if it
+//! is older than the runtime. The residue: a main thread that gets a
+//! handle that way without having touched gort before can still be
+//! mistaken for a bystander. Threads that use gort from outside (build a
 //! runtime, spawn into one, wait in one) are recorded here.
 //!
 //! Both sets are process-wide and small (plain threads that use gort), and
@@ -77,17 +81,19 @@ impl Drop for Asleep {
     }
 }
 
-/// Whether some thread other than `own` (the runtime's threads) and
-/// `before` (threads older than the runtime) may wake a goroutine: it used
-/// gort (or is younger than the runtime) and is not asleep in a gort wait.
-/// Unreadable `/proc` counts as "maybe".
-pub(crate) fn outside_waker_exists(own: &HashSet<libc::pid_t>, before: &HashSet<libc::pid_t>) -> bool {
+/// Whether some thread other than `own` (the runtimes' threads) may wake
+/// a goroutine: it is not asleep in a gort wait, and it is not the main
+/// thread, unless the main thread used gort. Unreadable `/proc` counts as
+/// "maybe".
+pub(crate) fn outside_waker_exists(own: &HashSet<libc::pid_t>) -> bool {
     let Ok(tids) = crate::os::process_threads() else {
         return true;
     };
+    // SAFETY: getpid has no preconditions; the main thread's id is the pid.
+    let main = unsafe { libc::getpid() };
     let r = registry();
     tids.into_iter().any(|tid| {
         let known = own.contains(&tid) || r.helpers.contains(&tid) || r.asleep.contains_key(&tid);
-        !known && (r.users.contains(&tid) || !before.contains(&tid))
+        !known && (tid != main || r.users.contains(&tid))
     })
 }

@@ -233,11 +233,9 @@ pub(crate) struct Sched {
     pub(crate) coarse_now: AtomicU64,
     /// Run the deadlock check (`debug/deadlock.rs`)?
     detect_deadlocks: bool,
-    /// sysmon's thread id (0 until it starts), and the threads the process
-    /// had when this runtime was built, its builder's excepted: the
-    /// deadlock check's "own" and "older" threads.
+    /// sysmon's thread id (0 until it starts): one of the deadlock check's
+    /// "own" threads.
     sysmon_tid: std::sync::atomic::AtomicI32,
-    threads_before: std::collections::HashSet<libc::pid_t>,
     /// The network poller, created by the first socket (`poll.rs`).
     poller: OnceLock<Arc<Poller>>,
     /// Serialises the poller's creation; true once `begin_shutdown` has
@@ -345,11 +343,6 @@ impl Sched {
             coarse_now: AtomicU64::new(timers::nanotime()),
             detect_deadlocks: cfg.detect_deadlocks && !debug.deadlock_off,
             sysmon_tid: std::sync::atomic::AtomicI32::new(0),
-            threads_before: crate::os::process_threads()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|&tid| tid != crate::os::current_tid())
-                .collect(),
             poller: OnceLock::new(),
             poller_init: Mutex::new(false),
             shutdown: AtomicBool::new(false),
@@ -448,10 +441,6 @@ impl Sched {
         let mut own: std::collections::HashSet<libc::pid_t> = lock(&self.allm).iter().map(|m| m.get().tid).collect();
         own.insert(self.sysmon_tid.load(Ordering::Relaxed));
         own
-    }
-
-    pub(crate) fn threads_before(&self) -> &std::collections::HashSet<libc::pid_t> {
-        &self.threads_before
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
