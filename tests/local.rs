@@ -76,3 +76,73 @@ fn values_are_dropped_when_the_goroutine_ends_even_on_panic() {
     gort::go(|| ()).join().unwrap();
     assert_eq!(DROPS.load(Ordering::SeqCst), before + 2);
 }
+
+gort::local! {
+    static MARK: Cell<u32> = Cell::new(0);
+}
+
+/// Panics when dropped.
+struct Bomb;
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("goroutine-local destructor panics");
+    }
+}
+
+/// Touches another key when dropped.
+struct Marker;
+impl Drop for Marker {
+    fn drop(&mut self) {
+        MARK.with(|m| m.set(7));
+    }
+}
+
+gort::local! {
+    static BOMB: Bomb = Bomb;
+    static MARKER: Marker = Marker;
+}
+
+/// Re-creates itself (and marks) every time it is dropped.
+struct Phoenix;
+impl Drop for Phoenix {
+    fn drop(&mut self) {
+        MARK.with(|m| m.set(9));
+        PHOENIX.with(|_| ());
+    }
+}
+
+gort::local! {
+    static PHOENIX: Phoenix = Phoenix;
+}
+
+/// Run `first` on a goroutine of a one-P runtime, then goroutines on the
+/// freed G; return what each of those saw in `MARK` (0 if fresh).
+fn marks_after(first: fn()) -> Vec<u32> {
+    let rt = gort::Runtime::builder().procs(1).build().unwrap();
+    let seen = rt.block_on(move || {
+        let _ = gort::go(first).join();
+        (0..20)
+            .map(|_| gort::go(|| MARK.with(Cell::get)).join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    drop(rt);
+    seen
+}
+
+#[test]
+fn values_made_by_a_panicking_teardown_do_not_reach_the_next_goroutine() {
+    let old = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let seen = marks_after(|| {
+        BOMB.with(|_| ());
+        MARKER.with(|_| ());
+    });
+    std::panic::set_hook(old);
+    assert!(seen.iter().all(|&m| m == 0), "a later goroutine saw {seen:?}");
+}
+
+#[test]
+fn values_that_keep_coming_back_do_not_reach_the_next_goroutine() {
+    let seen = marks_after(|| PHOENIX.with(|_| ()));
+    assert!(seen.iter().all(|&m| m == 0), "a later goroutine saw {seen:?}");
+}

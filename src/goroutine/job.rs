@@ -250,7 +250,7 @@ unsafe fn run_job<F: FnOnce() -> T + Send, T: Send>(p: NonNull<()>) {
     let result = catch_unwind(AssertUnwindSafe(f));
     // Goroutine-locals go before the result is published, so a joiner sees
     // their destructors done; a panicking destructor counts as a panic.
-    let result = match (result, catch_unwind(super::local::drop_goroutine_locals)) {
+    let result = match (result, super::local::drop_goroutine_locals()) {
         (Ok(v), Ok(())) => Ok(v),
         (Err(e), _) | (Ok(_), Err(e)) => Err(e),
     };

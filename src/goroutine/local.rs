@@ -18,6 +18,7 @@
 use std::any::Any;
 use std::cell::{RefCell, UnsafeCell};
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::sched::current_m;
@@ -122,20 +123,31 @@ fn with_map<R>(f: impl FnOnce(&mut LocalMap) -> R) -> R {
 }
 
 /// Drop the calling goroutine's values. Destructors that touch other keys
-/// re-create the map; it is dropped again, a bounded number of times.
-pub(crate) fn drop_goroutine_locals() {
+/// re-create the map; it is dropped again, a bounded number of times, and
+/// whatever is still re-created after that is leaked. Either way the G
+/// leaves with no map, so the next goroutine to run on it starts fresh.
+/// A panicking destructor does not stop the rounds; the first panic is
+/// returned.
+pub(crate) fn drop_goroutine_locals() -> std::thread::Result<()> {
     let Some(g) = current_m().and_then(|m| m.curg.get()) else {
-        return;
+        return Ok(());
     };
+    let mut result = Ok(());
     for _ in 0..8 {
         // SAFETY: as in `with_map`; the map is moved out before its values
         // are dropped, so a destructor using a key finds a fresh map.
-        let map = unsafe { (*g.locals.get()).take() };
-        match map {
-            Some(map) => drop(map),
-            None => return,
+        let Some(map) = (unsafe { (*g.locals.get()).take() }) else {
+            return result;
+        };
+        if let Err(e) = catch_unwind(AssertUnwindSafe(|| drop(map)))
+            && result.is_ok()
+        {
+            result = Err(e);
         }
     }
+    // SAFETY: as above.
+    std::mem::forget(unsafe { (*g.locals.get()).take() });
+    result
 }
 
 /// Declare goroutine-local values, with `thread_local!`'s syntax.
