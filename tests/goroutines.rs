@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use gort::goroutine::Builder;
 
+mod common;
+
 /// Silence the default panic hook while `f` runs deliberate panics.
 fn quietly<T>(f: impl FnOnce() -> T) -> T {
     static HOOK: Mutex<()> = Mutex::new(());
@@ -237,4 +239,53 @@ fn results_are_dropped_when_nobody_joins() {
         std::thread::yield_now();
     }
     assert_eq!(drops.load(Ordering::SeqCst), 100);
+}
+
+/// Virtual memory of this process, in bytes (`VmSize`).
+fn vm_size() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_scoped_goroutine_that_never_ran_does_not_cancel_an_unjoined_panic() {
+    let name = "a_scoped_goroutine_that_never_ran_does_not_cancel_an_unjoined_panic";
+    let Some((status, stderr)) = common::in_child(name, || {
+        // Stacks of 512 MiB, one per reservation: with the address space
+        // capped, only a cached stack can be handed out.
+        let rt = gort::Runtime::builder().procs(1).stack_size(512 << 20).build().unwrap();
+        let scope_panicked = rt.block_on(|| {
+            // One finished goroutine leaves one stack in the cache.
+            gort::go(|| ()).join().unwrap();
+            let cap = vm_size() + (128 << 20);
+            let limit = libc::rlimit {
+                rlim_cur: cap,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: setrlimit reads the struct we pass.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+            // Of the two, one gets the cached stack and panics; the other
+            // cannot get a stack and is abandoned. Joining the latter must
+            // not cancel the former's unjoined panic (nor, the other way
+            // round, may an abandoned goroutine go unnoticed).
+            std::panic::catch_unwind(|| {
+                gort::scope(|s| {
+                    s.go(|| panic!("first"));
+                    let second = s.go(|| panic!("second"));
+                    assert!(second.join().is_err());
+                })
+            })
+            .is_err()
+        });
+        assert!(scope_panicked, "scope returned normally");
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("stack allocation failed"), "{stderr}");
 }

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
 use crate::sched::{BlockClass, Task, WaitReason, Waiter, alloc_block, free_block, park_if};
 
 /// Called once when a goroutine is finished (or dropped unrun), with
-/// whether it panicked.
+/// whether its handle gets an `Err`: it panicked, or it never ran.
 pub(crate) type ExitHook<'a> = Box<dyn FnOnce(bool) + Send + 'a>;
 
 const EMPTY: u8 = 0;
@@ -277,6 +277,8 @@ unsafe fn abandon_job<F: FnOnce() -> T + Send, T: Send>(p: NonNull<()>) {
     job.get().packet.complete(Err(why));
     drop(job);
     if let Some(hook) = on_exit {
-        hook(false);
+        // Counted like a panic: its handle's `join` sees an `Err` too, and
+        // unjoined, its work silently left undone must not pass unnoticed.
+        hook(true);
     }
 }

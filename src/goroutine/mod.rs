@@ -252,15 +252,17 @@ pub struct Scope<'scope, 'env: 'scope> {
 
 struct ScopeState {
     running: WaitCell<usize>,
-    /// Panicked goroutines minus those whose panic was taken by `join`.
+    /// Panicked (or abandoned unrun) goroutines minus those whose `Err`
+    /// was taken by `join`.
     /// Transiently negative when a join sees the panic before the body's
     /// own increment; settled once `running` is zero.
     unjoined_panics: AtomicIsize,
 }
 
 /// Run `f` with a [`Scope`] whose goroutines may borrow non-`'static` data;
-/// returns once all of them have finished. If any of them panicked and was
-/// not joined, `scope` panics after they all finished (std's rule).
+/// returns once all of them have finished. If any of them panicked, or
+/// never ran (no stack could be allocated for it), and was not joined,
+/// `scope` panics after they all finished (std's rule).
 ///
 /// ```
 /// let mut words = vec!["a", "b"];
