@@ -221,3 +221,268 @@ fn a_runtime_at_its_thread_limit_still_runs_everything() {
 fn set_procs_zero_panics() {
     gort::runtime::set_procs(0);
 }
+
+/// Two goroutines spin, one on each of two Ps; `set_procs(1)` retires P 1
+/// under the one there; then each spawns a child and waits for it, by
+/// computing or in `gort::blocking`. A retired P's queue is invisible to
+/// stealers, so unless sysmon makes its holder let it go, the child queued
+/// there never runs. Returns, per parent, whether its child ran.
+fn spawn_on_a_retired_p_and_wait(in_blocking: bool) -> Vec<bool> {
+    let rt = Runtime::builder().procs(2).build().unwrap();
+    let started = Arc::new(AtomicU64::new(0));
+    let go = Arc::new(AtomicBool::new(false));
+    let parents: Vec<_> = (0..2)
+        .map(|_| {
+            let (started, go) = (Arc::clone(&started), Arc::clone(&go));
+            rt.go(move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                while !go.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+                let (tx, rx) = std::sync::mpsc::channel();
+                let child = gort::go(move || tx.send(()).unwrap());
+                // A hang guard, not a timing assertion: the child needs
+                // microseconds once anything lets it run.
+                let give_up = common::HANG_GUARD / 4;
+                let ran = if in_blocking {
+                    gort::blocking(|| rx.recv_timeout(give_up).is_ok())
+                } else {
+                    let until = std::time::Instant::now() + give_up;
+                    loop {
+                        if rx.try_recv().is_ok() {
+                            break true;
+                        }
+                        if std::time::Instant::now() > until {
+                            break false;
+                        }
+                        std::hint::spin_loop();
+                    }
+                };
+                child.join().unwrap();
+                ran
+            })
+        })
+        .collect();
+    while started.load(Ordering::SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    rt.set_procs(1);
+    go.store(true, Ordering::SeqCst);
+    parents.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn a_child_spawned_on_a_retired_p_runs_while_its_parent_computes() {
+    for _ in 0..3 {
+        assert_eq!(spawn_on_a_retired_p_and_wait(false), [true, true]);
+    }
+}
+
+#[test]
+fn a_child_spawned_on_a_retired_p_runs_while_its_parent_blocks() {
+    for _ in 0..3 {
+        assert_eq!(spawn_on_a_retired_p_and_wait(true), [true, true]);
+    }
+}
+
+/// The kernel's view of this process's address space, in KiB.
+fn vm_size_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Threads that end after idling for `keep_alive` must be reaped: a thread
+/// that ends un-joined keeps its whole stack mapped, so a program with a
+/// burst of blocking calls every now and then would grow without bound.
+#[test]
+fn threads_that_idled_out_do_not_keep_their_stacks() {
+    const TEST: &str = "threads_that_idled_out_do_not_keep_their_stacks";
+    let Some((status, stderr)) = common::in_child(TEST, || {
+        let rt = Runtime::builder()
+            .procs(1)
+            .thread_keep_alive(std::time::Duration::from_millis(20))
+            .build()
+            .unwrap();
+        // Blocking calls make sysmon hand the P to new threads, which end
+        // once idle.
+        let burst = |rt: &Runtime| {
+            rt.block_on(|| {
+                let hs: Vec<_> = (0..8)
+                    .map(|_| gort::go(|| gort::blocking(|| std::thread::sleep(std::time::Duration::from_millis(30)))))
+                    .collect();
+                hs.into_iter().for_each(|h| h.join().unwrap());
+                let mut waits = 0;
+                while gort::runtime::metrics().threads_live > 2 {
+                    waits += 1;
+                    assert!(waits < 20_000, "idle threads did not exit");
+                    gort::time::sleep(std::time::Duration::from_millis(2));
+                }
+            })
+        };
+        burst(&rt);
+        let (vm_before, started_before) = (vm_size_kib(), rt.metrics().threads_started);
+        for _ in 0..12 {
+            burst(&rt);
+        }
+        let (vm_after, started_after) = (vm_size_kib(), rt.metrics().threads_started);
+        let started = started_after - started_before;
+        let grown = vm_after.saturating_sub(vm_before);
+        eprintln!("threads started {started}, address space grew by {grown} KiB");
+        assert!(started >= 24, "too few threads were started to tell ({started})");
+        // An un-joined thread keeps 2 MiB of stack; half that per thread is
+        // far more than allocator noise.
+        assert!(
+            grown < started * 1024,
+            "{started} threads ended, address space grew by {grown} KiB"
+        );
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+}
+
+/// At shutdown a goroutine back from a blocking call whose P was retaken
+/// runs on without a P (`sleep_until_handed_p`). If it then waits and its
+/// wake-up beats its park (the park's callback declines), g0 must not try
+/// to run it on a P it does not have.
+#[test]
+fn a_declined_park_without_a_p_at_shutdown_does_not_panic() {
+    const TEST: &str = "a_declined_park_without_a_p_at_shutdown_does_not_panic";
+    let Some((status, stderr)) = common::in_child(TEST, || {
+        for _ in 0..30 {
+            let rt = Runtime::builder().procs(1).build().unwrap();
+            let pair = Arc::new((gort::sync::Mutex::new(()), gort::sync::Condvar::new()));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (in_blocking, computing, waiting) = (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            );
+            {
+                let (pair, stop) = (Arc::clone(&pair), Arc::clone(&stop));
+                let (in_blocking, computing, waiting) =
+                    (Arc::clone(&in_blocking), Arc::clone(&computing), Arc::clone(&waiting));
+                drop(rt.go(move || {
+                    // Holds the only P once sysmon has taken it from us.
+                    drop(gort::go(move || {
+                        computing.store(true, Ordering::SeqCst);
+                        while !stop.load(Ordering::SeqCst) {
+                            std::hint::spin_loop();
+                        }
+                    }));
+                    gort::blocking(|| {
+                        in_blocking.store(true, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    });
+                    // No P now, and none to come: the runtime shuts down.
+                    let (m, cv) = &*pair;
+                    waiting.store(true, Ordering::SeqCst);
+                    let _guard = cv.wait(m.lock());
+                }));
+            }
+            while !(in_blocking.load(Ordering::SeqCst) && computing.load(Ordering::SeqCst)) {
+                std::thread::yield_now();
+            }
+            let dropper = std::thread::spawn(move || drop(rt));
+            // Notify as fast as possible, so that the wake-up often lands
+            // between the waiter's registration and its park.
+            while !waiting.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            for _ in 0..100_000 {
+                pair.1.notify_all();
+            }
+            stop.store(true, Ordering::SeqCst);
+            dropper.join().unwrap();
+        }
+    }) else {
+        return;
+    };
+    assert!(status.success() && !stderr.contains("panicked"), "{stderr}");
+}
+
+/// At the thread limit, a P that sysmon retakes from a blocking call with a
+/// goroutine queued on it cannot get a new thread; handing it off must not
+/// bring sysmon down (it went on to put the P, queue and all, on the idle
+/// list), and the goroutine still runs.
+#[test]
+fn a_p_handed_off_at_the_thread_limit_keeps_its_goroutines() {
+    common::guarded(|| {
+        for _ in 0..3 {
+            let rt = Runtime::builder().procs(2).max_threads(1).build().unwrap();
+            let ran = rt.block_on(|| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let child = gort::go(move || tx.send(()).unwrap());
+                // The only thread blocks with the child queued on its P:
+                // sysmon takes the P and finds no thread for it. The child
+                // runs once the call returns, on this thread.
+                let early = gort::blocking(|| rx.recv_timeout(std::time::Duration::from_millis(50)).is_ok());
+                child.join().unwrap();
+                early
+            });
+            assert!(!ran, "the child ran on a second thread beyond max_threads");
+            assert_eq!(rt.metrics().threads_started, 1);
+            // sysmon still works: it asks a goroutine that runs on and on
+            // to yield (at its safe points) to one that waits.
+            rt.block_on(|| {
+                let (started, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+                let (s, f) = (Arc::clone(&started), Arc::clone(&stop));
+                let spinner = gort::go(move || {
+                    s.store(true, Ordering::SeqCst);
+                    while !f.load(Ordering::SeqCst) {
+                        gort::time::sleep_until(std::time::Instant::now());
+                    }
+                });
+                while !started.load(Ordering::SeqCst) {
+                    gort::yield_now();
+                }
+                gort::go(move || stop.store(true, Ordering::SeqCst)).join().unwrap();
+                spinner.join().unwrap();
+            });
+        }
+    });
+}
+
+/// An M that finds the runtime shutting down gives its P back with
+/// goroutines still queued on it; that must not trip the runtime's own
+/// checks (with debug assertions the M's thread panicked).
+#[test]
+fn shutdown_with_goroutines_queued_on_a_p_is_quiet() {
+    const TEST: &str = "shutdown_with_goroutines_queued_on_a_p_is_quiet";
+    let Some((status, stderr)) = common::in_child(TEST, || {
+        for _ in 0..3 {
+            // No preemption: the spawner keeps the P until it is let go.
+            let rt = Runtime::builder()
+                .procs(1)
+                .preempt_slice(std::time::Duration::from_secs(3600))
+                .build()
+                .unwrap();
+            let (spawned, gate) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+            let (s, g) = (Arc::clone(&spawned), Arc::clone(&gate));
+            let spawner = rt.go(move || {
+                let children: Vec<_> = (0..3).map(|i| gort::go(move || i)).collect();
+                s.store(true, Ordering::SeqCst);
+                while !g.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+                children
+            });
+            while !spawned.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            let stopper = std::thread::spawn(move || drop(rt));
+            // Sequencing only: let the stopper begin the shutdown (it then
+            // waits for the spawner). Were it late, the children just run.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            gate.store(true, Ordering::SeqCst);
+            stopper.join().unwrap();
+            for child in spawner.join().unwrap() {
+                let _ = child.join();
+            }
+        }
+    }) else {
+        return;
+    };
+    assert!(status.success() && !stderr.contains("panicked"), "{stderr}");
+}

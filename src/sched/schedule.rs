@@ -140,7 +140,11 @@ impl Sched {
         'top: loop {
             if self.is_shut_down() {
                 let mut l = lock(&self.lock);
-                if m.p.get().is_some() {
+                if let Some(p) = m.p.get() {
+                    // Idle Ps hold no goroutines: what never ran waits in
+                    // the global queue.
+                    p.runq.drain(|g| l.runq.push_back(GPtr::from_non_null(g)));
+                    self.runqsize.store(l.runq.len(), Ordering::Relaxed);
                     self.release_idle_p(&mut l, m);
                 }
                 return None;
