@@ -103,7 +103,16 @@ impl Sched {
             Err(why) => {
                 self.mcount.fetch_sub(1, Ordering::Relaxed);
                 let mut l = lock(&self.lock);
-                self.pidleput(&mut l, p);
+                // A P handed off with goroutines queued (`handoffp`) goes
+                // idle without them: they wait in the global queue, where
+                // the running Ms and sysmon look.
+                p.runq.drain(|g| l.runq.push_back(GPtr::from_non_null(g)));
+                self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+                if p.id < self.gomaxprocs() {
+                    self.pidleput(&mut l, p);
+                } else {
+                    p.set_dead();
+                }
                 if spinning {
                     self.nmspinning.fetch_sub(1, Ordering::SeqCst);
                 }
