@@ -415,6 +415,13 @@ impl Sched {
                 // lives on g's stack, which is suspended and alive.
                 if unsafe { unlock(data) } {
                     After::Schedule
+                } else if p.is_none() {
+                    // Woken before it parked, but back without a P at
+                    // shutdown: it cannot run here any more than a yield
+                    // could, so it is left runnable in the global queue.
+                    g.set_status(GStatus::Runnable);
+                    self.globrunqput(g);
+                    After::Schedule
                 } else {
                     g.set_status(GStatus::Runnable);
                     After::Run(g)
