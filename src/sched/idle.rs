@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::g::GPtr;
@@ -99,7 +100,7 @@ impl Sched {
             Err(format!("max_threads ({}) reached", self.max_threads))
         };
         match spawned {
-            Ok(handle) => lock(&self.threads).push(handle),
+            Ok(handle) => self.keep_thread(handle),
             Err(why) => {
                 self.mcount.fetch_sub(1, Ordering::Relaxed);
                 let mut l = lock(&self.lock);
@@ -125,6 +126,25 @@ impl Sched {
                     ));
                 }
             }
+        }
+    }
+
+    /// Keep the handle of a new M's thread for `join_threads`, and join the
+    /// threads that have ended meanwhile (Ms that idled out): until it is
+    /// joined, an ended thread keeps its whole stack mapped.
+    fn keep_thread(&self, handle: JoinHandle<()>) {
+        let ended: Vec<JoinHandle<()>> = {
+            let mut threads = lock(&self.threads);
+            let (ended, running) = std::mem::take(&mut *threads)
+                .into_iter()
+                .partition(JoinHandle::is_finished);
+            *threads = running;
+            threads.push(handle);
+            ended
+        };
+        // Each has returned from `mstart`: joining waits for its exit only.
+        for h in ended {
+            let _ = h.join();
         }
     }
 
