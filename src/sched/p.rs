@@ -11,7 +11,9 @@
 //! `gomaxprocs` at once — stealers then ignore the surplus Ps — and takes
 //! idle surplus Ps off the idle list; a surplus P that an M holds is retired
 //! by that M itself at its next pass through `find_runnable`, which moves
-//! the P's queued goroutines to the global queue before letting the P go.
+//! the P's queued goroutines to the global queue before letting the P go;
+//! sysmon preempts a goroutine running there (or retakes the P from its
+//! system call) so that the pass comes soon.
 //! Ps are never freed before their runtime, so `allp` can be read without a
 //! lock.
 

@@ -16,6 +16,9 @@
 //! - a P whose goroutine has run longer than the preempt slice while other
 //!   goroutines wait (its run queue, the global queue, a due timer) gets
 //!   its `preempt` flag and a SIGURG (`preempt.rs`);
+//! - a P that `set_procs` retired while an M held it is taken from it at
+//!   once, as above (its goroutine preempted, its system call's P
+//!   retaken), so that what is queued there moves to the other Ps;
 //! - an M that lost its P in a system call and is computing again for
 //!   longer than a slice is preempted, so it waits for a P like everyone;
 //! - the network is polled if nobody has for `netpoll::OVERDUE`;
@@ -164,11 +167,18 @@ impl Sched {
         let global_work = self.runqsize.load(Ordering::Relaxed) > 0 || timers_due;
         let allm = lock(&self.allm);
         let n = self.gomaxprocs();
-        if state.ps.len() < n {
-            state.ps.resize(n, PWatch::default());
+        // Every P ever made, not only the first `n`: a P that `set_procs`
+        // retired while an M held it stays with that M until it next
+        // schedules, and its queue is invisible to stealers meanwhile. Its
+        // holder is made to let go at once (its goroutine preempted, its
+        // system call's P retaken), so the queue moves to the global one.
+        let made = (0..super::MAX_PROCS).take_while(|&id| self.p(id).is_some()).count();
+        if state.ps.len() < made {
+            state.ps.resize(made, PWatch::default());
         }
-        for (id, w) in state.ps.iter_mut().enumerate().take(n) {
+        for (id, w) in state.ps.iter_mut().enumerate().take(made) {
             let Some(p) = self.p(id) else { continue };
+            let retired = id >= n;
             let status = p.status();
             let tick = p.tick();
             if w.status != Some(status) || w.tick != tick {
@@ -183,7 +193,8 @@ impl Sched {
             match status {
                 PStatus::Syscall => {
                     busy = true;
-                    let others_wait = !p.runq.is_empty()
+                    let others_wait = retired
+                        || !p.runq.is_empty()
                         || global_work
                         || self.nmspinning.load(Ordering::SeqCst) + self.npidle.load(Ordering::SeqCst) == 0;
                     if held > SYSCALL_RETAKE
@@ -218,7 +229,7 @@ impl Sched {
                         continue;
                     }
                     let others_wait = !p.runq.is_empty() || global_work;
-                    if held >= slice && others_wait {
+                    if retired || (held >= slice && others_wait) {
                         // First ask; signal only if the next look finds the
                         // request not yet honoured (the goroutine has made
                         // no runtime call that yields).
