@@ -136,41 +136,68 @@ pub fn syscall_block() {
     emit(name, elapsed.as_secs_f64() * 1e3, "ms");
 }
 
-/// gort only: how long an un-annotated blocking call holds its P before
-/// sysmon notices and hands the P off. One P; a goroutine blocks in a
-/// 20 ms `std::thread::sleep` while another waits in the run queue; the
-/// delay until the second one starts is the detection latency.
+/// gort only: how long a blocking call holds its P before sysmon hands the
+/// P off. One P; a goroutine blocks in a 20 ms `std::thread::sleep` while
+/// another waits in the run queue; the delay until the second one starts
+/// is the detection latency. Measured back to back (sysmon is watchful,
+/// having just seen the last one), then after 150 ms of goroutines running
+/// without a system call (sysmon dozes), un-annotated and annotated
+/// (`gort::blocking`).
 pub fn detect_latency() {
     const ROUNDS: usize = 100;
+    const QUIET_ROUNDS: usize = 20;
+    const QUIET: Duration = Duration::from_millis(150);
     let name = "detect_latency";
     let rt = gort::Runtime::builder().procs(1).build().expect("runtime");
-    let mut delays = rt.block_on(|| {
-        (0..ROUNDS)
-            .map(|_| {
-                let (tx, rx) = gort::chan::bounded::<Instant>(1);
-                let blocker = gort::go(move || {
-                    let t0 = Instant::now();
-                    // Queued behind the blocker on the only P.
-                    gort::go(move || tx.send(Instant::now()).expect("send"));
-                    std::thread::sleep(Duration::from_millis(20));
-                    t0
-                });
-                let started = rx.recv().expect("waiter ran");
-                let t0 = blocker.join().expect("blocker");
-                started.saturating_duration_since(t0).as_secs_f64() * 1e3
-            })
-            .collect::<Vec<f64>>()
+    let (mut back_to_back, mut after_quiet, mut annotated) = rt.block_on(|| {
+        let back_to_back: Vec<f64> = (0..ROUNDS).map(|_| handoff_delay_ms(false)).collect();
+        let quiet_round = |annotated| {
+            let until = Instant::now() + QUIET;
+            while Instant::now() < until {
+                gort::go(|| black_box(0)).join().expect("filler");
+            }
+            handoff_delay_ms(annotated)
+        };
+        let after_quiet: Vec<f64> = (0..QUIET_ROUNDS).map(|_| quiet_round(false)).collect();
+        let annotated: Vec<f64> = (0..QUIET_ROUNDS).map(|_| quiet_round(true)).collect();
+        (back_to_back, after_quiet, annotated)
     });
-    delays.sort_by(f64::total_cmp);
-    let pct = |p: f64| delays[((p / 100.0 * delays.len() as f64).ceil() as usize).clamp(1, delays.len()) - 1];
+    let summary = |delays: &mut Vec<f64>| {
+        delays.sort_by(f64::total_cmp);
+        let pct = |p: f64| delays[((p / 100.0 * delays.len() as f64).ceil() as usize).clamp(1, delays.len()) - 1];
+        (pct(50.0), pct(99.0), delays[delays.len() - 1])
+    };
+    let (p50, p99, max) = summary(&mut back_to_back);
+    info(name, format_args!("p50_ms={p50:.3} p99_ms={p99:.3} max_ms={max:.3}"));
+    let (q50, _, qmax) = summary(&mut after_quiet);
+    let (a50, _, amax) = summary(&mut annotated);
     info(
         name,
         format_args!(
-            "p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
-            pct(50.0),
-            pct(99.0),
-            delays[delays.len() - 1]
+            "after_quiet p50_ms={q50:.3} max_ms={qmax:.3} annotated_after_quiet p50_ms={a50:.3} max_ms={amax:.3}"
         ),
     );
-    emit(name, pct(50.0), "ms")
+    emit(name, p50, "ms")
+}
+
+/// One round of `detect_latency`: milliseconds from a goroutine's 20 ms
+/// sleep (in `gort::blocking` if `annotated`) starting until the goroutine
+/// queued behind it runs.
+fn handoff_delay_ms(annotated: bool) -> f64 {
+    let (tx, rx) = gort::chan::bounded::<Instant>(1);
+    let blocker = gort::go(move || {
+        let t0 = Instant::now();
+        // Queued behind the blocker on the only P.
+        gort::go(move || tx.send(Instant::now()).expect("send"));
+        let sleep = || std::thread::sleep(Duration::from_millis(20));
+        if annotated {
+            gort::blocking(sleep)
+        } else {
+            sleep()
+        }
+        t0
+    });
+    let started = rx.recv().expect("waiter ran");
+    let t0 = blocker.join().expect("blocker");
+    started.saturating_duration_since(t0).as_secs_f64() * 1e3
 }

@@ -222,6 +222,9 @@ pub(crate) struct Sched {
     sysmon_started: std::sync::Once,
     /// sysmon sleeps on this between cycles; `wake_sysmon` cuts it short.
     sysmon_note: crate::os::Note,
+    /// sysmon sleeps longer than a system call should go unwatched: the
+    /// next goroutine to enter one wakes it (`nudge_sysmon`).
+    sysmon_dozing: std::sync::atomic::AtomicBool,
     /// sysmon's counters (`Metrics`).
     preempt_requests: AtomicU64,
     preempt_signals: AtomicU64,
@@ -336,6 +339,7 @@ impl Sched {
             allm: Mutex::new(Vec::new()),
             sysmon_started: std::sync::Once::new(),
             sysmon_note: crate::os::Note::new(),
+            sysmon_dozing: std::sync::atomic::AtomicBool::new(false),
             preempt_requests: AtomicU64::new(0),
             preempt_signals: AtomicU64::new(0),
             syscall_handoffs: AtomicU64::new(0),

@@ -53,6 +53,7 @@ fn enter(m: &M) -> bool {
     crate::trace::syscall_enter(&p, m);
     // SeqCst (in `set_status`): after this store sysmon may take the P.
     p.set_syscall();
+    m.sched.nudge_sysmon();
     true
 }
 

@@ -31,10 +31,30 @@
 //! stamp goroutines with for dumps (a load instead of a clock read per park).
 //!
 //! Pacing (Go's): 20 µs between cycles while it finds work to do; after 50
-//! quiet cycles the delay doubles, up to 10 ms when every P is idle and to an
-//! eighth of the preempt slice while goroutines run; and it wakes exactly
-//! when the oldest running slice ends, so a goroutine that will not yield
-//! is asked within `slice + slice/8` of starting.
+//! quiet cycles the delay doubles, up to 10 ms; and it wakes exactly when
+//! the oldest running slice ends, so a goroutine that will not yield is
+//! asked when its slice is over (and signalled 20 µs later if it has not
+//! yielded: a request is an action, which resets the delay).
+//!
+//! Watchful and dozing. While a P is in a system call, and for
+//! `WATCH_AFTER_SYSCALL` after one was, sysmon is *watchful*: at most an
+//! eighth of the slice between cycles, since a program that makes calls
+//! that block is likely to make more, and each must lose its P soon.
+//! Otherwise it *dozes* up to the 10 ms maximum even while goroutines run:
+//! watchful, a busy server's sysmon woke some 800 times a second, each time
+//! taking a CPU from the threads doing the work and finding nothing to do
+//! (on the 2-core `tcp_echo`, where the kernel's time-slicing between the
+//! server and the load generator holds a P's tick still for a millisecond
+//! at a time, it also read `/proc` on half of those cycles: 1.6% of a CPU
+//! in all). What dozing would delay is covered otherwise:
+//!
+//! - an annotated call: the goroutine entering it wakes a dozing sysmon
+//!   (`nudge_sysmon`; Go's `entersyscall` wakes a sysmon asleep for good),
+//!   which resets its delay and retakes the P within a few cycles;
+//! - an un-annotated call: a dozing sysmon probes the thread of every P it
+//!   sees in a new slice, and looks again `BLOCKED_AFTER` later if that
+//!   thread is asleep, which the usual probe then judges; so a blocked
+//!   thread is found within one 10 ms cycle and a bit.
 //!
 //! With `GORTDEBUG=schedtrace=MS` it also prints Go's `SCHED` lines every
 //! MS milliseconds (`trace.rs`).
@@ -58,7 +78,7 @@ use crate::debug::DeadlockWatch;
 use crate::os::ThreadStat;
 
 const MIN_DELAY: Duration = Duration::from_micros(20);
-const MAX_IDLE_DELAY: Duration = Duration::from_millis(10);
+const MAX_DELAY: Duration = Duration::from_millis(10);
 /// Quiet cycles before the delay starts doubling.
 const QUIET_CYCLES: u32 = 50;
 /// A P in a system call this long is retaken if others need it (Go: 20 µs).
@@ -68,6 +88,8 @@ const SYSCALL_RETAKE_IDLE: u64 = 10_000_000;
 /// A goroutine that has run this long without a tick is probed for being
 /// blocked in the kernel.
 const BLOCKED_AFTER: u64 = 100_000;
+/// sysmon stays watchful this long after it last saw a P in a system call.
+const WATCH_AFTER_SYSCALL: u64 = 100_000_000;
 
 /// What sysmon remembers of one P between cycles.
 #[derive(Default, Clone)]
@@ -85,8 +107,14 @@ struct Sysmon {
     stats: HashMap<libc::pid_t, ThreadStat>,
     delay: Duration,
     quiet: u32,
-    /// When the first running goroutine's slice ends (`u64::MAX`: none).
+    /// When sysmon must look next: the first running goroutine's slice
+    /// ends, a retired P's timer is due, or a thread found asleep in a new
+    /// slice is to be judged (`u64::MAX`: none of these).
     next_due: u64,
+    /// Sleeping longer than the watchful delay (module header).
+    dozing: bool,
+    /// Watchful until then (`nanotime`), after a system call.
+    watch_until: u64,
     deadlock: DeadlockWatch,
     /// Early preemptions under chaos (`chaos.rs`).
     chaos: ChaosRng,
@@ -102,6 +130,8 @@ pub(crate) fn run(sched: Weak<Sched>) {
         delay: MIN_DELAY,
         quiet: 0,
         next_due: u64::MAX,
+        dozing: false,
+        watch_until: 0,
         deadlock: DeadlockWatch::default(),
         chaos: ChaosRng::new(sched.upgrade().and_then(|s| s.chaos), SYSMON_STREAM),
     };
@@ -115,12 +145,21 @@ pub(crate) fn run(sched: Weak<Sched>) {
         if sched.is_shut_down() {
             return;
         }
-        let (acted, busy) = sched.sysmon_cycle(&mut state);
-        if !busy {
+        // Dozing, we left the flag up for `nudge_sysmon`; down means a
+        // goroutine entered a system call and woke us.
+        let nudged = state.dozing && !sched.sysmon_dozing.load(Ordering::Relaxed);
+        // Up before the cycle reads the Ps' states (the fence pairs with
+        // the SeqCst status store and flag load in `nudge_sysmon`'s
+        // caller): a goroutine that enters a system call after this cycle
+        // looked at its P sees the flag and wakes us if we go on to doze.
+        sched.sysmon_dozing.store(true, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let cycle = sched.sysmon_cycle(&mut state);
+        if !cycle.busy {
             sched.check_dead(&mut state.deadlock);
         }
         let now = nanotime();
-        if acted {
+        if cycle.acted || nudged {
             state.quiet = 0;
             state.delay = MIN_DELAY;
         } else {
@@ -129,15 +168,20 @@ pub(crate) fn run(sched: Weak<Sched>) {
                 state.delay *= 2;
             }
         }
-        let cap = if busy {
-            state
-                .chaos
-                .sysmon_delay_cap((sched.preempt_slice / 8).clamp(MIN_DELAY, MAX_IDLE_DELAY))
+        let watchful = (sched.preempt_slice / 8).clamp(MIN_DELAY, MAX_DELAY);
+        if cycle.in_syscall {
+            state.watch_until = now.saturating_add(WATCH_AFTER_SYSCALL);
+        }
+        let cap = if now < state.watch_until {
+            watchful
+        } else if cycle.busy {
+            state.chaos.sysmon_delay_cap(MAX_DELAY)
         } else {
-            MAX_IDLE_DELAY
+            MAX_DELAY
         };
         state.delay = state.delay.min(cap);
-        // Wake exactly when the longest-running goroutine's slice ends.
+        // Wake exactly when the longest-running goroutine's slice ends, a
+        // retired P's timer is due, or a sleeping thread is to be judged.
         if let Some(until_due) = state.next_due.checked_sub(now) {
             state.delay = state.delay.min(Duration::from_nanos(until_due).max(MIN_DELAY));
         }
@@ -151,17 +195,33 @@ pub(crate) fn run(sched: Weak<Sched>) {
             }
             state.delay = state.delay.min(next_trace.saturating_duration_since(at).max(MIN_DELAY));
         }
+        state.dozing = state.delay > watchful;
+        if !state.dozing {
+            sched.sysmon_dozing.store(false, Ordering::Relaxed);
+        }
     }
 }
 
+/// What one sysmon cycle saw.
+struct Cycle {
+    /// It retook, preempted, detected or queued something.
+    acted: bool,
+    /// Some P runs goroutines or is in a system call.
+    busy: bool,
+    /// Some P is in the system-call state, or some M computes after losing
+    /// its P in one.
+    in_syscall: bool,
+}
+
 impl Sched {
-    /// One look at every P and M. Returns (did something, some P is busy).
-    fn sysmon_cycle(&self, state: &mut Sysmon) -> (bool, bool) {
+    /// One look at every P and M.
+    fn sysmon_cycle(&self, state: &mut Sysmon) -> Cycle {
         let now = nanotime();
         self.coarse_now.store(now, Ordering::Relaxed);
         let slice = self.preempt_slice.as_nanos() as u64;
         let mut acted = false;
         let mut busy = false;
+        let mut in_syscall = false;
         state.next_due = u64::MAX;
         let timers_due = self.earliest_timer() <= now;
         let global_work = self.runqsize.load(Ordering::Relaxed) > 0 || timers_due;
@@ -193,6 +253,7 @@ impl Sched {
             match status {
                 PStatus::Syscall => {
                     busy = true;
+                    in_syscall = true;
                     let others_wait = retired
                         || !p.runq.is_empty()
                         || global_work
@@ -211,6 +272,11 @@ impl Sched {
                     busy = true;
                     state.next_due = state.next_due.min(w.since.saturating_add(slice));
                     let Some(m) = holder_of(&p) else { continue };
+                    if held == 0 && state.dozing && self.thread_blocked(&mut state.stats, m) {
+                        // A new slice whose thread sleeps: judge it when it
+                        // has been asleep long enough, not a doze later.
+                        state.next_due = state.next_due.min(now + BLOCKED_AFTER);
+                    }
                     if held >= w.probe_at {
                         w.probe_at = held.saturating_mul(2);
                         // Asleep *and still* in the slice we looked at: a
@@ -258,6 +324,7 @@ impl Sched {
             let since = m.syscall_since.load(Ordering::Relaxed);
             if since != 0 && now.saturating_sub(since) > slice {
                 busy = true;
+                in_syscall = true;
                 if !self.thread_blocked(&mut state.stats, m) {
                     signal(m, REQUEST_PREEMPT);
                     self.preempt_signals.fetch_add(1, Ordering::Relaxed);
@@ -269,9 +336,10 @@ impl Sched {
         drop(allm);
         // Timers left on Ps that `set_procs` retired are otherwise run only
         // by an M that finds no work at all, which a busy program may
-        // never have.
+        // never have: run the due ones, and wake for the next.
         for p in (n..super::MAX_PROCS).map_while(|id| self.p(id)) {
             self.run_timers(&p, now);
+            state.next_due = state.next_due.min(p.timer0.load(Ordering::Relaxed));
         }
         if let Some(poller) = self.poller.get()
             && poller.has_sockets()
@@ -280,7 +348,11 @@ impl Sched {
             // Readied goroutines go to the global queue (sysmon has no P).
             poller.poll(Some(Duration::ZERO));
         }
-        (acted, busy)
+        Cycle {
+            acted,
+            busy,
+            in_syscall,
+        }
     }
 
     /// Whether M `m`'s thread sleeps in the kernel.
@@ -329,5 +401,15 @@ impl Sched {
     /// preempted goroutine to queue). Any thread; no allocation, no lock.
     pub(crate) fn wake_sysmon(&self) {
         self.sysmon_note.wakeup();
+    }
+
+    /// A goroutine has just put its P in the system-call state (with a
+    /// SeqCst store): wake sysmon if it dozes, so that the P is retaken
+    /// soon if the call blocks (module header). Costs a load unless it
+    /// dozes; the first caller after it dozed off wakes it.
+    pub(crate) fn nudge_sysmon(&self) {
+        if self.sysmon_dozing.load(Ordering::SeqCst) && self.sysmon_dozing.swap(false, Ordering::Relaxed) {
+            self.wake_sysmon();
+        }
     }
 }
