@@ -9,6 +9,14 @@ use gort::Runtime;
 use gort::chan::{Receiver, bounded};
 use gort::runtime::{GoroutineInfo, GoroutineState};
 
+/// A child (`in_child`) that must finish normally, without a deadlock
+/// report.
+fn expect_no_report(child: Option<(std::process::ExitStatus, String)>) {
+    let Some((status, stderr)) = child else { return };
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("deadlock"), "{stderr}");
+}
+
 fn runtime(procs: usize) -> Runtime {
     Runtime::builder().procs(procs).build().unwrap()
 }
@@ -261,22 +269,21 @@ fn deadlock_is_reported_with_a_dump_and_status_2() {
 
 #[test]
 fn no_deadlock_report_while_a_plain_thread_holds_a_sender() {
-    let Some((status, stderr)) = in_child("no_deadlock_report_while_a_plain_thread_holds_a_sender", || {
-        let rt = runtime(2);
-        let got = rt.block_on(|| {
-            let (tx, rx) = bounded::<u8>(0);
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                tx.send(7).unwrap();
+    expect_no_report(in_child(
+        "no_deadlock_report_while_a_plain_thread_holds_a_sender",
+        || {
+            let rt = runtime(2);
+            let got = rt.block_on(|| {
+                let (tx, rx) = bounded::<u8>(0);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    tx.send(7).unwrap();
+                });
+                rx.recv()
             });
-            rx.recv()
-        });
-        assert_eq!(got, Ok(7));
-    }) else {
-        return;
-    };
-    assert!(status.success(), "{stderr}");
-    assert!(!stderr.contains("deadlock"), "{stderr}");
+            assert_eq!(got, Ok(7));
+        },
+    ));
 }
 
 #[test]
@@ -497,7 +504,7 @@ fn dump_shows_where_a_preempted_goroutine_was_stopped() {
 #[test]
 fn no_deadlock_report_while_another_runtimes_goroutine_will_send() {
     let name = "no_deadlock_report_while_another_runtimes_goroutine_will_send";
-    let Some((status, stderr)) = in_child(name, || {
+    expect_no_report(in_child(name, || {
         // The other runtime's threads start before this runtime is built.
         let other = Runtime::builder().procs(1).name("other").build().unwrap();
         other.block_on(|| ());
@@ -510,11 +517,7 @@ fn no_deadlock_report_while_another_runtimes_goroutine_will_send() {
         });
         assert_eq!(rt.block_on(move || rx.recv()), Ok(7));
         sender.join().unwrap();
-    }) else {
-        return;
-    };
-    assert!(status.success(), "{stderr}");
-    assert!(!stderr.contains("deadlock"), "{stderr}");
+    }));
 }
 
 #[test]
@@ -546,7 +549,7 @@ fn deadlock_across_two_runtimes_is_reported() {
 #[test]
 fn no_deadlock_report_while_an_older_plain_thread_will_send() {
     let name = "no_deadlock_report_while_an_older_plain_thread_will_send";
-    let Some((status, stderr)) = in_child(name, || {
+    expect_no_report(in_child(name, || {
         // A thread that exists before the runtime and gets its Sender later,
         // through a std channel: it never touched gort before it sends.
         let (handoff, inbox) = std::sync::mpsc::channel::<gort::chan::Sender<u8>>();
@@ -563,9 +566,5 @@ fn no_deadlock_report_while_an_older_plain_thread_will_send() {
         });
         assert_eq!(got, Ok(7));
         older.join().unwrap();
-    }) else {
-        return;
-    };
-    assert!(status.success(), "{stderr}");
-    assert!(!stderr.contains("deadlock"), "{stderr}");
+    }));
 }
