@@ -17,6 +17,18 @@ fn expect_no_report(child: Option<(std::process::ExitStatus, String)>) {
     assert!(!stderr.contains("deadlock"), "{stderr}");
 }
 
+/// A child (`in_child`) that must report a deadlock and exit with status
+/// 2; its stderr, or None in the child.
+fn expect_deadlock_report(child: Option<(std::process::ExitStatus, String)>) -> Option<String> {
+    let (status, stderr) = child?;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("fatal error: all goroutines are asleep - deadlock!\n\n"),
+        "{stderr}"
+    );
+    Some(stderr)
+}
+
 fn runtime(procs: usize) -> Runtime {
     Runtime::builder().procs(procs).build().unwrap()
 }
@@ -245,7 +257,7 @@ fn worker_loop_unit(rx: Receiver<()>) {
 
 #[test]
 fn deadlock_is_reported_with_a_dump_and_status_2() {
-    let Some((status, stderr)) = in_child("deadlock_is_reported_with_a_dump_and_status_2", || {
+    let Some(stderr) = expect_deadlock_report(in_child("deadlock_is_reported_with_a_dump_and_status_2", || {
         let rt = runtime(2);
         rt.block_on(|| {
             let (tx, rx) = bounded::<u8>(0);
@@ -255,14 +267,9 @@ fn deadlock_is_reported_with_a_dump_and_status_2() {
             drop(tx);
         });
         println!("unreachable: the deadlock was not reported");
-    }) else {
+    })) else {
         return;
     };
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.starts_with("fatal error: all goroutines are asleep - deadlock!\n\n"),
-        "{stderr}"
-    );
     assert!(stderr.contains("goroutine 1 \"main\" [chan receive"), "{stderr}");
     assert!(stderr.contains("goroutine 2 [chan receive"), "{stderr}");
 }
@@ -522,7 +529,7 @@ fn no_deadlock_report_while_another_runtimes_goroutine_will_send() {
 
 #[test]
 fn deadlock_across_two_runtimes_is_reported() {
-    let Some((status, stderr)) = in_child("deadlock_across_two_runtimes_is_reported", || {
+    expect_deadlock_report(in_child("deadlock_across_two_runtimes_is_reported", || {
         let other = Runtime::builder().procs(1).name("other").build().unwrap();
         let rt = Runtime::builder().procs(1).name("waiting").build().unwrap();
         let (_tx_a, rx_a) = bounded::<u8>(0);
@@ -537,15 +544,9 @@ fn deadlock_across_two_runtimes_is_reported() {
             rx_a.recv()
         });
         println!("unreachable: the deadlock was not reported");
-    }) else {
-        return;
-    };
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.starts_with("fatal error: all goroutines are asleep - deadlock!\n\n"),
-        "{stderr}"
-    );
+    }));
 }
+
 #[test]
 fn no_deadlock_report_while_an_older_plain_thread_will_send() {
     let name = "no_deadlock_report_while_an_older_plain_thread_will_send";
