@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::g::GPtr;
 use super::m::{M, MPtr, set_current_m};
 use super::p::PPtr;
 use super::{Sched, lock, sysmon, timers};
@@ -107,8 +106,7 @@ impl Sched {
                 // A P handed off with goroutines queued (`handoffp`) goes
                 // idle without them: they wait in the global queue, where
                 // the running Ms and sysmon look.
-                p.runq.drain(|g| l.runq.push_back(GPtr::from_non_null(g)));
-                self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+                self.runq_to_global(&mut l, &p);
                 if p.id < self.gomaxprocs() {
                     self.pidleput(&mut l, p);
                 } else {
@@ -175,8 +173,7 @@ impl Sched {
             p.set_idle();
             self.pidleput(&mut l, p);
         } else {
-            p.runq.drain(|g| l.runq.push_back(GPtr::from_non_null(g)));
-            self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+            self.runq_to_global(&mut l, &p);
             p.set_dead();
         }
         drop(l);

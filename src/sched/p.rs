@@ -199,6 +199,14 @@ impl Sched {
     }
 
     /// Put an idle P on the idle list. `Sched::lock` held.
+    /// Move the goroutines queued on `p` to the global queue, for a P that
+    /// goes idle or away with work on it. `Sched::lock` held; `p` not
+    /// running goroutines.
+    pub(crate) fn runq_to_global(&self, l: &mut Locked, p: &P) {
+        p.runq.drain(|g| l.runq.push_back(GPtr::from_non_null(g)));
+        self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+    }
+
     pub(crate) fn pidleput(&self, l: &mut Locked, p: PPtr) {
         debug_assert!(p.runq.is_empty());
         l.pidle.push(p);
@@ -233,8 +241,7 @@ impl Sched {
     pub(crate) fn retire_p(&self, m: &M) -> bool {
         let p = m.p();
         let mut l = lock(&self.lock);
-        p.runq.drain(|g| l.runq.push_back(GPtr::from_non_null(g)));
-        self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+        self.runq_to_global(&mut l, &p);
         self.release_idle_p(&mut l, m);
         match self.pidleget(&mut l) {
             Some(np) => {

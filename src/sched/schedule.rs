@@ -143,8 +143,7 @@ impl Sched {
                 if let Some(p) = m.p.get() {
                     // Idle Ps hold no goroutines: what never ran waits in
                     // the global queue.
-                    p.runq.drain(|g| l.runq.push_back(GPtr::from_non_null(g)));
-                    self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+                    self.runq_to_global(&mut l, &p);
                     self.release_idle_p(&mut l, m);
                 }
                 return None;
