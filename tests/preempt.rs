@@ -491,3 +491,46 @@ fn a_goroutine_preempted_inside_timer_reset_does_not_stall_the_timers() {
         });
     });
 }
+
+#[test]
+fn errno_survives_preemptions() {
+    // The preempted goroutine's thread sleeps inside the preemption, and
+    // that sleep's system calls may set errno: the interrupted code, maybe
+    // between a failed call and its read of errno, must find its own value.
+    static CLOBBERED: AtomicBool = AtomicBool::new(false);
+    fn spin_with_errno(stop: &AtomicBool) -> u64 {
+        // SAFETY: errno is this thread's, and the goroutine keeps its
+        // thread across preemptions.
+        let errno = || unsafe { libc::__errno_location() };
+        let mine = 1000 + tid();
+        let mut checks = 0u64;
+        // SAFETY: as above.
+        unsafe { *errno() = mine };
+        while !stop.load(Ordering::Relaxed) {
+            // SAFETY: as above.
+            if unsafe { *errno() } != mine {
+                CLOBBERED.store(true, Ordering::Relaxed);
+                break;
+            }
+            checks += 1;
+        }
+        checks
+    }
+    let rt = sliced_runtime(1, Duration::from_micros(100));
+    rt.block_on(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinners = spinners(2, &stop, spin_with_errno);
+        let before = gort::runtime::metrics().preempts_async;
+        while gort::runtime::metrics().preempts_async - before < 2000 && !CLOBBERED.load(Ordering::Relaxed) {
+            gort::time::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for s in spinners {
+            assert!(s.join().unwrap() > 0, "a spinner never ran");
+        }
+        assert!(
+            !CLOBBERED.load(Ordering::Relaxed),
+            "errno changed under a preempted goroutine"
+        );
+    });
+}

@@ -125,3 +125,22 @@ pub(crate) fn write_stderr(text: &str) {
         }
     }
 }
+
+/// The calling thread's `errno`, kept for code that runs between two
+/// instructions of someone else's — the asynchronous preemption, which may
+/// interrupt a goroutine between a failed call and its read of `errno` —
+/// and must leave it as it found it.
+pub(crate) struct SavedErrno(libc::c_int);
+
+impl SavedErrno {
+    pub(crate) fn save() -> SavedErrno {
+        // SAFETY: `__errno_location` returns this thread's errno slot,
+        // valid for the thread's life.
+        SavedErrno(unsafe { *libc::__errno_location() })
+    }
+
+    pub(crate) fn restore(self) {
+        // SAFETY: as in `save`.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}

@@ -193,8 +193,17 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_v
 /// anywhere outside the runtime — inside `malloc`, holding its lock — so
 /// this must neither allocate nor take a lock user code can hold: it only
 /// releases the P (atomics), leaves the goroutine and the P to sysmon, which
-/// queues them (`take_preempted`), and sleeps on the M's note.
+/// queues them (`take_preempted`), and sleeps on the M's note. The
+/// trampoline restores the registers; `errno`, which the sleep's system
+/// calls may set, is restored here.
 extern "sysv64" fn preempt_hook() {
+    let errno = os::SavedErrno::save();
+    wait_preempted();
+    errno.restore();
+}
+
+/// `preempt_hook`'s work.
+fn wait_preempted() {
     let m = current_m().expect("async preemption outside an M");
     let g = m.curg.get().expect("async preemption on g0");
     let sched = &*m.sched;
