@@ -271,7 +271,12 @@ impl Sched {
                 }
                 PStatus::Running => {
                     busy = true;
-                    state.next_due = state.next_due.min(w.since.saturating_add(slice));
+                    // Only an end still ahead: one past, with nobody waiting,
+                    // would hide every later deadline.
+                    let slice_end = w.since.saturating_add(slice);
+                    if slice_end > now {
+                        state.next_due = state.next_due.min(slice_end);
+                    }
                     let Some(m) = holder_of(&p) else { continue };
                     if held == 0 && state.dozing && self.thread_blocked(&mut state.stats, m) {
                         // A new slice whose thread sleeps: judge it when it
