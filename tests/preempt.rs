@@ -492,6 +492,87 @@ fn a_goroutine_preempted_inside_timer_reset_does_not_stall_the_timers() {
     });
 }
 
+/// A buffer libc's `memset` takes tens of milliseconds to fill in one call:
+/// code outside the program, where a preemption signal cannot stop a
+/// goroutine. Touched once here, so later fills make no page faults.
+fn long_fill_buffer() -> Vec<u8> {
+    vec![1u8; 256 << 20]
+}
+
+/// Fill `buf` with one call into libc.
+fn fill_in_libc(buf: &mut [u8], byte: u8) {
+    // SAFETY: `buf` is valid for writes of its length.
+    unsafe { libc::memset(buf.as_mut_ptr().cast(), byte.into(), buf.len()) };
+    // A fill nobody reads would be dropped as a dead store.
+    std::hint::black_box(buf);
+}
+
+#[test]
+fn a_goroutine_computing_in_a_library_gives_up_its_p() {
+    // One P; a goroutine inside one long libc call must not keep the
+    // queued main goroutine from running until the call returns: the
+    // preemption signal that finds it there hands its P to another thread.
+    let rt = sliced_runtime(1, Duration::from_millis(1));
+    rt.block_on(|| {
+        static INSIDE: AtomicBool = AtomicBool::new(false);
+        let mut buf = long_fill_buffer();
+        // Not a timing bound: before the fix this never happened, since
+        // nothing could run beside the call. Five tries for a noisy machine.
+        let mut ran_beside = false;
+        for round in 0..5u8 {
+            let filler = gort::go(move || {
+                INSIDE.store(true, Ordering::SeqCst);
+                fill_in_libc(&mut buf, round);
+                INSIDE.store(false, Ordering::SeqCst);
+                buf
+            });
+            // Queued behind the filler: back only when the P is free.
+            gort::yield_now();
+            ran_beside = INSIDE.load(Ordering::SeqCst);
+            buf = filler.join().unwrap();
+            assert!(buf.iter().step_by(4096).all(|&b| b == round));
+            if ran_beside {
+                break;
+            }
+        }
+        assert!(ran_beside, "main never ran while the goroutine was inside libc");
+        assert!(gort::runtime::metrics().syscall_handoffs > 0);
+    });
+}
+
+#[test]
+fn a_thread_computing_in_a_library_without_a_p_is_not_flooded_with_signals() {
+    // A goroutine computes in libc inside `gort::blocking` and loses its P.
+    // sysmon asks it to stop once a slice has passed; each signal finds it
+    // in libc, where it cannot stop, so sysmon asks less and less often:
+    // at most about once a slice, not every 20 µs cycle.
+    let slice = Duration::from_millis(1);
+    let rt = sliced_runtime(1, slice);
+    rt.block_on(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let yielder = {
+            let stop = Arc::clone(&stop);
+            gort::go(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    gort::yield_now();
+                }
+            })
+        };
+        let mut buf = long_fill_buffer();
+        let before = gort::runtime::metrics().preempt_signals;
+        let started = std::time::Instant::now();
+        gort::blocking(|| (0..8).for_each(|round| fill_in_libc(&mut buf, round)));
+        let computed = started.elapsed();
+        let signals = gort::runtime::metrics().preempt_signals - before;
+        stop.store(true, Ordering::Relaxed);
+        yielder.join().unwrap();
+        // The bound scales with the time the calls took, so a slow machine
+        // only loosens it: a slice's worth of doublings, then one a slice.
+        let slices = (computed.as_micros() / slice.as_micros()) as u64;
+        assert!(signals <= 2 * slices + 20, "{signals} signals in {computed:?}");
+    });
+}
+
 #[test]
 fn errno_survives_preemptions() {
     // The preempted goroutine's thread sleeps inside the preemption, and

@@ -3,8 +3,8 @@
 //! architecture adds a sibling of `x86_64.rs` with the same items
 //! (`Context`, `switch`, `Context::for_entry`, `Context::prefetch`, and
 //! `Context::saved_sp` with `SuspendedRegs::read` for stack traces) and of
-//! `preempt.rs` with `inject_async_preempt`, its trampoline, and
-//! `is_async_preempt`.
+//! `preempt.rs` with `inject_async_preempt`, its trampoline,
+//! `is_async_preempt` and `at_system_call`.
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("gort supports x86_64 Linux only (see DESIGN.md §3)");
@@ -12,5 +12,5 @@ compile_error!("gort supports x86_64 Linux only (see DESIGN.md §3)");
 mod preempt;
 mod x86_64;
 
-pub(crate) use preempt::{inject_async_preempt, interrupted_regs, is_async_preempt};
+pub(crate) use preempt::{at_system_call, inject_async_preempt, interrupted_regs, is_async_preempt};
 pub(crate) use x86_64::{Context, SuspendedRegs, switch};

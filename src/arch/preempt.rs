@@ -204,6 +204,25 @@ pub(crate) fn is_async_preempt(ip: usize) -> bool {
     trampoline_range().contains(&ip)
 }
 
+/// Whether a signal that interrupted its thread at `ip` came in at a system
+/// call's boundary: just past a `syscall` instruction (the call returned,
+/// or was interrupted) or on one (a call the kernel restarts after the
+/// handler). A thread stopped there is passing through the kernel, not
+/// computing at `ip`. Signal-safe: two byte reads, no calls.
+pub(crate) fn at_system_call(ip: usize) -> bool {
+    /// The encoding of `syscall`.
+    const SYSCALL: [u8; 2] = [0x0f, 0x05];
+    /// The smallest page: reads inside `ip`'s 4 KiB block stay in its page.
+    const BLOCK: usize = 4096;
+    let offset = ip % BLOCK;
+    // SAFETY: `at` and `at + 1` lie in the 4 KiB block holding `ip` (the
+    // callers below check the offset), which the thread was executing, so
+    // it is mapped; code is readable on x86_64 Linux (no execute-only
+    // mappings), and reading it has no side effects.
+    let read = |at: usize| unsafe { std::ptr::read_unaligned(at as *const [u8; 2]) };
+    (offset >= 2 && read(ip - 2) == SYSCALL) || (offset <= BLOCK - 2 && read(ip) == SYSCALL)
+}
+
 /// Stack the injected frame and the hook need below the interrupted rsp.
 fn stack_needed(xsave_size: usize) -> usize {
     ENTRY_DEPTH + SAVED_REGS + XSAVE_ALIGN_SLACK + xsave_size + HOOK_STACK_RESERVE

@@ -16,7 +16,7 @@
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use super::Sched;
 use super::chaos::ChaosRng;
@@ -98,6 +98,10 @@ pub(crate) struct M {
     /// What sysmon wants from the SIGURG it sends (`preempt.rs`); taken by
     /// the handler.
     pub(crate) signal_request: AtomicU8,
+    /// Preemption signals the handler refused, since sysmon last reset the
+    /// count, because they found the goroutine computing in a shared
+    /// library: sysmon spaces its signals by it (`sysmon.rs`).
+    pub(crate) foreign_refusals: AtomicU32,
     /// Set by the async preemption hook for sysmon: this M's goroutine, and
     /// the P it let go of (`handoff_p`, written before `handoff`), are to be
     /// queued and handed on (`preempt.rs`).
@@ -181,6 +185,7 @@ impl M {
             oldp: Cell::new(None),
             syscall_since: AtomicU64::new(0),
             signal_request: AtomicU8::new(0),
+            foreign_refusals: AtomicU32::new(0),
             handoff: AtomicBool::new(false),
             handoff_p: Cell::new(None),
         }

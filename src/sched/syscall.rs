@@ -23,6 +23,11 @@
 //! runtime call (`preempt::safe_point`); if it computes instead, sysmon
 //! preempts it like any other, so no more than `procs` goroutines run user
 //! code at once for longer than a slice.
+//!
+//! A goroutine that a preemption signal finds computing inside a shared
+//! library, where it cannot be stopped, enters the system-call state the
+//! same way (`preempt.rs`): like Go's cgo calls, a long call into C costs
+//! its goroutine the P, not the P's other goroutines their turn.
 
 use std::sync::atomic::Ordering;
 
@@ -57,10 +62,11 @@ fn enter(m: &M) -> bool {
     true
 }
 
-/// The SIGURG handler's half of blocked-thread detection: the same state
-/// change as `enter`, made by the thread on itself while it is stopped in
-/// goroutine code (so it cannot be using its P). Signal context: atomics
-/// and this thread's `Cell`s only.
+/// The SIGURG handler's half of blocked-thread detection, and of
+/// preempting a goroutine that computes in a shared library: the same
+/// state change as `enter`, made by the thread on itself while it is
+/// stopped in goroutine code (so it cannot be using its P). Signal
+/// context: atomics and this thread's `Cell`s only.
 pub(crate) fn enter_from_signal(m: &M) {
     if let Some(p) = m.p.take() {
         m.oldp.set(Some(p));

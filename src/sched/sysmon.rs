@@ -34,7 +34,10 @@
 //! quiet cycles the delay doubles, up to 10 ms; and it wakes exactly when
 //! the oldest running slice ends, so a goroutine that will not yield is
 //! asked when its slice is over (and signalled 20 µs later if it has not
-//! yielded: a request is an action, which resets the delay).
+//! yielded: a request is an action, which resets the delay). An M that
+//! computes without a P and keeps refusing signals because it is inside a
+//! shared library is signalled at doubling gaps instead, up to one a slice
+//! (`preempt.rs`).
 //!
 //! Watchful and dozing. While a P is in a system call, and for
 //! `WATCH_AFTER_SYSCALL` after one was, sysmon is *watchful*: at most an
@@ -91,6 +94,18 @@ const SYSCALL_RETAKE_IDLE: u64 = 10_000_000;
 const BLOCKED_AFTER: u64 = 100_000;
 /// sysmon stays watchful this long after it last saw a P in a system call.
 const WATCH_AFTER_SYSCALL: u64 = 100_000_000;
+/// Enough doublings of `MIN_DELAY` to pass any slice (`signal_paced`).
+const MAX_BACKOFF_DOUBLINGS: u32 = 20;
+
+/// How sysmon spaces the preemption signals it sends one M (`preempt.rs`).
+#[derive(Default)]
+struct SignalPace {
+    /// The M's `syscall_since` when the pace began: a new system call
+    /// starts a new pace.
+    slice: u64,
+    /// No signal before this time.
+    next_at: u64,
+}
 
 /// What sysmon remembers of one P between cycles.
 #[derive(Default, Clone)]
@@ -106,6 +121,7 @@ struct PWatch {
 struct Sysmon {
     ps: Vec<PWatch>,
     stats: HashMap<libc::pid_t, ThreadStat>,
+    paces: HashMap<libc::pid_t, SignalPace>,
     delay: Duration,
     quiet: u32,
     /// When sysmon must look next: the first running goroutine's slice
@@ -128,6 +144,7 @@ pub(crate) fn run(sched: Weak<Sched>) {
     let mut state = Sysmon {
         ps: Vec::new(),
         stats: HashMap::new(),
+        paces: HashMap::new(),
         delay: MIN_DELAY,
         quiet: 0,
         next_due: u64::MAX,
@@ -331,14 +348,15 @@ impl Sched {
             if since != 0 && now.saturating_sub(since) > slice {
                 busy = true;
                 in_syscall = true;
-                if !self.thread_blocked(&mut state.stats, m) {
-                    signal(m, REQUEST_PREEMPT);
-                    self.preempt_signals.fetch_add(1, Ordering::Relaxed);
+                if !self.thread_blocked(&mut state.stats, m)
+                    && self.signal_paced(&mut state.paces, &mut state.next_due, m, since, now)
+                {
                     acted = true;
                 }
             }
         }
         state.stats.retain(|tid, _| allm.iter().any(|m| m.get().tid == *tid));
+        state.paces.retain(|tid, _| allm.iter().any(|m| m.get().tid == *tid));
         drop(allm);
         // Timers left on Ps that `set_procs` retired are otherwise run only
         // by an M that finds no work at all, which a busy program may
@@ -359,6 +377,39 @@ impl Sched {
             busy,
             in_syscall,
         }
+    }
+
+    /// Signal M `m`, computing without a P since `slice_start`, unless its
+    /// pace says to wait (then `next_due` covers when it may). After each
+    /// signal that found the goroutine computing in a shared library, the
+    /// gap before the next one doubles, from `MIN_DELAY` up to a slice
+    /// (`preempt.rs`). Returns whether it signalled.
+    fn signal_paced(
+        &self,
+        paces: &mut HashMap<libc::pid_t, SignalPace>,
+        next_due: &mut u64,
+        m: &M,
+        slice_start: u64,
+        now: u64,
+    ) -> bool {
+        let pace = paces.entry(m.tid).or_default();
+        if pace.slice != slice_start {
+            *pace = SignalPace {
+                slice: slice_start,
+                next_at: 0,
+            };
+            m.foreign_refusals.store(0, Ordering::Relaxed);
+        }
+        if now < pace.next_at {
+            *next_due = (*next_due).min(pace.next_at);
+            return false;
+        }
+        let refusals = m.foreign_refusals.load(Ordering::Relaxed).min(MAX_BACKOFF_DOUBLINGS);
+        let gap = (MIN_DELAY.as_nanos() as u64) << refusals;
+        pace.next_at = now + gap.min(self.preempt_slice.as_nanos() as u64);
+        signal(m, REQUEST_PREEMPT);
+        self.preempt_signals.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Whether M `m`'s thread sleeps in the kernel.
