@@ -1388,6 +1388,30 @@ fn unix_connect_waits_while_the_accept_queue_is_full() {
     std::fs::remove_file(&path).unwrap();
 }
 
+/// A path is a path, as in std: a NUL byte in it is refused, not taken as
+/// the end of the path or as the start of an abstract name.
+#[test]
+fn unix_connect_refuses_paths_with_nul_bytes_as_std_does() {
+    on_runtime(1, || {
+        let name = format!("gort-net-{}-nul", std::process::id());
+        let _abstract = UnixListener::bind_addr(&SocketAddr::from_abstract_name(&name).unwrap()).unwrap();
+        let path = socket_path("nul");
+        let _named = UnixListener::bind(&path).unwrap();
+        let mut truncated = path.clone().into_os_string();
+        truncated.push("\0junk");
+        for bad in [PathBuf::from(format!("\0{name}")), PathBuf::from(truncated)] {
+            let std_err = std::os::unix::net::UnixStream::connect(&bad).unwrap_err();
+            assert_eq!(std_err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+            assert_eq!(
+                UnixStream::connect(&bad).map(|_| ()).unwrap_err().kind(),
+                ErrorKind::InvalidInput,
+                "{bad:?}"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+    });
+}
+
 /// Send `data` on `sock` with a descriptor attached (`SCM_RIGHTS`).
 fn send_with_descriptor(sock: &std::os::unix::net::UnixStream, data: &[u8], fd: i32) {
     let space = std::mem::size_of::<i32>() as u32;

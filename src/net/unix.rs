@@ -182,7 +182,9 @@ impl UnixStream {
     /// listener's queue is full (see the module documentation).
     #[track_caller]
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
-        UnixStream::connect_sockaddr(&SockAddr::unix(path)?)
+        // std's check: socket2 would take a NUL byte as the path's end, or
+        // a leading one as an abstract name.
+        UnixStream::connect_addr(&SocketAddr::from_pathname(path)?)
     }
 
     /// Connect to `addr`: a pathname or (Linux) an abstract address.
