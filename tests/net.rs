@@ -1412,6 +1412,27 @@ fn unix_connect_refuses_paths_with_nul_bytes_as_std_does() {
     });
 }
 
+/// `close` on a listener ends the connections still queued for accept, as
+/// TCP's does, while a handle to the listener lives on: their clients'
+/// reads end instead of waiting for the listener to be dropped.
+#[test]
+fn unix_listener_close_ends_connections_queued_for_accept() {
+    let path = socket_path("close-queued");
+    let bound = path.clone();
+    on_runtime(2, move || {
+        let listener = UnixListener::bind(&bound).unwrap();
+        let clients: Vec<_> = (0..3).map(|_| UnixStream::connect(&bound).unwrap()).collect();
+        listener.close();
+        for mut client in clients {
+            assert_eq!(client.read(&mut [0; 4]).unwrap(), 0);
+        }
+        let err = UnixStream::connect(&bound).map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+        drop(listener);
+    });
+    std::fs::remove_file(&path).unwrap();
+}
+
 /// Send `data` on `sock` with a descriptor attached (`SCM_RIGHTS`).
 fn send_with_descriptor(sock: &std::os::unix::net::UnixStream, data: &[u8], fd: i32) {
     let space = std::mem::size_of::<i32>() as u32;

@@ -24,7 +24,9 @@
 //! `NotConnected`. A call already past its closed check when `close` runs
 //! gets from the kernel what the shutdown makes of it (a stream's end of
 //! file, a broken pipe); those are reported as the close too, so no call
-//! ever mistakes a local `close` for the peer's doing.
+//! ever mistakes a local `close` for the peer's doing. Where the shutdown
+//! leaves something alive, the socket type ends it (`Closable`: a Unix
+//! listener's queued connections).
 //!
 //! Timeouts (`set_read_timeout`/`set_write_timeout`) are std's: each call
 //! gets at most that long, counted from when it first has to wait, and then
@@ -74,6 +76,18 @@ impl StreamSocket for std::net::TcpStream {
 impl StreamSocket for std::os::unix::net::UnixStream {
     const SHORT_READ_DRAINS: bool = false;
 }
+
+/// What `NetFd::close` must end beyond what its shutdown ends.
+pub(crate) trait Closable {
+    /// Called after the shutdown. Only a Unix listener needs it
+    /// (`unix.rs`); every other socket's shutdown ends all it has.
+    fn end_what_shutdown_left(&self) {}
+}
+
+impl Closable for std::net::TcpListener {}
+impl Closable for std::net::TcpStream {}
+impl Closable for std::net::UdpSocket {}
+impl Closable for std::os::unix::net::UnixStream {}
 
 pub(crate) struct NetFd<S> {
     reg: Registration,
@@ -286,13 +300,17 @@ impl<S: AsRawFd> NetFd<S> {
     /// released when the last handle is dropped, so that no handle can ever
     /// reach a reused descriptor number, and `shutdown` ends the connection
     /// meanwhile, whoever still holds a handle.
-    pub(crate) fn close(&self) {
+    pub(crate) fn close(&self)
+    where
+        S: Closable,
+    {
         // First mark it closed, so that the waiters woken by the shutdown's
         // edge fail as closed rather than read its end-of-file.
         self.reg.close();
         // SAFETY: the descriptor is open while `self.sock` lives. Failing is
         // fine: an unconnected datagram socket has nothing to shut down.
         unsafe { libc::shutdown(self.sock.as_raw_fd(), libc::SHUT_RDWR) };
+        self.sock.end_what_shutdown_left();
     }
 }
 

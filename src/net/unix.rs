@@ -17,6 +17,12 @@
 //! thread runs others. std's blocking `connect` waits on the same full
 //! queue; Go returns the `EAGAIN` instead.
 //!
+//! `close` on a listener: the shutdown makes later connects fail with
+//! `ConnectionRefused`, but unlike TCP's it leaves the connections already
+//! queued for accept connected until the descriptor is released — their
+//! clients would wait on them while any handle lives. `close` accepts and
+//! drops them, so those clients read the end (or a reset, if they wrote).
+//!
 //! As in std (and unlike Go), dropping a listener does not remove its
 //! socket file.
 
@@ -34,7 +40,7 @@ use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::fd::NetFd;
+use super::fd::{Closable, NetFd};
 use super::unwrap_only_handle;
 
 /// The first pause before retrying a `connect` refused with `EAGAIN`.
@@ -124,6 +130,19 @@ impl UnixListener {
     }
 
     handle_methods!();
+}
+
+impl Closable for std::os::unix::net::UnixListener {
+    fn end_what_shutdown_left(&self) {
+        // The shutdown refuses new connects, so the queue only empties.
+        loop {
+            match self.accept() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 impl TryFrom<std::os::unix::net::UnixListener> for UnixListener {
