@@ -1221,6 +1221,23 @@ fn udp_options_handles_and_conversions() {
     });
 }
 
+/// A recv queued behind another goroutine's recv that has no timeout (it
+/// began before the timeout was set) still fails with `TimedOut` once its
+/// own timeout has passed, instead of waiting for the first to finish.
+#[test]
+fn udp_recv_queued_behind_an_untimed_recv_times_out() {
+    on_runtime(2, || {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let untimed = sock.try_clone().unwrap();
+        let first = gort::go(move || untimed.recv_from(&mut [0; 8]).map(|_| ()).map_err(|e| e.kind()));
+        wait_until_parked(&first, "IO wait");
+        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        assert_eq!(sock.recv_from(&mut [0; 8]).unwrap_err().kind(), ErrorKind::TimedOut);
+        sock.close();
+        assert_eq!(join(first), Err(ErrorKind::NotConnected));
+    });
+}
+
 // ---------------------------------------------------------------- Unix
 
 #[test]

@@ -30,7 +30,9 @@
 //!
 //! Timeouts (`set_read_timeout`/`set_write_timeout`) are std's: each call
 //! gets at most that long, counted from when it first has to wait, and then
-//! fails with `TimedOut`. They are timers on the waiting goroutine's token,
+//! fails with `TimedOut` — its wait for the direction's lock included, so a
+//! caller queued behind one with a later deadline, or none, still times
+//! out at its own. They are timers on the waiting goroutine's token,
 //! started only if it actually parks.
 //!
 //! Field order matters: `reg` is declared first so it is dropped first,
@@ -41,8 +43,9 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::netpoll::{Direction, Registration, closed_error};
-use crate::sync::Mutex;
+use crate::netpoll::{Direction, Registration, closed_error, timeout_error};
+use crate::sched::WaitReason;
+use crate::sync::{DeadlineLock, DeadlineLockGuard};
 
 /// No timeout (`AtomicU64` holds nanoseconds otherwise).
 const NO_TIMEOUT: u64 = 0;
@@ -91,8 +94,8 @@ impl Closable for std::os::unix::net::UnixStream {}
 
 pub(crate) struct NetFd<S> {
     reg: Registration,
-    read_lock: Mutex<()>,
-    write_lock: Mutex<()>,
+    read_lock: DeadlineLock,
+    write_lock: DeadlineLock,
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
     /// `drained_mark` of the read-edge count at which the last stream read
@@ -107,8 +110,8 @@ impl<S: AsRawFd> NetFd<S> {
     pub(crate) fn new(sock: S) -> io::Result<NetFd<S>> {
         Ok(NetFd {
             reg: Registration::new(sock.as_raw_fd())?,
-            read_lock: Mutex::new(()),
-            write_lock: Mutex::new(()),
+            read_lock: DeadlineLock::new(),
+            write_lock: DeadlineLock::new(),
             read_timeout: AtomicU64::new(NO_TIMEOUT),
             write_timeout: AtomicU64::new(NO_TIMEOUT),
             drained_at: AtomicU64::new(NOT_DRAINED),
@@ -228,7 +231,7 @@ impl<S: AsRawFd> NetFd<S> {
                     NO_TIMEOUT => None,
                     ns => Instant::now().checked_add(Duration::from_nanos(ns)),
                 };
-                one_waiter = Some(lock.lock());
+                one_waiter = Some(lock_until(lock, deadline)?);
                 // Judge the `EAGAIN` again, now that no one else waits.
                 continue;
             }
@@ -250,7 +253,7 @@ impl<S: AsRawFd> NetFd<S> {
     /// progress), honouring `deadline`.
     #[track_caller]
     pub(crate) fn wait_writable(&self, deadline: Option<Instant>) -> io::Result<()> {
-        let _one_waiter = self.write_lock.lock();
+        let _one_waiter = lock_until(&self.write_lock, deadline)?;
         self.reg.wait(Direction::Write, deadline)
     }
 
@@ -312,6 +315,14 @@ impl<S: AsRawFd> NetFd<S> {
         unsafe { libc::shutdown(self.sock.as_raw_fd(), libc::SHUT_RDWR) };
         self.sock.end_what_shutdown_left();
     }
+}
+
+/// Take a direction's lock, failing with `TimedOut` at `deadline`: a waiter
+/// ahead of us with a later deadline, or none, must not make us wait past
+/// ours.
+#[track_caller]
+fn lock_until(lock: &DeadlineLock, deadline: Option<Instant>) -> io::Result<DeadlineLockGuard<'_>> {
+    lock.lock_until(deadline, WaitReason::Mutex).ok_or_else(timeout_error)
 }
 
 /// Make one attempt of `op`, in a frame of its own. Not inlined on purpose:

@@ -31,6 +31,8 @@ mod mutex;
 mod once;
 mod rwlock;
 mod sema;
+
+pub(crate) use sema::{DeadlineLock, DeadlineLockGuard};
 mod semaphore;
 mod waitgroup;
 
