@@ -1238,6 +1238,39 @@ fn udp_recv_queued_behind_an_untimed_recv_times_out() {
     });
 }
 
+/// `send_to` resolves its address as a blocking call too, as `bind` and
+/// `connect` do (`a_slow_name_lookup_hands_its_p_off_as_a_blocking_call`,
+/// whose reasons for up to three runs hold here too).
+#[test]
+fn udp_send_to_resolves_a_slow_name_as_a_blocking_call() {
+    struct SlowName(std::net::SocketAddr);
+    impl std::net::ToSocketAddrs for SlowName {
+        type Iter = std::option::IntoIter<std::net::SocketAddr>;
+        fn to_socket_addrs(&self) -> std::io::Result<Self::Iter> {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(Some(self.0).into_iter())
+        }
+    }
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let rt = Runtime::builder().procs(1).build().unwrap();
+        rt.block_on(|| {
+            let to = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let addr = to.local_addr().unwrap();
+            let from = UdpSocket::bind("127.0.0.1:0").unwrap();
+            assert_eq!(from.send_to(b"x", SlowName(addr)).unwrap(), 1);
+            assert_eq!(to.recv(&mut [0; 4]).unwrap(), 1);
+        });
+        let m = rt.metrics();
+        assert!(m.syscall_handoffs >= 1, "{m:?}");
+        if m.blocked_detections == 0 {
+            return;
+        }
+        seen.push(m.blocked_detections);
+    }
+    panic!("the lookup was found blocked, not announced: detections in each run {seen:?}");
+}
+
 // ---------------------------------------------------------------- Unix
 
 #[test]

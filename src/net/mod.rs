@@ -208,13 +208,18 @@ use fd::NetFd;
 /// Go's cgo resolver enters a system call).
 fn each_addr<A: ToSocketAddrs, T>(addr: A, mut f: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
     let mut last = None;
-    for a in crate::sched::blocking(|| addr.to_socket_addrs())? {
+    for a in resolve(addr)? {
         match f(a) {
             Ok(t) => return Ok(t),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")))
+}
+
+/// The addresses `addr` resolves to, resolved as `each_addr` explains.
+fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<A::Iter> {
+    crate::sched::blocking(|| addr.to_socket_addrs())
 }
 
 /// `set_nonblocking(true)` is refused; `false` is what gort sockets already

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::fd::NetFd;
-use super::{each_addr, unwrap_only_handle};
+use super::{each_addr, resolve, unwrap_only_handle};
 
 /// A UDP socket (std's `UdpSocket`): `recv_from` and `send_to` park the
 /// goroutine until a datagram arrives or there is room to send one.
@@ -100,8 +100,7 @@ impl UdpSocket {
     /// is full. As in std, only the first address `addr` resolves to is used.
     #[track_caller]
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
-        let to = addr
-            .to_socket_addrs()?
+        let to = resolve(addr)?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to"))?;
         self.fd.write(|s| s.send_to(buf, to))
