@@ -615,3 +615,101 @@ fn errno_survives_preemptions() {
         );
     });
 }
+
+/// Spin `rounds` times checking that ymm8, loaded once, keeps all 256 bits,
+/// `shift` bytes lower on the stack (so that preemptions find every stack
+/// alignment). Returns whether it did.
+#[target_feature(enable = "avx2")]
+fn ymm_survives(shift: usize, rounds: u64) -> bool {
+    let pattern: [u64; 4] = [
+        0x0123_4567_89ab_cdef,
+        0xfedc_ba98_7654_3210,
+        0x1111_2222_3333_4444,
+        0x5555_6666_7777_8888,
+    ];
+    let left: u64;
+    // SAFETY: reads `pattern` only; rsp is moved down and restored within
+    // the block (it is not `nostack`); the clobbered registers are declared.
+    unsafe {
+        std::arch::asm!(
+            "sub rsp, {shift}",
+            "vmovdqu ymm8, [{p}]",
+            "2:",
+            "vpcmpeqq ymm9, ymm8, [{p}]",
+            "vpmovmskb {mask:e}, ymm9",
+            "cmp {mask:e}, -1",
+            "jne 3f",
+            "dec {n}",
+            "jnz 2b",
+            "3:",
+            "add rsp, {shift}",
+            "vzeroupper",
+            shift = in(reg) shift,
+            p = in(reg) pattern.as_ptr(),
+            n = inout(reg) rounds => left,
+            mask = out(reg) _,
+            out("ymm8") _,
+            out("ymm9") _,
+        );
+    }
+    left == 0
+}
+
+#[test]
+fn preemption_on_a_thread_without_an_alternate_signal_stack_keeps_vector_registers() {
+    // An M whose `sigaltstack` could not be installed (or whose program
+    // disabled it) runs the SIGURG handler on the goroutine's own stack.
+    static CORRUPTED: AtomicBool = AtomicBool::new(false);
+    fn spin_without_altstack(stop: &AtomicBool) -> u64 {
+        gort::runtime::lock_os_thread();
+        let disable = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        // SAFETY: an all-zero stack_t is a valid out-parameter.
+        let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid; the goroutine is locked to this
+        // thread, whose alternate stack it restores below.
+        assert_eq!(unsafe { libc::sigaltstack(&disable, &mut old) }, 0);
+        let mut rounds = 0u64;
+        'spin: while !stop.load(Ordering::Relaxed) {
+            for shift in (0..64).step_by(8) {
+                // SAFETY: the test runs only where AVX2 is available.
+                if !unsafe { ymm_survives(shift, 100_000) } {
+                    CORRUPTED.store(true, Ordering::Relaxed);
+                    break 'spin;
+                }
+            }
+            rounds += 1;
+        }
+        let restore = libc::stack_t {
+            ss_flags: old.ss_flags & libc::SS_DISABLE,
+            ..old
+        };
+        // SAFETY: reinstates the stack the thread had, still owned by its M.
+        assert_eq!(unsafe { libc::sigaltstack(&restore, std::ptr::null_mut()) }, 0);
+        gort::runtime::unlock_os_thread();
+        rounds
+    }
+    if !std::is_x86_feature_detected!("avx2") {
+        return;
+    }
+    let rt = sliced_runtime(1, Duration::from_micros(100));
+    rt.block_on(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinners = spinners(2, &stop, spin_without_altstack);
+        let before = gort::runtime::metrics().preempt_signals;
+        while gort::runtime::metrics().preempt_signals - before < 2000 && !CORRUPTED.load(Ordering::Relaxed) {
+            gort::time::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for s in spinners {
+            s.join().unwrap();
+        }
+        assert!(
+            !CORRUPTED.load(Ordering::Relaxed),
+            "a vector register changed under a goroutine preempted without an alternate signal stack"
+        );
+    });
+}

@@ -270,7 +270,9 @@ impl Sched {
 fn mstart(sched: Arc<Sched>, id: u64, p: PPtr, spinning: bool) {
     // Without an alternate signal stack a stack-overflow fault could not be
     // reported (the faulting stack is the guard page); if the kernel refuses
-    // one, std's default behaviour (a crash) is all we lose.
+    // one, std's default behaviour (a crash) is lost, and preemption
+    // signals take this thread's goroutines off their P instead of
+    // stopping them (`preempt.rs`).
     let _altstack = AltStack::install().ok();
     let m = M::new(id, Arc::clone(&sched));
     lock(&sched.allm).push(MPtr::new(&m));

@@ -100,7 +100,8 @@ pub(crate) struct M {
     pub(crate) signal_request: AtomicU8,
     /// Preemption signals the handler refused, since sysmon last reset the
     /// count, because they found the goroutine computing in a shared
-    /// library: sysmon spaces its signals by it (`sysmon.rs`).
+    /// library (or the thread without an alternate signal stack): sysmon
+    /// spaces its signals by it (`sysmon.rs`).
     pub(crate) foreign_refusals: AtomicU32,
     /// Set by the async preemption hook for sysmon: this M's goroutine, and
     /// the P it let go of (`handoff_p`, written before `handoff`), are to be

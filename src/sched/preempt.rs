@@ -62,6 +62,11 @@
 //! slice: retried every cycle, a goroutine in a 500 ms `memset` drew some
 //! 4,700 signals.
 //!
+//! The handler runs on the alternate signal stack every M installs
+//! (`stack/altstack.rs`). On a thread without one, the kernel pushes its
+//! signal frame onto the goroutine's stack, right where the injection
+//! writes: there the goroutine gives up its P as for a library instead.
+//!
 //! The same signal also serves the un-annotated blocking-call detection:
 //! with `REQUEST_SYSCALL`, the handler moves the thread's P into the
 //! system-call state (`syscall.rs`) so sysmon can hand it off — done by the
@@ -186,6 +191,16 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     }
     match request {
         REQUEST_SYSCALL => super::syscall::enter_from_signal(m),
+        _ if (stack.lo()..stack.top()).contains(&(&raw const request as usize)) => {
+            // No alternate signal stack on this thread (the M could not
+            // install one, or the program disabled it): this handler runs
+            // on the goroutine's stack, and the kernel saved the
+            // interrupted registers just below the red zone, where the
+            // injection would write. The goroutine gives up its P instead,
+            // as one computing in a shared library does.
+            m.foreign_refusals.fetch_add(1, Ordering::Relaxed);
+            super::syscall::enter_from_signal(m);
+        }
         _ => {
             if g.status() == GStatus::Running {
                 // SAFETY: `uc` is this handler's context.
