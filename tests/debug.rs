@@ -333,6 +333,36 @@ fn sigquit_prints_a_dump_and_the_program_goes_on() {
     assert!(stderr.contains("still running after SIGQUIT"), "{stderr}");
 }
 
+#[test]
+fn a_flood_of_sigquits_neither_blocks_the_program_nor_changes_its_errno() {
+    let Some((status, stderr)) = in_child(
+        "a_flood_of_sigquits_neither_blocks_the_program_nor_changes_its_errno",
+        || {
+            let _rt = runtime(1);
+            // The dumping thread waits for stderr, which this thread holds to
+            // the end, so the requests pile up in the pipe to the handler
+            // beyond its capacity (64 KiB).
+            let stderr = std::io::stderr().lock();
+            for i in 0..100_000 {
+                // SAFETY: errno is this thread's; raising a signal at
+                // ourselves, which gort handles.
+                unsafe {
+                    *libc::__errno_location() = 1000 + i;
+                    libc::raise(libc::SIGQUIT);
+                    assert_eq!(*libc::__errno_location(), 1000 + i, "SIGQUIT changed errno");
+                }
+            }
+            eprintln!("still running after the SIGQUITs");
+            // Held until the process exits: the dumps asked for are not taken.
+            std::mem::forget(stderr);
+        },
+    ) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("still running after the SIGQUITs"), "{stderr}");
+}
+
 /// Every public blocking call passes its caller's location down to the
 /// park (`#[track_caller]` all the way): each goroutine below waits in a
 /// different one, and each must be reported parked in this file.

@@ -4,7 +4,10 @@
 //!
 //! A signal handler may not allocate or lock, and a dump does both, so the
 //! handler only writes one byte into a pipe; a helper thread blocked on the
-//! pipe's other end takes the dump. A handler the program installed before
+//! pipe's other end takes the dump. The write end does not block: with the
+//! pipe full of requests the helper has not served (it waits for stderr,
+//! say, which the interrupted thread may hold), a further SIGQUIT is
+//! dropped instead of stopping its thread for ever. A handler the program installed before
 //! gort's first runtime still runs after ours (chained, as for SIGURG); a
 //! handler installed later replaces ours, which is the program's call.
 //! Runtimes with more than `GROUP_ABOVE` goroutines are dumped grouped.
@@ -30,6 +33,11 @@ pub(crate) fn install() {
             return;
         }
         let [read_end, write_end] = fds;
+        // SAFETY: `write_end` is the descriptor pipe2 just made; F_SETFL
+        // takes no pointers.
+        if unsafe { libc::fcntl(write_end, libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
+            return;
+        }
         let started = std::thread::Builder::new()
             .name("gort-sigquit".into())
             .spawn(move || dump_on_signal(read_end));
@@ -46,11 +54,15 @@ pub(crate) fn install() {
 }
 
 extern "C" fn on_sigquit(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // The interrupted code may be between a failed call and its read of
+    // errno, which a full pipe's EAGAIN would overwrite.
+    let errno = crate::os::SavedErrno::save();
     let fd = PIPE_WRITE.load(Ordering::Acquire);
     let byte = 1u8;
     // SAFETY: write(2) is async-signal-safe; `byte` outlives the call. A
     // full pipe (dumps pending) drops this request, which is fine.
     unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
+    errno.restore();
     if let Some(prev) = PREVIOUS.get() {
         // SAFETY: our handler's own arguments; `prev` is what we replaced.
         unsafe { crate::os::call_previous(prev, sig, info, ctx) };
