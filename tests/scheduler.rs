@@ -4,11 +4,12 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use gort::Runtime;
 
 mod common;
-use common::threads_named;
+use common::{in_child, threads_named};
 
 #[test]
 fn yield_lets_the_other_goroutine_run_on_one_p() {
@@ -283,4 +284,94 @@ fn a_child_spawned_on_a_retired_p_runs_while_its_parent_blocks() {
     for _ in 0..3 {
         assert_eq!(spawn_on_a_retired_p_and_wait(true), [true, true]);
     }
+}
+
+/// A goroutine that computes until `stop` (so preemption has to take its
+/// turns), then calls into the runtime a few ways, maybe without a P by
+/// then: the runtime was dropped meanwhile.
+fn compute_then_call_in(stop: &AtomicBool) {
+    let (tx, rx) = gort::chan::bounded::<u32>(1);
+    while !stop.load(Ordering::Relaxed) {
+        std::hint::spin_loop();
+    }
+    gort::yield_now();
+    let _ = tx.try_send(1);
+    let _ = rx.try_recv();
+    let _ = gort::go(|| ());
+    gort::time::sleep(Duration::from_micros(10));
+}
+
+#[test]
+fn dropping_a_runtime_whatever_its_goroutines_do() {
+    let Some((status, stderr)) = in_child("dropping_a_runtime_whatever_its_goroutines_do", || {
+        for round in 0..200u64 {
+            let name = format!("shut{round}");
+            let rt = Runtime::builder()
+                .procs(1 + round as usize % 3)
+                .preempt_slice(Duration::from_micros(100))
+                .name(&name)
+                .build()
+                .unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            for _ in 0..3 {
+                let stop = Arc::clone(&stop);
+                rt.go(move || compute_then_call_in(&stop));
+            }
+            for _ in 0..2 {
+                let stop = Arc::clone(&stop);
+                rt.go(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        gort::blocking(|| std::thread::sleep(Duration::from_micros(200)));
+                    }
+                });
+            }
+            let locked_stop = Arc::clone(&stop);
+            rt.go(move || {
+                gort::runtime::lock_os_thread();
+                compute_then_call_in(&locked_stop);
+            });
+            let (never_tx, never_rx) = gort::chan::bounded::<()>(0);
+            let locked_rx = never_rx.clone();
+            rt.go(move || {
+                gort::runtime::lock_os_thread();
+                let _ = locked_rx.recv();
+            });
+            rt.go(move || {
+                let _ = never_rx.recv();
+            });
+            rt.go(|| gort::time::sleep(Duration::from_secs(3600)));
+            rt.go(|| {
+                // Refused once the runtime has shut down.
+                if let Ok(listener) = gort::net::TcpListener::bind("127.0.0.1:0") {
+                    let _ = listener.accept();
+                }
+            });
+            std::thread::sleep(Duration::from_micros(100 * (round % 20)));
+            // The computing goroutines stop before, while or after the
+            // runtime shuts down; the drop waits for them either way.
+            let stopper = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_micros(100 * (round % 7)));
+                stop.store(true, Ordering::Relaxed);
+            });
+            drop(rt);
+            stopper.join().unwrap();
+            drop(never_tx);
+            // A joined thread's /proc entry can outlive the join a moment.
+            let mut left = threads_named(&format!("{name}-"));
+            for _ in 0..5000 {
+                if left.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                left = threads_named(&format!("{name}-"));
+            }
+            assert!(left.is_empty(), "threads of {name} outlived it: {left:?}");
+        }
+        eprintln!("all rounds done");
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("all rounds done"), "{stderr}");
 }

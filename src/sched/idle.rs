@@ -235,18 +235,25 @@ impl Sched {
             }
         }
         {
-            let mut l = lock(&self.lock);
-            // Release pairs with the Acquire in `is_shut_down`.
-            self.shutdown.store(true, Ordering::Release);
-            l.midle.clear();
-            if let Some(s) = l.sleeper {
-                self.wake_sleeper_locked(s);
+            // Under `allm` too, which sysmon holds through each cycle: a
+            // cycle that queues a preempted goroutine ends before the flag
+            // is up, and the goroutine, which sees the flag and runs on
+            // without a P, is not queued by sysmon afterwards.
+            let allm = lock(&self.allm);
+            {
+                let mut l = lock(&self.lock);
+                // Release pairs with the Acquire in `is_shut_down`.
+                self.shutdown.store(true, Ordering::Release);
+                l.midle.clear();
+                if let Some(s) = l.sleeper {
+                    self.wake_sleeper_locked(s);
+                }
             }
-        }
-        // Every M, not just the idle ones: Ms sleeping for their locked or
-        // preempted goroutine must notice too.
-        for m in lock(&self.allm).iter() {
-            m.get().park.wakeup();
+            // Every M, not just the idle ones: Ms sleeping for their locked
+            // or preempted goroutine must notice too.
+            for m in allm.iter() {
+                m.get().park.wakeup();
+            }
         }
         self.wake_sysmon();
     }

@@ -172,7 +172,9 @@ pub(crate) fn run(sched: Weak<Sched>) {
         // looked at its P sees the flag and wakes us if we go on to doze.
         sched.sysmon_dozing.store(true, Ordering::Relaxed);
         std::sync::atomic::fence(Ordering::SeqCst);
-        let cycle = sched.sysmon_cycle(&mut state);
+        let Some(cycle) = sched.sysmon_cycle(&mut state) else {
+            return;
+        };
         if !cycle.busy {
             sched.check_dead(&mut state.deadlock);
         }
@@ -232,8 +234,8 @@ struct Cycle {
 }
 
 impl Sched {
-    /// One look at every P and M.
-    fn sysmon_cycle(&self, state: &mut Sysmon) -> Cycle {
+    /// One look at every P and M; `None` if the runtime has shut down.
+    fn sysmon_cycle(&self, state: &mut Sysmon) -> Option<Cycle> {
         let now = nanotime();
         self.coarse_now.store(now, Ordering::Relaxed);
         let slice = self.preempt_slice.as_nanos() as u64;
@@ -244,6 +246,12 @@ impl Sched {
         let timers_due = self.earliest_timer() <= now;
         let global_work = self.runqsize.load(Ordering::Relaxed) > 0 || timers_due;
         let allm = lock(&self.allm);
+        // Checked under `allm`, as `begin_shutdown` sets it: a preempted
+        // goroutine that sees the runtime shut down runs on, and must not
+        // be queued by a cycle that began before.
+        if self.is_shut_down() {
+            return None;
+        }
         let n = self.gomaxprocs();
         // Every P ever made, not only the first `n`: a P that `set_procs`
         // retired while an M held it stays with that M until it next
@@ -372,11 +380,11 @@ impl Sched {
             // Readied goroutines go to the global queue (sysmon has no P).
             poller.poll(Some(Duration::ZERO));
         }
-        Cycle {
+        Some(Cycle {
             acted,
             busy,
             in_syscall,
-        }
+        })
     }
 
     /// Signal M `m`, computing without a P since `slice_start`, unless its
