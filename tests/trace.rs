@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod common;
+
 const CHILD_ENV: &str = "GORT_TEST_CHILD";
 
 fn temp_path(what: &str) -> PathBuf {
@@ -294,4 +296,40 @@ fn gorttrace_traces_a_whole_process() {
         .collect();
     assert_eq!(spawned.len(), 11, "main and ten goroutines");
     assert!(spawned.iter().all(|g| ran.contains(g)));
+}
+
+/// A traced program that deadlocks gets Go's report and exit status 2 as an
+/// untraced one does, and the trace `GORTTRACE` started is finished at that
+/// exit. The trace's writer thread is the tracer's own: it must not count
+/// as a plain thread that might still wake the parked goroutine.
+#[test]
+fn a_deadlock_is_reported_while_tracing() {
+    let path = temp_path("deadlock");
+    let Some((status, stderr)) = common::in_child_with_env(
+        "a_deadlock_is_reported_while_tracing",
+        &[("GORTTRACE", path.as_os_str())],
+        || {
+            runtime("deadlocked", 2).block_on(|| {
+                let (_tx, rx) = gort::chan::bounded::<u8>(0);
+                let _ = rx.recv();
+            });
+            unreachable!("the receive never returns");
+        },
+    ) else {
+        return;
+    };
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("fatal error: all goroutines are asleep - deadlock!"),
+        "{stderr}"
+    );
+    let trace = load(&path);
+    std::fs::remove_file(&path).unwrap();
+    let pid = trace.pid_of("deadlocked");
+    assert!(
+        trace
+            .named("park")
+            .any(|e| e["pid"] == pid && e["args"]["goid"] == 1 && e["args"]["reason"] == "chan receive"),
+        "the main goroutine's last park is in the trace"
+    );
 }

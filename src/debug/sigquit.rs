@@ -71,7 +71,7 @@ extern "C" fn on_sigquit(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
 
 /// The helper thread: one dump per byte read.
 fn dump_on_signal(read_end: libc::c_int) {
-    super::threads::note_helper();
+    let _helper = super::threads::Helper::enter();
     let mut byte = 0u8;
     loop {
         // SAFETY: reads at most one byte into `byte`, which we own.

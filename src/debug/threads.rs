@@ -34,7 +34,8 @@ struct Registry {
     users: HashSet<libc::pid_t>,
     /// Plain threads in an untimed wait, with the wait's nesting depth.
     asleep: HashMap<libc::pid_t, usize>,
-    /// gort's own threads that belong to no runtime (the SIGQUIT dumper).
+    /// gort's own threads that belong to no runtime (the SIGQUIT dumper,
+    /// the trace writer).
     helpers: HashSet<libc::pid_t>,
 }
 
@@ -49,9 +50,25 @@ pub(crate) fn note_user() {
     registry().users.insert(current_tid());
 }
 
-/// Record that the calling thread is one of gort's helpers, never a waker.
-pub(crate) fn note_helper() {
-    registry().helpers.insert(current_tid());
+/// The calling thread is one of gort's helpers, never a waker, while this
+/// lives. Dropped when the thread ends: the kernel reuses thread ids, and a
+/// later plain thread with this one's id may well be a waker.
+pub(crate) struct Helper {
+    tid: libc::pid_t,
+}
+
+impl Helper {
+    pub(crate) fn enter() -> Helper {
+        let tid = current_tid();
+        registry().helpers.insert(tid);
+        Helper { tid }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        registry().helpers.remove(&self.tid);
+    }
 }
 
 /// The calling plain thread is in an untimed gort wait while this lives.

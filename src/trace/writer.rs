@@ -50,6 +50,9 @@ pub(crate) fn spawn(file: File, start: u64, chunks: Receiver<Chunk>) -> io::Resu
     std::thread::Builder::new()
         .name("gort-trace-writer".to_string())
         .spawn(move || {
+            // Not a plain thread that might wake a goroutine: a traced
+            // program that deadlocks is reported as an untraced one is.
+            let _helper = crate::debug::threads::Helper::enter();
             let mut json = Json::new(BufWriter::new(file), start)?;
             for chunk in chunks {
                 json.chunk(&chunk)?;

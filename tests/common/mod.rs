@@ -6,6 +6,7 @@
 //! a part, hence the `allow`.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::panic::resume_unwind;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -72,6 +73,11 @@ pub const CHILD_ENV: &str = "GORT_TEST_CHILD";
 /// the child: run `body` and return `None`. A child still running after
 /// `HANG_GUARD` is killed and the parent panics.
 pub fn in_child(test: &str, body: impl FnOnce()) -> Option<(ExitStatus, String)> {
+    in_child_with_env(test, &[], body)
+}
+
+/// `in_child` with the child's environment extended by `env`.
+pub fn in_child_with_env(test: &str, env: &[(&str, &OsStr)], body: impl FnOnce()) -> Option<(ExitStatus, String)> {
     if std::env::var_os(CHILD_ENV).is_some() {
         body();
         return None;
@@ -79,6 +85,7 @@ pub fn in_child(test: &str, body: impl FnOnce()) -> Option<(ExitStatus, String)>
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
