@@ -333,3 +333,60 @@ fn a_deadlock_is_reported_while_tracing() {
         "the main goroutine's last park is in the trace"
     );
 }
+
+/// A goroutine that a timer wakes gets its `ready` event even when the M
+/// running the timer has not run a goroutine since the trace started: the
+/// main goroutine parks on a timer before the trace starts, and the timer
+/// is made due only after it started.
+#[test]
+fn a_timer_wake_just_after_the_start_is_traced() {
+    let path = temp_path("timer-ready");
+    let Some((status, stderr)) = common::in_child_with_env(
+        "a_timer_wake_just_after_the_start_is_traced",
+        &[("GORT_TEST_TRACE", path.as_os_str())],
+        || {
+            let path = std::env::var_os("GORT_TEST_TRACE").unwrap();
+            let rt = runtime("timer-ready", 1);
+            let (timer_tx, timer_rx) = std::sync::mpsc::channel();
+            std::thread::scope(|s| {
+                let rt = &rt;
+                s.spawn(move || {
+                    let timer: Arc<gort::time::Timer> = timer_rx.recv().unwrap();
+                    while !rt
+                        .goroutines()
+                        .iter()
+                        .any(|g| g.id == 1 && g.wait_reason == Some("chan receive"))
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    gort::trace::start(&path).unwrap();
+                    timer.reset(Duration::ZERO);
+                });
+                rt.block_on(move || {
+                    let timer = Arc::new(gort::time::Timer::new(Duration::from_secs(3600)));
+                    timer_tx.send(Arc::clone(&timer)).unwrap();
+                    timer.receiver().recv().unwrap();
+                });
+            });
+            gort::trace::stop().unwrap();
+        },
+    ) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    let trace = load(&path);
+    std::fs::remove_file(&path).unwrap();
+    let pid = trace.pid_of("timer-ready");
+    assert!(
+        trace
+            .events
+            .iter()
+            .any(|e| e["ph"] == "X" && e["pid"] == pid && e["args"]["goid"] == 1),
+        "the woken goroutine ran"
+    );
+    assert!(
+        trace.named("ready").any(|e| e["pid"] == pid && e["args"]["goid"] == 1),
+        "no ready event for the goroutine the timer woke: {:?}",
+        trace.events
+    );
+}

@@ -51,9 +51,10 @@ struct Detours {
     /// readies in `ready_batch` instead of queueing them one by one
     /// (`sched/poll.rs`).
     collecting: bool,
-    /// This M has traced a slice since tracing last stopped: `goready`
-    /// records ready events (`trace::ready` checks `ENABLED` again and
-    /// clears this once tracing is off).
+    /// This M has traced a slice or looked for work while tracing, since
+    /// tracing last stopped: `goready` records ready events
+    /// (`trace::ready` checks `ENABLED` again and clears this once tracing
+    /// is off).
     tracing: bool,
 }
 

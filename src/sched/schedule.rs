@@ -160,6 +160,12 @@ impl Sched {
             if p.preempt.load(Ordering::Relaxed) {
                 self.end_inherited_slice(&p);
             }
+            // The timers run below wake goroutines from g0, maybe before
+            // this M's first traced slice: `goready` records their `ready`
+            // events only once the M's tracing byte is set.
+            if trace::on() {
+                m.set_tracing(true);
+            }
             if p.timer0.load(Ordering::Relaxed) != NO_TIMER {
                 self.run_timers(&p, nanotime());
             }

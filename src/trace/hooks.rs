@@ -15,9 +15,10 @@
 //! variants (a const parameter), the untraced one without the slice's
 //! hooks (`slice_begin`, `slice_end`) at all. `goready` tests no flag of
 //! its own but the M's `detoured` byte pair, which it reads anyway for
-//! network polls: a traced slice sets the M's `tracing` byte, and the first
+//! network polls: a traced slice sets the M's `tracing` byte, and so does
+//! `find_runnable` while tracing, before it runs timers on g0; the first
 //! `ready` after tracing stops clears it. So a trace that starts mid-slice
-//! is seen from each M's next slice on.
+//! is seen from each M's next slice on, and from its next timers.
 //!
 //! Slices: a goroutine's stretch on a P begins when `execute` switches to
 //! it, or when a running goroutine's M takes a P (`acquirep`: back from a
