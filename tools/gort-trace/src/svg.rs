@@ -329,12 +329,22 @@ fn duration(us: f64) -> String {
     }
 }
 
-/// Text escaped for SVG.
+/// Text escaped for SVG. Characters XML cannot hold at all (most C0
+/// controls, which a goroutine name may contain) become U+FFFD.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c < ' ' || matches!(c, '\u{fffe}' | '\u{ffff}') => out.push(char::REPLACEMENT_CHARACTER),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -387,6 +397,24 @@ mod tests {
             "a tick every millisecond"
         );
         assert!(svg.contains(">system call</text>"));
+    }
+
+    #[test]
+    fn characters_xml_forbids_are_replaced() {
+        // A goroutine name may hold any character JSON can carry, and
+        // XML 1.0 has no way, not even a character reference, to write
+        // most C0 controls.
+        let mut timeline = Timeline::new(&sample(), None, None).unwrap();
+        timeline.lanes[0].slices[0].label = "G1 \u{1b}[31mred\u{7}\u{ffff}".to_string();
+        let svg = render(&timeline, "bell\u{0}");
+        let forbidden: Vec<char> = svg
+            .chars()
+            .filter(|&c| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{fffe}' | '\u{ffff}'))
+            .collect();
+        assert!(forbidden.is_empty(), "{forbidden:?}");
+        assert!(svg.contains("<title>G1 \u{fffd}[31mred\u{fffd}\u{fffd} — 900.0 µs</title>"));
+        assert!(svg.contains(">bell\u{fffd}</text>"));
+        element_counts(&svg);
     }
 
     #[test]
