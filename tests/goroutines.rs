@@ -269,15 +269,26 @@ fn a_scoped_goroutine_that_never_ran_does_not_cancel_an_unjoined_panic() {
             };
             // SAFETY: setrlimit reads the struct we pass.
             assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
-            // Of the two, one gets the cached stack and panics; the other
-            // cannot get a stack and is abandoned. Joining the latter must
-            // not cancel the former's unjoined panic (nor, the other way
-            // round, may an abandoned goroutine go unnoticed).
+            // Of the two, the first gets the cached stack and keeps it,
+            // parked, until the second has been tried; the second cannot
+            // get a stack and is abandoned. Joining it must not cancel the
+            // first's unjoined panic (nor, the other way round, may an
+            // abandoned goroutine go unnoticed).
             std::panic::catch_unwind(|| {
                 gort::scope(|s| {
-                    s.go(|| panic!("first"));
+                    let (release, held) = gort::chan::bounded::<()>(0);
+                    s.go(move || {
+                        let _ = held.recv();
+                        panic!("first")
+                    });
+                    // The first runs now and parks on its stack. Without
+                    // this, the second would run first (it is spawned into
+                    // `runnext`) and give the stack back before the first
+                    // needs one, unless a preemption came in between.
+                    gort::yield_now();
                     let second = s.go(|| panic!("second"));
                     assert!(second.join().is_err());
+                    drop(release);
                 })
             })
             .is_err()
