@@ -27,14 +27,15 @@
 
 mod barrier;
 mod condvar;
+mod deadline_lock;
 mod mutex;
 mod once;
 mod rwlock;
 mod sema;
-
-pub(crate) use sema::{DeadlineLock, DeadlineLockGuard};
 mod semaphore;
 mod waitgroup;
+
+pub(crate) use deadline_lock::{DeadlineLock, DeadlineLockGuard};
 
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};

@@ -27,24 +27,16 @@
 //! `Sema::inner`. A release hands its unit straight to the longest waiter,
 //! or banks it in `count` when nobody is queued yet (a waiter counted in a
 //! mutex's state word but not yet here takes it on arrival). Invariant:
-//! `count > 0` implies the queue is empty. A waiter may give up at a
-//! deadline (`acquire_until`); a release whose wake finds it timed out
-//! hands the unit to the next waiter instead.
-//!
-//! `DeadlineLock` is a `Sema` of one unit for the runtime's own use: a lock
-//! whose waiters give up at their deadlines (`net/fd.rs`, where a caller
-//! queued behind a waiter with a later deadline, or none, must still time
-//! out at its own).
+//! `count > 0` implies the queue is empty.
 //!
 //! Lock order: a primitive's internal lock is level 1 of the order in
 //! `sched/mod.rs`; no two of them are ever held at once.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Instant;
 
 pub(super) use crate::sched::lock;
-use crate::sched::{TIMED_OUT, WaitReason, WaitToken};
+use crate::sched::{Claim, WaitReason, WaitToken};
 
 /// A FIFO of parked waiters with a payload each. Guarded by the owning
 /// primitive's internal lock.
@@ -118,13 +110,20 @@ impl Wakeup {
     /// Resume the waiter. False if its deadline had claimed it already: it
     /// is resuming as timed out, and the caller should wake someone else.
     pub(super) fn wake(self) -> bool {
-        match WaitToken::claim(self.0, 0) {
+        match self.claim() {
             Some(claim) => {
                 claim.done();
                 true
             }
             None => false,
         }
+    }
+
+    /// The first half of `wake`, for a caller that must know whether the
+    /// waiter is its to resume while it still holds the queue's lock: the
+    /// claim decides it, and `Claim::done` resumes the waiter after.
+    pub(super) fn claim(self) -> Option<Claim> {
+        WaitToken::claim(self.0, 0)
     }
 }
 
@@ -142,13 +141,9 @@ struct SemaState {
 
 impl Sema {
     pub(super) const fn new() -> Sema {
-        Sema::with_units(0)
-    }
-
-    const fn with_units(count: u32) -> Sema {
         Sema {
             inner: StdMutex::new(SemaState {
-                count,
+                count: 0,
                 waiters: WaitQueue::new(),
             }),
         }
@@ -160,27 +155,14 @@ impl Sema {
     /// `queueLifo`).
     #[track_caller]
     pub(super) fn acquire(&self, lifo: bool, reason: WaitReason) {
-        self.acquire_until(lifo, None, reason);
-    }
-
-    /// As `acquire`, giving up at `deadline` (None: never); false if it
-    /// passed before a unit came.
-    #[track_caller]
-    fn acquire_until(&self, lifo: bool, deadline: Option<Instant>, reason: WaitReason) -> bool {
         let mut s = lock(&self.inner);
         if s.count > 0 {
             s.count -= 1;
-            return true;
+            return;
         }
         let token = s.waiters.push((), lifo);
         drop(s);
-        if token.wait(deadline, reason) == TIMED_OUT {
-            // A release that popped us meanwhile found the token claimed by
-            // the deadline and passed the unit on.
-            lock(&self.inner).waiters.remove(&token);
-            return false;
-        }
-        true
+        token.wait(None, reason);
     }
 
     /// Release `n` units: each goes to the longest waiter, or is banked if
@@ -197,38 +179,9 @@ impl Sema {
                     }
                 }
             };
-            // A waiter whose deadline claimed its token takes no unit.
-            if wakeup.wake() {
-                n -= 1;
-            }
+            n -= 1;
+            // No deadline ever races for a semaphore waiter's token.
+            wakeup.wake();
         }
-    }
-}
-
-/// A lock whose waiters queue in FIFO order and give up at their deadlines
-/// (module header). Any goroutine or thread.
-pub(crate) struct DeadlineLock(Sema);
-
-/// Holds a `DeadlineLock`; dropping it hands the lock to the next waiter.
-pub(crate) struct DeadlineLockGuard<'a>(&'a DeadlineLock);
-
-impl DeadlineLock {
-    pub(crate) const fn new() -> DeadlineLock {
-        DeadlineLock(Sema::with_units(1))
-    }
-
-    /// Take the lock, waiting (as `reason`) until `deadline` at most (None:
-    /// for good); None if the deadline passed first.
-    #[track_caller]
-    pub(crate) fn lock_until(&self, deadline: Option<Instant>, reason: WaitReason) -> Option<DeadlineLockGuard<'_>> {
-        self.0
-            .acquire_until(false, deadline, reason)
-            .then_some(DeadlineLockGuard(self))
-    }
-}
-
-impl Drop for DeadlineLockGuard<'_> {
-    fn drop(&mut self) {
-        self.0.0.release(1);
     }
 }
