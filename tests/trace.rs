@@ -390,3 +390,77 @@ fn a_timer_wake_just_after_the_start_is_traced() {
         trace.events
     );
 }
+
+/// A goroutine whose slice began before the trace started enters a
+/// blocking call that sysmon retakes: the hand-off must still name it (the
+/// P's trace has no open slice to take the id from).
+#[test]
+fn a_hand_off_in_a_slice_begun_before_the_start_names_its_goroutine() {
+    let path = temp_path("handoff-goid");
+    let Some((status, stderr)) = common::in_child_with_env(
+        "a_hand_off_in_a_slice_begun_before_the_start_names_its_goroutine",
+        &[("GORT_TEST_TRACE", path.as_os_str())],
+        || {
+            let path = std::env::var_os("GORT_TEST_TRACE").unwrap();
+            let rt = runtime("handoff-goid", 1);
+            let running = Arc::new(AtomicBool::new(false));
+            let traced = Arc::new(AtomicBool::new(false));
+            let release = Arc::new(AtomicBool::new(false));
+            std::thread::scope(|s| {
+                let rt = &rt;
+                let (running2, traced2, release2) = (Arc::clone(&running), Arc::clone(&traced), Arc::clone(&release));
+                s.spawn(move || {
+                    while !running2.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    gort::trace::start(&path).unwrap();
+                    traced2.store(true, Ordering::SeqCst);
+                    while rt.metrics().syscall_handoffs == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    release2.store(true, Ordering::SeqCst);
+                });
+                let caller_id = rt.block_on(move || {
+                    gort::go(move || {
+                        // One slice from before the start into the call.
+                        running.store(true, Ordering::SeqCst);
+                        while !traced.load(Ordering::SeqCst) {
+                            std::hint::spin_loop();
+                        }
+                        gort::blocking(|| {
+                            while !release.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                        });
+                        gort::current().id()
+                    })
+                    .join()
+                    .unwrap()
+                });
+                eprintln!("caller {caller_id}");
+            });
+            gort::trace::stop().unwrap();
+        },
+    ) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    let trace = load(&path);
+    std::fs::remove_file(&path).unwrap();
+    let pid = trace.pid_of("handoff-goid");
+    let handoffs: Vec<u64> = trace
+        .named("syscall_handoff")
+        .filter(|e| e["pid"] == pid)
+        .map(|e| e["args"]["goid"].as_u64().unwrap())
+        .collect();
+    let caller: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("caller "))
+        .and_then(|id| id.parse().ok())
+        .expect("the child names its caller");
+    assert!(!handoffs.is_empty(), "no syscall_handoff event");
+    assert!(
+        handoffs.iter().all(|&goid| goid == caller),
+        "hand-offs of {handoffs:?}, not of {caller}"
+    );
+}

@@ -52,6 +52,11 @@ pub(crate) struct P {
     /// Sysmon asks the goroutine running here to yield at its next runtime
     /// call (Go's `gp.preempt`; kept on the P, which sysmon can find).
     pub(crate) preempt: AtomicBool,
+    /// The goroutine that last put this P in the system-call state, for the
+    /// trace of its hand-off: sysmon, which hands the P off, may not read
+    /// the M's `curg`, and the P's trace has no open slice to name it when
+    /// the slice began before the trace did.
+    pub(crate) syscall_goid: AtomicU64,
     /// The M holding this P, while one does (for sysmon's signals).
     pub(crate) holder: AtomicPtr<M>,
     /// The earliest deadline in `timers` (`timers::NO_TIMER` if none),
@@ -94,6 +99,7 @@ impl P {
             runq: RunQueue::new(),
             schedtick: AtomicU32::new(0),
             preempt: AtomicBool::new(false),
+            syscall_goid: AtomicU64::new(0),
             holder: AtomicPtr::new(std::ptr::null_mut()),
             gfree: UnsafeCell::new(Vec::new()),
             stacks: UnsafeCell::new(Vec::new()),

@@ -32,7 +32,7 @@
 use std::sync::atomic::Ordering;
 
 use super::m::{M, NoPreempt, current_m};
-use super::p::PStatus;
+use super::p::{PPtr, PStatus};
 use super::{Sched, timers};
 
 /// Run `f`, a call that may block its thread for a long time, letting
@@ -56,8 +56,7 @@ fn enter(m: &M) -> bool {
     m.oldp.set(Some(p));
     m.syscall_since.store(timers::nanotime().max(1), Ordering::Relaxed);
     crate::trace::syscall_enter(&p, m);
-    // SeqCst (in `set_status`): after this store sysmon may take the P.
-    p.set_syscall();
+    mark_syscall(m, &p);
     m.sched.nudge_sysmon();
     true
 }
@@ -71,8 +70,18 @@ pub(crate) fn enter_from_signal(m: &M) {
     if let Some(p) = m.p.take() {
         m.oldp.set(Some(p));
         m.syscall_since.store(timers::nanotime().max(1), Ordering::Relaxed);
-        p.set_syscall();
+        mark_syscall(m, &p);
     }
+}
+
+/// Put `p`, which `m` has just let go of loosely, in the system-call state,
+/// naming the goroutine for the trace (`P::syscall_goid`). Signal-safe.
+fn mark_syscall(m: &M, p: &PPtr) {
+    let goid = m.curg.get().map_or(0, |g| g.id());
+    // Relaxed: published to sysmon by the SeqCst status store below.
+    p.syscall_goid.store(goid, Ordering::Relaxed);
+    // SeqCst (in `set_status`): after this store sysmon may take the P.
+    p.set_syscall();
 }
 
 impl Sched {

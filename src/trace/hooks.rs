@@ -295,11 +295,18 @@ fn syscall_exit_cold() {
 #[inline(never)]
 fn syscall_handoff_cold(p: &P) {
     p.trace.record(Alloc::Yes, |r| {
-        let goid = r.open_slice();
-        if goid != 0 {
+        let open = r.open_slice();
+        if open != 0 {
             r.set_open_slice(0);
-            r.emit(Event::SliceEnd { goid });
+            r.emit(Event::SliceEnd { goid: open });
         }
+        // A slice begun before the trace is not open here; the P still
+        // knows whose call it is.
+        let goid = if open != 0 {
+            open
+        } else {
+            p.syscall_goid.load(Ordering::Relaxed)
+        };
         r.emit(Event::SyscallHandoff { goid });
     });
 }
