@@ -1623,3 +1623,26 @@ fn a_slow_name_lookup_hands_its_p_off_as_a_blocking_call() {
     }
     panic!("the lookup was found blocked, not announced: detections in each run {seen:?}");
 }
+
+#[test]
+fn write_vectored_to_a_closed_peer_is_an_error_not_sigpipe() {
+    // A program that has SIGPIPE at its default action (it kills) must get
+    // `BrokenPipe` from a vectored write to a stream whose peer is gone, as
+    // it does from `write`.
+    let name = "write_vectored_to_a_closed_peer_is_an_error_not_sigpipe";
+    let Some((status, stderr)) = common::in_child(name, || {
+        // SAFETY: restoring a signal's default action has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let rt = gort::Runtime::builder().procs(1).build().unwrap();
+        rt.block_on(|| {
+            let (mut ours, theirs) = gort::net::UnixStream::pair().unwrap();
+            drop(theirs);
+            let bufs = [std::io::IoSlice::new(b"hello "), std::io::IoSlice::new(b"world")];
+            let err = ours.write_vectored(&bufs).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+        });
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{status:?} {stderr}");
+}

@@ -151,7 +151,8 @@ macro_rules! stream_io {
 
             #[track_caller]
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                self.fd.write(|mut s| s.write_vectored(bufs))
+                self.fd
+                    .write(|s| crate::os::send_vectored(std::os::fd::AsRawFd::as_raw_fd(s), bufs))
             }
 
             fn flush(&mut self) -> std::io::Result<()> {

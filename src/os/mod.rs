@@ -13,7 +13,7 @@ pub(crate) use epoll::{Epoll, Event, EventFd, INTEREST, READABLE, SHORT_READS_UN
 
 pub(crate) use linux::{Note, SavedErrno, futex_wait, futex_wake, write_stderr};
 pub(crate) use signal::{call_previous, install_handler};
-pub(crate) use socket::{recv, send};
+pub(crate) use socket::{recv, send, send_vectored};
 pub(crate) use thread::{
     ThreadStat, code_segment_containing, current_tid, gettid, process_threads, read_own_memory, tgkill,
 };

@@ -9,6 +9,10 @@
 //! Same semantics as std's `TcpStream::read` and `write` (flags 0 and
 //! `MSG_NOSIGNAL`, length capped at `isize::MAX`); `errno` is read
 //! right after the call, on the thread that made it.
+//!
+//! `send_vectored` is `write_vectored` as `sendmsg` with `MSG_NOSIGNAL`:
+//! std's `writev` raises SIGPIPE on a connection the peer has closed,
+//! which kills a program that has not left SIGPIPE ignored.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -31,6 +35,27 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
             buf.len(),
             libc::MSG_NOSIGNAL,
         )
+    }
+}
+
+/// Write as much of `bufs`, in order, as the socket takes; a closed peer
+/// is `EPIPE`, never SIGPIPE.
+pub(crate) fn send_vectored(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // Linux's `UIO_MAXIOV`; std's `writev` caps its count the same way.
+    const MAX_SLICES: usize = 1024;
+    // SAFETY: an all-zero `msghdr` is a valid value (no name, no control
+    // data, no slices).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is ABI-compatible with `iovec` (std documents it); sendmsg
+    // only reads the slices.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast::<libc::iovec>();
+    msg.msg_iovlen = bufs.len().min(MAX_SLICES);
+    // SAFETY: `msg` points at `bufs`, alive and readable for the call.
+    let n = unsafe { libc::syscall(libc::SYS_sendmsg, fd, &msg as *const libc::msghdr, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
