@@ -340,12 +340,28 @@ impl Sched {
     /// `g` must run on M `owner`, which sleeps until it does: give it our P
     /// and stop (Go's `startlockedm`). On g0, holding a P. Returns false if
     /// `m` should end its thread (see `stopm`).
+    ///
+    /// Under `Sched::lock`, which `begin_shutdown` sets the flag under: an
+    /// owner that has seen the runtime shut down may have left its sleep and
+    /// ended its thread, and its M with it, so after the flag nothing of it
+    /// may be touched; before it, the owner cannot go until we are done.
     fn startlockedm(&self, m: &M, owner: MPtr) -> bool {
-        let p = self.releasep(m);
-        // `owner` sleeps in `stoplockedm` or `wait_for_turn` and reads
-        // `nextp` after its note's Acquire.
-        owner.get().nextp.set(Some(p));
-        owner.get().park.wakeup();
+        {
+            let mut l = lock(&self.lock);
+            if self.is_shut_down() {
+                // As `find_runnable` at shutdown; `g` stays unrun, as every
+                // goroutine still queued then.
+                let p = m.p();
+                self.runq_to_global(&mut l, &p);
+                self.release_idle_p(&mut l, m);
+                return false;
+            }
+            let p = self.releasep(m);
+            // `owner` sleeps in `stoplockedm` or `wait_for_turn` and reads
+            // `nextp` after its note's Acquire.
+            owner.get().nextp.set(Some(p));
+            owner.get().park.wakeup();
+        }
         self.stopm(m)
     }
 
