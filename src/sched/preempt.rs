@@ -130,6 +130,14 @@ pub(crate) fn signal(m: &M, request: u8) {
     let _ = os::tgkill(m.tid, libc::SIGURG);
 }
 
+/// Whether M `m` has a signal request its handler has not taken yet: a
+/// signal still on its way (the thread waits for a CPU) or deferred by a
+/// critical section, which raises it again when it ends. Another signal
+/// would only merge with it, so sysmon sends none meanwhile.
+pub(crate) fn signal_pending(m: &M) -> bool {
+    m.signal_request.load(Ordering::Relaxed) != REQUEST_NONE
+}
+
 /// A preemption signal was deferred by a critical section that has now
 /// ended: deliver it again, to ourselves. Own thread only.
 pub(crate) fn raise_again(m: &M) {

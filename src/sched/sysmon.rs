@@ -34,7 +34,8 @@
 //! quiet cycles the delay doubles, up to 10 ms; and it wakes exactly when
 //! the oldest running slice ends, so a goroutine that will not yield is
 //! asked when its slice is over (and signalled 20 µs later if it has not
-//! yielded: a request is an action, which resets the delay). An M that
+//! yielded: a request is an action, which resets the delay), but never
+//! while its last signal to that thread is still on its way. An M that
 //! computes without a P and keeps refusing signals because it is inside a
 //! shared library is signalled at doubling gaps instead, up to one a slice
 //! (`preempt.rs`).
@@ -75,7 +76,7 @@ use std::time::{Duration, Instant};
 use super::chaos::{ChaosRng, SYSMON_STREAM};
 use super::m::M;
 use super::p::PStatus;
-use super::preempt::{REQUEST_PREEMPT, REQUEST_SYSCALL, signal};
+use super::preempt::{REQUEST_PREEMPT, REQUEST_SYSCALL, signal, signal_pending};
 use super::timers::nanotime;
 use super::{Sched, lock};
 use crate::debug::DeadlockWatch;
@@ -333,7 +334,7 @@ impl Sched {
                         if !p.preempt.swap(true, Ordering::Relaxed) {
                             self.preempt_requests.fetch_add(1, Ordering::Relaxed);
                             crate::trace::preempt_request(self, &p);
-                        } else if self.may_preempt() {
+                        } else if self.may_preempt() && !signal_pending(m) {
                             crate::trace::preempt_signal(self, &p);
                             signal(m, REQUEST_PREEMPT);
                             self.preempt_signals.fetch_add(1, Ordering::Relaxed);
@@ -400,6 +401,9 @@ impl Sched {
         slice_start: u64,
         now: u64,
     ) -> bool {
+        if signal_pending(m) {
+            return false;
+        }
         let pace = paces.entry(m.tid).or_default();
         if pace.slice != slice_start {
             *pace = SignalPace {
