@@ -100,6 +100,23 @@ struct Trace {
     other: Value,
 }
 
+/// Run `body` in a child process (a trace is the whole process's); it
+/// starts a trace to the file it is given, which is stopped after it.
+/// Returns the trace and the child's stderr once the child succeeded, or
+/// None in the child.
+fn traced_in_child(test: &str, what: &str, body: impl FnOnce(&Path)) -> Option<(Trace, String)> {
+    // The child's `temp_path` would differ: its process id does.
+    let path = temp_path(what);
+    let (status, stderr) = common::in_child_with_env(test, &[("GORT_TEST_TRACE", path.as_os_str())], || {
+        body(Path::new(&std::env::var_os("GORT_TEST_TRACE").unwrap()));
+        gort::trace::stop().unwrap();
+    })?;
+    assert!(status.success(), "{stderr}");
+    let trace = load(&path);
+    std::fs::remove_file(&path).unwrap();
+    Some((trace, stderr))
+}
+
 fn load(path: &Path) -> Trace {
     let text = std::fs::read_to_string(path).unwrap();
     let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {path:?}"));
@@ -340,42 +357,32 @@ fn a_deadlock_is_reported_while_tracing() {
 /// is made due only after it started.
 #[test]
 fn a_timer_wake_just_after_the_start_is_traced() {
-    let path = temp_path("timer-ready");
-    let Some((status, stderr)) = common::in_child_with_env(
-        "a_timer_wake_just_after_the_start_is_traced",
-        &[("GORT_TEST_TRACE", path.as_os_str())],
-        || {
-            let path = std::env::var_os("GORT_TEST_TRACE").unwrap();
-            let rt = runtime("timer-ready", 1);
-            let (timer_tx, timer_rx) = std::sync::mpsc::channel();
-            std::thread::scope(|s| {
-                let rt = &rt;
-                s.spawn(move || {
-                    let timer: Arc<gort::time::Timer> = timer_rx.recv().unwrap();
-                    while !rt
-                        .goroutines()
-                        .iter()
-                        .any(|g| g.id == 1 && g.wait_reason == Some("chan receive"))
-                    {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    gort::trace::start(&path).unwrap();
-                    timer.reset(Duration::ZERO);
-                });
-                rt.block_on(move || {
-                    let timer = Arc::new(gort::time::Timer::new(Duration::from_secs(3600)));
-                    timer_tx.send(Arc::clone(&timer)).unwrap();
-                    timer.receiver().recv().unwrap();
-                });
+    let Some((trace, _)) = traced_in_child("a_timer_wake_just_after_the_start_is_traced", "timer-ready", |path| {
+        let rt = runtime("timer-ready", 1);
+        let (timer_tx, timer_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let rt = &rt;
+            s.spawn(move || {
+                let timer: Arc<gort::time::Timer> = timer_rx.recv().unwrap();
+                while !rt
+                    .goroutines()
+                    .iter()
+                    .any(|g| g.id == 1 && g.wait_reason == Some("chan receive"))
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                gort::trace::start(path).unwrap();
+                timer.reset(Duration::ZERO);
             });
-            gort::trace::stop().unwrap();
-        },
-    ) else {
+            rt.block_on(move || {
+                let timer = Arc::new(gort::time::Timer::new(Duration::from_secs(3600)));
+                timer_tx.send(Arc::clone(&timer)).unwrap();
+                timer.receiver().recv().unwrap();
+            });
+        });
+    }) else {
         return;
     };
-    assert!(status.success(), "{stderr}");
-    let trace = load(&path);
-    std::fs::remove_file(&path).unwrap();
     let pid = trace.pid_of("timer-ready");
     assert!(
         trace
@@ -396,57 +403,48 @@ fn a_timer_wake_just_after_the_start_is_traced() {
 /// P's trace has no open slice to take the id from).
 #[test]
 fn a_hand_off_in_a_slice_begun_before_the_start_names_its_goroutine() {
-    let path = temp_path("handoff-goid");
-    let Some((status, stderr)) = common::in_child_with_env(
-        "a_hand_off_in_a_slice_begun_before_the_start_names_its_goroutine",
-        &[("GORT_TEST_TRACE", path.as_os_str())],
-        || {
-            let path = std::env::var_os("GORT_TEST_TRACE").unwrap();
-            let rt = runtime("handoff-goid", 1);
-            let running = Arc::new(AtomicBool::new(false));
-            let traced = Arc::new(AtomicBool::new(false));
-            let release = Arc::new(AtomicBool::new(false));
-            std::thread::scope(|s| {
-                let rt = &rt;
-                let (running2, traced2, release2) = (Arc::clone(&running), Arc::clone(&traced), Arc::clone(&release));
-                s.spawn(move || {
-                    while !running2.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    gort::trace::start(&path).unwrap();
-                    traced2.store(true, Ordering::SeqCst);
-                    while rt.metrics().syscall_handoffs == 0 {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    release2.store(true, Ordering::SeqCst);
-                });
-                let caller_id = rt.block_on(move || {
-                    gort::go(move || {
-                        // One slice from before the start into the call.
-                        running.store(true, Ordering::SeqCst);
-                        while !traced.load(Ordering::SeqCst) {
-                            std::hint::spin_loop();
-                        }
-                        gort::blocking(|| {
-                            while !release.load(Ordering::SeqCst) {
-                                std::thread::sleep(Duration::from_millis(1));
-                            }
-                        });
-                        gort::current().id()
-                    })
-                    .join()
-                    .unwrap()
-                });
-                eprintln!("caller {caller_id}");
+    let test = "a_hand_off_in_a_slice_begun_before_the_start_names_its_goroutine";
+    let Some((trace, stderr)) = traced_in_child(test, "handoff-goid", |path| {
+        let rt = runtime("handoff-goid", 1);
+        let running = Arc::new(AtomicBool::new(false));
+        let traced = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
+        std::thread::scope(|s| {
+            let rt = &rt;
+            let (running2, traced2, release2) = (Arc::clone(&running), Arc::clone(&traced), Arc::clone(&release));
+            s.spawn(move || {
+                while !running2.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                gort::trace::start(path).unwrap();
+                traced2.store(true, Ordering::SeqCst);
+                while rt.metrics().syscall_handoffs == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                release2.store(true, Ordering::SeqCst);
             });
-            gort::trace::stop().unwrap();
-        },
-    ) else {
+            let caller_id = rt.block_on(move || {
+                gort::go(move || {
+                    // One slice from before the start into the call.
+                    running.store(true, Ordering::SeqCst);
+                    while !traced.load(Ordering::SeqCst) {
+                        std::hint::spin_loop();
+                    }
+                    gort::blocking(|| {
+                        while !release.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    });
+                    gort::current().id()
+                })
+                .join()
+                .unwrap()
+            });
+            eprintln!("caller {caller_id}");
+        });
+    }) else {
         return;
     };
-    assert!(status.success(), "{stderr}");
-    let trace = load(&path);
-    std::fs::remove_file(&path).unwrap();
     let pid = trace.pid_of("handoff-goid");
     let handoffs: Vec<u64> = trace
         .named("syscall_handoff")
