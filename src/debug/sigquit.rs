@@ -7,9 +7,10 @@
 //! pipe's other end takes the dump. The write end does not block: with the
 //! pipe full of requests the helper has not served (it waits for stderr,
 //! say, which the interrupted thread may hold), a further SIGQUIT is
-//! dropped instead of stopping its thread for ever. A handler the program installed before
-//! gort's first runtime still runs after ours (chained, as for SIGURG); a
-//! handler installed later replaces ours, which is the program's call.
+//! dropped instead of stopping its thread for ever. A handler the program
+//! installed before gort's first runtime still runs after ours (chained,
+//! as for SIGURG); a handler installed later replaces ours, which is the
+//! program's call.
 //! Runtimes with more than `GROUP_ABOVE` goroutines are dumped grouped.
 
 use std::io::Write;
