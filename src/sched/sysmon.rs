@@ -103,7 +103,7 @@ const MAX_BACKOFF_DOUBLINGS: u32 = 20;
 struct SignalPace {
     /// The M's `syscall_since` when the pace began: a new system call
     /// starts a new pace.
-    slice: u64,
+    since: u64,
     /// No signal before this time.
     next_at: u64,
 }
@@ -388,7 +388,7 @@ impl Sched {
         })
     }
 
-    /// Signal M `m`, computing without a P since `slice_start`, unless its
+    /// Signal M `m`, computing without a P since `since`, unless its
     /// pace says to wait (then `next_due` covers when it may). After each
     /// signal that found the goroutine computing in a shared library, the
     /// gap before the next one doubles, from `MIN_DELAY` up to a slice
@@ -398,18 +398,15 @@ impl Sched {
         paces: &mut HashMap<libc::pid_t, SignalPace>,
         next_due: &mut u64,
         m: &M,
-        slice_start: u64,
+        since: u64,
         now: u64,
     ) -> bool {
         if signal_pending(m) {
             return false;
         }
         let pace = paces.entry(m.tid).or_default();
-        if pace.slice != slice_start {
-            *pace = SignalPace {
-                slice: slice_start,
-                next_at: 0,
-            };
+        if pace.since != since {
+            *pace = SignalPace { since, next_at: 0 };
             m.foreign_refusals.store(0, Ordering::Relaxed);
         }
         if now < pace.next_at {
