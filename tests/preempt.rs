@@ -281,20 +281,30 @@ fn a_spinning_goroutine_cannot_starve_a_ticker() {
 
 #[test]
 fn registers_survive_thousands_of_preemptions() {
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    let rounds = take_turns_by_preemption(checked_spin, |m| m.preempt_requests, &NEVER);
+    assert!(rounds.iter().all(|&r| r > 0), "a spinner never ran");
+}
+
+/// Two goroutines running `body` on one P with a 100 µs slice, which take
+/// turns only by being preempted, until `preemptions` of the metrics has
+/// grown by 2,000 or a spinner sets `failed`; returns what each returned.
+fn take_turns_by_preemption(
+    body: fn(&AtomicBool) -> u64,
+    preemptions: fn(&gort::runtime::Metrics) -> u64,
+    failed: &'static AtomicBool,
+) -> Vec<u64> {
     let rt = sliced_runtime(1, Duration::from_micros(100));
-    rt.block_on(|| {
+    rt.block_on(move || {
         let stop = Arc::new(AtomicBool::new(false));
-        let spinners = spinners(2, &stop, checked_spin);
-        // Two spinners on one P take turns only by being preempted.
-        let before = gort::runtime::metrics().preempt_requests;
-        while gort::runtime::metrics().preempt_requests - before < 2000 {
+        let spinners = spinners(2, &stop, body);
+        let before = preemptions(&gort::runtime::metrics());
+        while preemptions(&gort::runtime::metrics()) - before < 2000 && !failed.load(Ordering::Relaxed) {
             gort::time::sleep(Duration::from_millis(5));
         }
         stop.store(true, Ordering::Relaxed);
-        for s in spinners {
-            assert!(s.join().unwrap() > 0, "a spinner never ran");
-        }
-    });
+        spinners.into_iter().map(|s| s.join().unwrap()).collect()
+    })
 }
 
 thread_local! {
@@ -597,23 +607,12 @@ fn errno_survives_preemptions() {
         }
         checks
     }
-    let rt = sliced_runtime(1, Duration::from_micros(100));
-    rt.block_on(|| {
-        let stop = Arc::new(AtomicBool::new(false));
-        let spinners = spinners(2, &stop, spin_with_errno);
-        let before = gort::runtime::metrics().preempts_async;
-        while gort::runtime::metrics().preempts_async - before < 2000 && !CLOBBERED.load(Ordering::Relaxed) {
-            gort::time::sleep(Duration::from_millis(5));
-        }
-        stop.store(true, Ordering::Relaxed);
-        for s in spinners {
-            assert!(s.join().unwrap() > 0, "a spinner never ran");
-        }
-        assert!(
-            !CLOBBERED.load(Ordering::Relaxed),
-            "errno changed under a preempted goroutine"
-        );
-    });
+    let checks = take_turns_by_preemption(spin_with_errno, |m| m.preempts_async, &CLOBBERED);
+    assert!(checks.iter().all(|&c| c > 0), "a spinner never ran");
+    assert!(
+        !CLOBBERED.load(Ordering::Relaxed),
+        "errno changed under a preempted goroutine"
+    );
 }
 
 /// Spin `rounds` times checking that ymm8, loaded once, keeps all 256 bits,
@@ -695,21 +694,9 @@ fn preemption_on_a_thread_without_an_alternate_signal_stack_keeps_vector_registe
     if !std::is_x86_feature_detected!("avx2") {
         return;
     }
-    let rt = sliced_runtime(1, Duration::from_micros(100));
-    rt.block_on(|| {
-        let stop = Arc::new(AtomicBool::new(false));
-        let spinners = spinners(2, &stop, spin_without_altstack);
-        let before = gort::runtime::metrics().preempt_signals;
-        while gort::runtime::metrics().preempt_signals - before < 2000 && !CORRUPTED.load(Ordering::Relaxed) {
-            gort::time::sleep(Duration::from_millis(5));
-        }
-        stop.store(true, Ordering::Relaxed);
-        for s in spinners {
-            s.join().unwrap();
-        }
-        assert!(
-            !CORRUPTED.load(Ordering::Relaxed),
-            "a vector register changed under a goroutine preempted without an alternate signal stack"
-        );
-    });
+    take_turns_by_preemption(spin_without_altstack, |m| m.preempt_signals, &CORRUPTED);
+    assert!(
+        !CORRUPTED.load(Ordering::Relaxed),
+        "a vector register changed under a goroutine preempted without an alternate signal stack"
+    );
 }
