@@ -17,7 +17,7 @@ use super::poll::Woke;
 use super::preempt;
 use super::runq::RunQueue;
 use super::timers::{NO_TIMER, nanotime};
-use super::{Sched, lock};
+use super::{Locked, Sched, lock};
 use crate::arch::{Context, switch};
 use crate::trace;
 
@@ -139,13 +139,7 @@ impl Sched {
     fn find_runnable(&self, m: &M) -> Option<(GPtr, bool)> {
         'top: loop {
             if self.is_shut_down() {
-                let mut l = lock(&self.lock);
-                if let Some(p) = m.p.get() {
-                    // Idle Ps hold no goroutines: what never ran waits in
-                    // the global queue.
-                    self.runq_to_global(&mut l, &p);
-                    self.release_idle_p(&mut l, m);
-                }
+                self.release_p_at_shutdown(&mut lock(&self.lock), m);
                 return None;
             }
             let p = m.p();
@@ -337,6 +331,16 @@ impl Sched {
         }
     }
 
+    /// The runtime shut down: `m` lets its P go idle, if it holds one. Idle
+    /// Ps hold no goroutines: what never ran waits in the global queue.
+    /// `Sched::lock` held.
+    fn release_p_at_shutdown(&self, l: &mut Locked, m: &M) {
+        if let Some(p) = m.p.get() {
+            self.runq_to_global(l, &p);
+            self.release_idle_p(l, m);
+        }
+    }
+
     /// `g` must run on M `owner`, which sleeps until it does: give it our P
     /// and stop (Go's `startlockedm`). On g0, holding a P. Returns false if
     /// `m` should end its thread (see `stopm`).
@@ -349,11 +353,8 @@ impl Sched {
         {
             let mut l = lock(&self.lock);
             if self.is_shut_down() {
-                // As `find_runnable` at shutdown; `g` stays unrun, as every
-                // goroutine still queued then.
-                let p = m.p();
-                self.runq_to_global(&mut l, &p);
-                self.release_idle_p(&mut l, m);
+                // `g` stays unrun, as every goroutine still queued then.
+                self.release_p_at_shutdown(&mut l, m);
                 return false;
             }
             let p = self.releasep(m);
