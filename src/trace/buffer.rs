@@ -151,17 +151,21 @@ unsafe impl Send for PBuffer {}
 impl PTrace {
     /// The buffer of P `p` of runtime `runtime`, registered for `stop`.
     pub(crate) fn new(runtime: u32, p: usize) -> PTrace {
+        let mut all = lock(&P_BUFFERS);
+        // A P made while tracing gets its room now, as `enable` gave the
+        // others: its first recording may be one that must not allocate.
+        // Relaxed: `enable` sets the flag under `P_BUFFERS`, which we hold.
+        let room = if ENABLED.load(Ordering::Relaxed) { CHUNK_BYTES } else { 0 };
         let buffer = Arc::new(PBuffer {
             runtime,
             p: p as u32,
             recording: AtomicBool::new(false),
             pending: UnsafeCell::new(Pending {
-                bytes: Vec::new(),
+                bytes: Vec::with_capacity(room),
                 events: 0,
                 open: 0,
             }),
         });
-        let mut all = lock(&P_BUFFERS);
         forget_dead(&mut all);
         all.push(Arc::clone(&buffer));
         PTrace(buffer)
@@ -189,9 +193,18 @@ impl PTrace {
 /// Forget the buffers of Ps that are gone (only the registry holds them)
 /// and have nothing left for the writer. `P_BUFFERS` held.
 fn forget_dead(all: &mut Vec<Arc<PBuffer>>) {
-    // SAFETY: a buffer only the registry holds has no owner any more, and
-    // the caller holds `P_BUFFERS`.
-    all.retain(|b| Arc::strong_count(b) > 1 || unsafe { !(*b.pending.get()).bytes.is_empty() });
+    all.retain(|b| {
+        if Arc::strong_count(b) > 1 {
+            return true;
+        }
+        // `strong_count` reads Relaxed; Acquire pairs with the Release
+        // decrement of the owner's last reference, so its writes to
+        // `pending` are seen.
+        fence(Ordering::Acquire);
+        // SAFETY: a buffer only the registry holds has no owner any more,
+        // and the caller holds `P_BUFFERS`.
+        unsafe { !(*b.pending.get()).bytes.is_empty() }
+    });
 }
 
 /// After raising a recording flag: whether tracing is still on.
@@ -304,8 +317,8 @@ pub(crate) fn enable(tx: SyncSender<Chunk>) {
         // owner touches `pending` until `ENABLED` is set below.
         unsafe { (*buffer.pending.get()).bytes.reserve(CHUNK_BYTES) };
     }
-    drop(all);
-    // Release pairs with `still_enabled`'s Acquire.
+    // Release pairs with `still_enabled`'s Acquire. Under `P_BUFFERS`, so
+    // that a P registered after us sees it (`PTrace::new`).
     ENABLED.store(true, Ordering::Release);
 }
 
@@ -356,4 +369,28 @@ pub(crate) fn disable() -> (Vec<Chunk>, Option<SyncSender<Chunk>>) {
     }
     chunks.push(Chunk::Ps(ps));
     (chunks, lock(&SENDER).take())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A P made while tracing (`set_procs` growing a runtime) may be
+    /// recorded on first where allocating is forbidden — by a goroutine
+    /// back from a system call that acquires it (`hooks::acquired`) — so
+    /// its buffer must have room from the start.
+    #[test]
+    fn a_buffer_made_while_tracing_takes_an_event_that_may_not_allocate() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(4);
+        enable(tx);
+        let trace = PTrace::new(u32::MAX, 7);
+        trace.record(Alloc::No, |r| r.emit(Event::SliceEnd { goid: 1 }));
+        let dropped = DROPPED.load(Ordering::Relaxed);
+        let (chunks, _) = disable();
+        assert_eq!(dropped, 0, "the event was dropped");
+        let recorded = chunks
+            .iter()
+            .any(|c| matches!(c, Chunk::P { runtime: u32::MAX, p: 7, bytes } if !bytes.is_empty()));
+        assert!(recorded, "no chunk for the new P");
+    }
 }
