@@ -22,6 +22,9 @@
 //! queued for accept connected until the descriptor is released — their
 //! clients would wait on them while any handle lives. `close` accepts and
 //! drops them, so those clients read the end (or a reset, if they wrote).
+//! If an accept fails — the process is out of descriptors (`EMFILE`) —
+//! the rest stay queued until the last handle is dropped: `close` cannot
+//! release the descriptor itself while other handles may still use it.
 //!
 //! As in std (and unlike Go), dropping a listener does not remove its
 //! socket file.
