@@ -155,7 +155,11 @@ impl PTrace {
         // A P made while tracing gets its room now, as `enable` gave the
         // others: its first recording may be one that must not allocate.
         // Relaxed: `enable` sets the flag under `P_BUFFERS`, which we hold.
-        let room = if ENABLED.load(Ordering::Relaxed) { CHUNK_BYTES } else { 0 };
+        let room = if ENABLED.load(Ordering::Relaxed) {
+            CHUNK_BYTES
+        } else {
+            0
+        };
         let buffer = Arc::new(PBuffer {
             runtime,
             p: p as u32,
