@@ -286,10 +286,7 @@ fn wait_preempted() {
     // lockedm and everything before are visible to it.
     m.handoff.store(true, Ordering::Release);
     sched.wake_sysmon();
-    sched.sleep_until_handed_p(m);
-    if !locked {
-        g.lockedm.set(None);
-    }
+    sched.sleep_until_handed_p(m, g, locked);
     g.set_interrupted(None);
     g.set_status(GStatus::Running);
     m.preempt_pending.set(false);
@@ -337,21 +334,27 @@ impl super::Sched {
         g.set_status(GStatus::Runnable);
         self.globrunqput(g);
         self.wakep();
-        self.sleep_until_handed_p(m);
-        if !locked {
-            g.lockedm.set(None);
-        }
+        self.sleep_until_handed_p(m, g, locked);
         g.set_status(GStatus::Running);
     }
 
-    /// Sleep on `m`'s note until `startlockedm` hands it a P, then take it.
+    /// Sleep on `m`'s note until `startlockedm` hands it a P, then take it;
+    /// `g`, queued locked to `m` for that, is unlocked again unless it was
+    /// locked before (`was_locked`).
+    ///
     /// At shutdown nobody will: return without one, and the goroutine runs
     /// on P-less, as one that never calls into the runtime would; at its
     /// next runtime call it comes back here and returns at once, and g0
     /// ends it (`execute`). Shutdown is checked before each sleep too: its
     /// one wake-up may have been spent on the sleep that let the goroutine
-    /// run on (`begin_shutdown` sets the flag before it wakes anyone).
-    fn sleep_until_handed_p(&self, m: &M) {
+    /// run on (`begin_shutdown` sets the flag before it wakes anyone). Then
+    /// `g` stays locked to `m`: its queue entry may still be there, or in a
+    /// P's local queue, and an M that picks it must go through
+    /// `startlockedm`, which sees the shutdown and leaves it, never switch
+    /// to its stale context while it runs on here. (Unlocked, it was
+    /// resumed so — "a dead goroutine was resumed" — in about one run in
+    /// 75 of `dropping_a_runtime_whatever_its_goroutines_do`.)
+    fn sleep_until_handed_p(&self, m: &M, g: super::GPtr, was_locked: bool) {
         let p = loop {
             if self.is_shut_down() {
                 return;
@@ -366,6 +369,9 @@ impl super::Sched {
         m.spinning.set(false);
         p.preempt.store(false, Ordering::Relaxed);
         p.schedtick.store(p.tick().wrapping_add(1), Ordering::Relaxed);
+        if !was_locked {
+            g.lockedm.set(None);
+        }
     }
 
     /// sysmon's half of an async preemption: queue the goroutine a
