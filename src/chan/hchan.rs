@@ -380,7 +380,7 @@ impl<T> Chan<T> {
         let Some(deadline) = wait.deadline() else {
             return Err(SendTimeoutError::Timeout(v));
         };
-        let token = WaitToken::new();
+        let token = WaitToken::lend();
         let mut slot = Some(v);
         st.sendq.push_back(Sudog {
             token: Arc::clone(&token),
@@ -420,7 +420,7 @@ impl<T> Chan<T> {
                 wake(won);
                 return Err(RecvTimeoutError::Timeout);
             };
-            let token = WaitToken::new();
+            let token = WaitToken::lend();
             let mut slot: RecvSlot<T> = None;
             st.recvq.push_back(Sudog {
                 token: Arc::clone(&token),

@@ -245,7 +245,7 @@ fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>
         };
 
         // Pass 2: park on every channel with one token.
-        let token = WaitToken::new();
+        let token = WaitToken::lend();
         for (pos, c) in cases.iter().enumerate() {
             let sudog = Sudog {
                 token: Arc::clone(&token),

@@ -392,7 +392,7 @@ impl Registration {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(timeout_error());
         }
-        let token = WaitToken::new();
+        let token = WaitToken::lend();
         let raw = Arc::into_raw(Arc::clone(&token)) as usize;
         if slot.register(raw).is_err() {
             // SAFETY: not installed, so the reference is still ours.

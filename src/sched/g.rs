@@ -220,7 +220,7 @@ pub(crate) struct G {
     /// stopped so): its stack trace starts there, not at `ctx`, which the
     /// preemption does not save into.
     interrupted: [AtomicUsize; 3],
-    /// The goroutine's reusable wait token (`WaitToken::new`).
+    /// The goroutine's reusable wait token (`WaitToken::lend`).
     pub(crate) token: UnsafeCell<Option<Arc<WaitToken>>>,
     /// The goroutine's reusable timer for timed waits (`TimerSlot`).
     pub(crate) timer: UnsafeCell<TimerSlot>,

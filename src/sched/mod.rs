@@ -140,7 +140,7 @@ pub(crate) use m::NoPreempt;
 pub(crate) use m::current_m;
 pub(crate) use m::{M, Pending};
 pub(crate) use p::P;
-pub(crate) use park::{Claim, TIMED_OUT, WaitCell, WaitToken, Waiter, park_if, yield_now};
+pub(crate) use park::{Claim, TIMED_OUT, TokenLoan, WaitCell, WaitToken, Waiter, park_if, yield_now};
 pub(crate) use preempt::{install as install_preemption, safe_point};
 pub(crate) use schedule::{lock_os_thread, newproc, unlock_os_thread};
 pub(crate) use syscall::blocking;

@@ -26,9 +26,11 @@ impl WakeState {
         WakeState(AtomicU8::new(0))
     }
 
-    /// Make a completed state fresh for the next wait; only its unique
-    /// owner can.
-    pub(crate) fn reset(&mut self) {
+    /// Make a completed state fresh for the next wait. Only for a state
+    /// nobody else can reach any more (its token is unique): a shared
+    /// reference here only because proving uniqueness to the compiler
+    /// (`Arc::get_mut`) costs an atomic read-modify-write per wait.
+    pub(crate) fn reset(&self) {
         self.0.store(0, Ordering::Relaxed);
     }
 

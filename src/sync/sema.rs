@@ -58,8 +58,8 @@ impl<T> WaitQueue<T> {
     /// Register the caller (goroutine or thread) with payload `data`, at the
     /// tail, or at the head if `front`. The caller then releases the lock
     /// and calls `wait` on the returned token.
-    pub(super) fn push(&mut self, data: T, front: bool) -> Arc<WaitToken> {
-        let token = WaitToken::new();
+    pub(super) fn push(&mut self, data: T, front: bool) -> crate::sched::TokenLoan {
+        let token = WaitToken::lend();
         if front {
             self.entries.push_front((Arc::clone(&token), data));
         } else {

@@ -56,7 +56,7 @@ fn sleep_from_now_until(deadline: Instant) {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
         return;
     }
-    WaitToken::new().wait(Some(deadline), WaitReason::Sleep);
+    WaitToken::lend().wait(Some(deadline), WaitReason::Sleep);
 }
 
 fn in_goroutine() -> bool {
@@ -67,7 +67,7 @@ fn in_goroutine() -> bool {
 #[track_caller]
 fn park_forever() {
     if in_goroutine() {
-        WaitToken::new().wait(None, WaitReason::Sleep);
+        WaitToken::lend().wait(None, WaitReason::Sleep);
     } else {
         loop {
             std::thread::park();
