@@ -293,6 +293,26 @@ fn no_deadlock_report_while_a_plain_thread_holds_a_sender() {
     ));
 }
 
+/// Each look for a deadlock reads every goroutine, and sysmon takes one on
+/// each of its cycles while every P is idle: while a plain thread that
+/// holds a sender keeps the runtime idle, the looks that find nothing must
+/// thin out (10 ms apart, then 20, 40, 80, 160: five in the 300 ms
+/// watched), not come on every dozing cycle (up to 10 ms apart: thirty).
+#[test]
+fn looks_for_a_deadlock_thin_out_while_none_is_found() {
+    let rt = runtime(2);
+    let (tx, rx) = bounded::<u8>(0);
+    let waiter = rt.go(move || rx.recv());
+    std::thread::sleep(Duration::from_millis(50));
+    let before = rt.metrics().deadlock_looks;
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rt.metrics().deadlock_looks;
+    tx.send(7).unwrap();
+    assert_eq!(waiter.join().unwrap(), Ok(7));
+    assert!(after >= 1, "sysmon never looked");
+    assert!(after - before <= 8, "{} looks in 300 ms", after - before);
+}
+
 #[test]
 fn no_deadlock_report_when_turned_off() {
     let Some((status, stderr)) = in_child("no_deadlock_report_when_turned_off", || {

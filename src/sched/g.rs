@@ -424,6 +424,12 @@ impl Sched {
         }
     }
 
+    /// Every G of this runtime: a copy of the list, so that nobody who
+    /// spawns waits while the caller looks at them.
+    pub(crate) fn all_gs(&self) -> Vec<GPtr> {
+        lock(&self.allgs).clone()
+    }
+
     /// Every G of this runtime with its name, read under the `allgs` lock
     /// (see `set_g_name`). For dumps; the status of each may change at any time.
     pub(crate) fn all_gs_named(&self) -> Vec<(GPtr, Option<Arc<str>>)> {
@@ -466,8 +472,7 @@ impl Sched {
     /// its join handle reports the shutdown instead of waiting forever.
     /// Only after every M of this runtime has exited.
     pub(crate) fn abandon_unstarted(&self) {
-        let allgs = lock(&self.allgs).clone();
-        for g in allgs {
+        for g in self.all_gs() {
             // SAFETY: no M is left, so this thread is the only one touching
             // any G of this runtime. A G with a task has never started (the
             // task is taken when it starts).

@@ -216,7 +216,7 @@ pub(crate) struct Sched {
     /// The chaos scheduler's seed, if it is on (`chaos.rs`).
     chaos: Option<u64>,
     /// Counters of rare events (`Metrics`).
-    events: EventCounters,
+    pub(crate) events: EventCounters,
     /// Every live M, for sysmon; an M leaves before its struct dies.
     allm: Mutex<Vec<MPtr>>,
     sysmon_started: std::sync::Once,
@@ -468,6 +468,8 @@ pub(crate) struct EventCounters {
     pub(crate) timers_fired: AtomicU64,
     /// Decisions the chaos scheduler changed.
     pub(crate) chaos_injections: AtomicU64,
+    /// sysmon's looks for a deadlock that read every goroutine.
+    pub(crate) deadlock_looks: AtomicU64,
 }
 
 impl EventCounters {
@@ -545,6 +547,10 @@ pub struct Metrics {
     /// Scheduling decisions the chaos scheduler made differently
     /// (`Builder::chaos`); 0 without chaos.
     pub chaos_injections: u64,
+    /// Looks sysmon took for a deadlock (Go's `checkdead`) while every P
+    /// was idle. Each reads every goroutine, so after one that finds none
+    /// the next waits longer and longer, up to a second.
+    pub deadlock_looks: u64,
     /// Time slices run on each current P, by P id.
     pub ran_per_p: Vec<u64>,
     /// Goroutines waiting in each current P's local run queue, by P id.
@@ -587,6 +593,7 @@ impl Sched {
             timers_fired: self.events.timers_fired.load(Ordering::Relaxed),
             timers_queued: self.timers_queued(),
             chaos_injections: self.events.chaos_injections.load(Ordering::Relaxed),
+            deadlock_looks: self.events.deadlock_looks.load(Ordering::Relaxed),
             ran_per_p: ps.iter().map(|p| p.ran.load(Ordering::Relaxed)).collect(),
             local_run_queues: ps.iter().map(|p| p.runq.len()).collect(),
             global_run_queue: self.runqsize.load(Ordering::Relaxed),
