@@ -330,6 +330,21 @@ fn dropping_a_runtime_whatever_its_goroutines_do() {
                 gort::runtime::lock_os_thread();
                 compute_then_call_in(&locked_stop);
             });
+            // Unlocks while it may be running P-less after the shutdown,
+            // and computes on: its queue entry must stay guarded.
+            let unlocking_stop = Arc::clone(&stop);
+            rt.go(move || {
+                gort::runtime::lock_os_thread();
+                while !unlocking_stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+                gort::runtime::unlock_os_thread();
+                let until = std::time::Instant::now() + Duration::from_micros(300);
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                compute_then_call_in(&unlocking_stop);
+            });
             let (never_tx, never_rx) = gort::chan::bounded::<()>(0);
             let locked_rx = never_rx.clone();
             rt.go(move || {

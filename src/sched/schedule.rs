@@ -645,6 +645,12 @@ pub(crate) fn lock_os_thread() {
 
 /// `runtime::unlock_os_thread`: undo one `lock_os_thread`; the last one
 /// lets the goroutine migrate again.
+///
+/// Except after shutdown: a goroutine may then run on P-less while a stale
+/// run-queue entry of it remains, and its `lockedm` is what sends an M that
+/// picks the entry through `startlockedm` instead of into its context
+/// (`sleep_until_handed_p`). Nothing is scheduled any more, so the lock it
+/// keeps changes nothing else.
 pub(crate) fn unlock_os_thread() {
     let Some(m) = current_m() else { return };
     let Some(g) = m.curg.get() else { return };
@@ -653,7 +659,9 @@ pub(crate) fn unlock_os_thread() {
         1 => {
             m.locked_count.set(0);
             m.lockedg.set(None);
-            g.lockedm.set(None);
+            if !m.sched.is_shut_down() {
+                g.lockedm.set(None);
+            }
         }
         n => m.locked_count.set(n - 1),
     }
