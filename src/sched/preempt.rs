@@ -351,9 +351,9 @@ impl super::Sched {
     /// `g` stays locked to `m`, even through `unlock_os_thread`: its queue
     /// entry may still be there, or in a P's local queue, and an M that
     /// picks it must go through `startlockedm`, which sees the shutdown and
-    /// leaves it, never switch to its stale context while it runs on here. (Unlocked, it was
-    /// resumed so — "a dead goroutine was resumed" — in about one run in
-    /// 75 of `dropping_a_runtime_whatever_its_goroutines_do`.)
+    /// leaves it, never switch to its stale context while it runs on here.
+    /// (Unlocked, it was resumed so — "a dead goroutine was resumed" — in
+    /// about one run in 75 of `dropping_a_runtime_whatever_its_goroutines_do`.)
     fn sleep_until_handed_p(&self, m: &M, g: super::GPtr, was_locked: bool) {
         let p = loop {
             if self.is_shut_down() {
