@@ -295,17 +295,15 @@ fn syscall_exit_cold() {
 #[inline(never)]
 fn syscall_handoff_cold(p: &P) {
     p.trace.record(Alloc::Yes, |r| {
-        let open = r.open_slice();
-        if open != 0 {
-            r.set_open_slice(0);
-            r.emit(Event::SliceEnd { goid: open });
-        }
-        // A slice begun before the trace is not open here; the P still
-        // knows whose call it is.
-        let goid = if open != 0 {
-            open
-        } else {
-            p.syscall_goid.load(Ordering::Relaxed)
+        let goid = match r.open_slice() {
+            // A slice begun before the trace is not open here; the P still
+            // knows whose call it is.
+            0 => p.syscall_goid.load(Ordering::Relaxed),
+            open => {
+                r.set_open_slice(0);
+                r.emit(Event::SliceEnd { goid: open });
+                open
+            }
         };
         r.emit(Event::SyscallHandoff { goid });
     });
