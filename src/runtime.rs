@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::debug;
-pub use crate::debug::{Frame, GoroutineInfo, GoroutineState, Leaks};
+pub use crate::debug::{AllocCheck, Frame, GoroutineInfo, GoroutineState, Leaks};
 use crate::goroutine::{JoinHandle, spawn_on};
 pub use crate::sched::Metrics;
 use crate::sched::{Config, MAX_PROCS, Sched, current_m};

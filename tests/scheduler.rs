@@ -390,3 +390,50 @@ fn dropping_a_runtime_whatever_its_goroutines_do() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("all rounds done"), "{stderr}");
 }
+
+/// `k` goroutines lock their threads and wait on a channel that the main
+/// thread sends `k` values on 20 ms later, on one P with at most
+/// `max_threads` threads; returns the sum received. Before the fix this
+/// hung whenever `k >= max_threads` (issue 22, A.3): every thread slept
+/// for its locked goroutine, and a readied one waited for a thread that
+/// the limit forbade.
+fn locked_goroutines_at_the_thread_limit(k: u32, max_threads: usize) -> u32 {
+    let rt = Runtime::builder()
+        .procs(1)
+        .max_threads(max_threads)
+        .name("locked-limit")
+        .build()
+        .unwrap();
+    let (tx, rx) = gort::chan::unbounded::<u32>();
+    let handles: Vec<_> = (0..k)
+        .map(|_| {
+            let rx = rx.clone();
+            rt.go(move || {
+                gort::runtime::lock_os_thread();
+                rx.recv().unwrap()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    for v in 1..=k {
+        tx.send(v).unwrap();
+    }
+    handles.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+#[test]
+fn locked_goroutines_at_the_thread_limit_all_run() {
+    let cases = [(4, 4), (8, 4), (3, 1)];
+    let Some((status, stderr)) = in_child("locked_goroutines_at_the_thread_limit_all_run", || {
+        for (k, max) in cases {
+            assert_eq!(
+                locked_goroutines_at_the_thread_limit(k, max),
+                k * (k + 1) / 2,
+                "k={k}, max_threads={max}"
+            );
+        }
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{status}\n{stderr}");
+}

@@ -46,6 +46,7 @@
 //! info), which allocates and costs milliseconds, so it must not run in a
 //! signal handler.
 
+mod alloc_check;
 mod deadlock;
 mod dump;
 mod leaks;
@@ -58,6 +59,8 @@ mod unwind;
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+pub use alloc_check::AllocCheck;
+pub(crate) use alloc_check::NoAlloc;
 pub(crate) use deadlock::DeadlockWatch;
 pub use dump::{Frame, GoroutineInfo, GoroutineState};
 pub use leaks::Leaks;

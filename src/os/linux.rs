@@ -111,8 +111,22 @@ pub(crate) fn futex_wake(word: &AtomicU32) {
 /// again must not wait for it. Lines of concurrent writers may interleave,
 /// as Go's runtime prints do. Errors are ignored: there is nowhere to
 /// report them.
+/// Format `args` into a buffer on the stack and write it to stderr: for
+/// messages from where nothing may allocate (sysmon, under a scheduler
+/// lock). A message longer than the buffer is cut.
+pub(crate) fn write_stderr_fmt(args: std::fmt::Arguments<'_>) {
+    let mut buf = [0u8; 512];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = std::io::Write::write_fmt(&mut cursor, args);
+    let n = cursor.position() as usize;
+    write_bytes_to_stderr(&buf[..n]);
+}
+
 pub(crate) fn write_stderr(text: &str) {
-    let mut bytes = text.as_bytes();
+    write_bytes_to_stderr(text.as_bytes());
+}
+
+fn write_bytes_to_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a live buffer of the given length.
         let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };

@@ -11,7 +11,7 @@ mod thread;
 
 pub(crate) use epoll::{Epoll, Event, EventFd, INTEREST, READABLE, SHORT_READS_UNRELIABLE, WRITABLE, empty_event};
 
-pub(crate) use linux::{Note, SavedErrno, futex_wait, futex_wake, write_stderr};
+pub(crate) use linux::{Note, SavedErrno, futex_wait, futex_wake, write_stderr, write_stderr_fmt};
 pub(crate) use signal::{call_previous, install_handler};
 pub(crate) use socket::{recv, send, send_vectored};
 pub(crate) use thread::{

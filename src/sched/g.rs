@@ -184,11 +184,11 @@ impl Drop for Task {
     }
 }
 
-/// Under three cache lines: a run of goroutines (a ring of channel peers,
+/// Three cache lines at most: a run of goroutines (a ring of channel peers,
 /// say) is touched G after G, so every byte here costs. The dump's fields
 /// (`parked_at`, `wait_since`, `parent`, `interrupted`) are written at
 /// every park, spawn or asynchronous preemption and read only by dumps.
-const _: () = assert!(std::mem::size_of::<G>() <= 184);
+const _: () = assert!(std::mem::size_of::<G>() <= 192);
 
 fn stack_size_u32(bytes: usize) -> u32 {
     u32::try_from(bytes).expect("stack sizes are checked to be at most 1 GiB")
@@ -230,6 +230,9 @@ pub(crate) struct G {
     /// preemption that keeps its thread): whoever picks it from a run
     /// queue hands that M a P instead of running it (`startlockedm`).
     pub(crate) lockedm: Cell<Option<MPtr>>,
+    /// The next G on the global run queue (`links.rs`); only under
+    /// `Sched::lock`, while the queue owns this G.
+    pub(crate) schedlink: Cell<Option<GPtr>>,
 }
 
 // SAFETY: `status` is atomic; every other field is accessed only by the G's
@@ -462,9 +465,10 @@ impl Sched {
             token: UnsafeCell::new(None),
             timer: UnsafeCell::new(TimerSlot::default()),
             lockedm: Cell::new(None),
+            schedlink: Cell::new(None),
         });
         let g = GPtr(NonNull::from(Box::leak(g)));
-        lock(&self.allgs).push(g);
+        super::push_growing_unlocked(&self.allgs, g);
         g
     }
 

@@ -3,19 +3,17 @@
 //! `sched/mod.rs`; this file is its mechanics.
 //!
 //! Ms are created lazily: a runtime starts with no threads, and `wakep`
-//! creates one only when work appears and no idle M can take it, up to
-//! `max_threads`. At the limit the P simply stays idle and a one-time
-//! warning says so; the Ms that exist still run every goroutine.
+//! asks for one only when work appears and no idle M can take it, up to
+//! `max_threads`; the spawner thread creates it (`spawner.rs`). At the
+//! limit the P simply stays idle and a one-time warning says so; the Ms
+//! that exist still run every goroutine.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::m::{M, MPtr, set_current_m};
+use super::m::{M, MPtr};
 use super::p::PPtr;
-use super::{Sched, lock, sysmon, timers};
-use crate::stack::AltStack;
+use super::{Sched, lock, lock_sched, timers};
 
 impl Sched {
     /// Make sure some M will look for the work just published: if no M is
@@ -49,9 +47,18 @@ impl Sched {
     ///
     /// With no idle M, the sleeper (`poll.rs`) gets the P before a thread is
     /// created: it is idle too, only watching timers and sockets, and the
-    /// next M to go idle takes that watch over.
+    /// next M to go idle takes that watch over. Failing that, an M that
+    /// sleeps only until someone hands it a P for its own goroutine — one
+    /// stopped by a preemption signal, or locked to its thread — gets the P
+    /// together with that goroutine, taken out of the global queue: that M
+    /// exists already, and a new thread may never come (the preempted
+    /// goroutine may hold the allocator's lock that starting a thread needs;
+    /// at `max_threads` none can start). Only then does the P go idle and
+    /// the spawner start a thread for it (`spawner.rs`); the caller never
+    /// creates one itself, so nothing here allocates or waits for a lock a
+    /// goroutine may hold.
     fn startm(&self, p: PPtr, spinning: bool) {
-        let mut l = lock(&self.lock);
+        let mut l = lock_sched(&self.lock);
         if let Some(m) = l.midle.pop() {
             drop(l);
             let m = m.get();
@@ -70,80 +77,40 @@ impl Sched {
             self.wake_sleeper_locked(s);
             return;
         }
-        drop(l);
-        self.newm(p, spinning);
-    }
-
-    /// Start a thread for P `p` (Go's `newm`); at the thread limit, or if
-    /// the OS refuses, give the P back and warn once.
-    fn newm(&self, p: PPtr, spinning: bool) {
-        let sched = self.me.upgrade().expect("runtime is alive while it starts threads");
-        self.sysmon_started.call_once(|| {
-            let watched = self.me.clone();
-            match std::thread::Builder::new()
-                .name(format!("{}-sysmon", self.name))
-                .spawn(move || sysmon::run(watched))
-            {
-                Ok(handle) => lock(&self.threads).push(handle),
-                Err(e) => crate::os::write_stderr(&format!("gort: runtime '{}' runs without sysmon: {e}\n", self.name)),
+        self.runq_to_global(&mut l, &p);
+        // Under `Sched::lock`, as in `startlockedm`: after the shutdown flag
+        // an owner may have ended its thread.
+        if !self.is_shut_down()
+            && p.id < self.gomaxprocs()
+            && let Some(g) = l.runq.take_first_locked()
+        {
+            self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+            let owner = g.lockedm.get().expect("picked for its lockedm");
+            if spinning {
+                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
             }
-        });
-        let live = self.mcount.fetch_add(1, Ordering::Relaxed);
-        let spawned = if live < self.max_threads {
-            let id = self.mnext.fetch_add(1, Ordering::Relaxed);
-            std::thread::Builder::new()
-                .name(format!("{}-m{id}", self.name))
-                .spawn(move || mstart(sched, id, p, spinning))
-                .map_err(|e| e.to_string())
+            // `owner` sleeps in `stoplockedm` or `sleep_until_handed_p` and
+            // reads `nextp` after its note's Acquire.
+            owner.get().nextp.set(Some(p));
+            owner.get().park.wakeup();
+            let more = !l.runq.is_empty();
+            drop(l);
+            if more {
+                // Others wait, maybe ahead of `g`, and no M is free for
+                // them: ask for one, which the next P to be handed on will
+                // find idle (`g` jumped the queue for one turn at most).
+                self.request_m(false);
+            }
+            return;
+        }
+        if p.id < self.gomaxprocs() {
+            p.set_idle();
+            self.pidleput(&mut l, p);
         } else {
-            Err(format!("max_threads ({}) reached", self.max_threads))
-        };
-        match spawned {
-            Ok(handle) => self.keep_thread(handle),
-            Err(why) => {
-                self.mcount.fetch_sub(1, Ordering::Relaxed);
-                let mut l = lock(&self.lock);
-                // A P handed off with goroutines queued (`handoffp`) goes
-                // idle without them: they wait in the global queue, where
-                // the running Ms and sysmon look.
-                self.runq_to_global(&mut l, &p);
-                if p.id < self.gomaxprocs() {
-                    self.pidleput(&mut l, p);
-                } else {
-                    p.set_dead();
-                }
-                if spinning {
-                    self.nmspinning.fetch_sub(1, Ordering::SeqCst);
-                }
-                if !std::mem::replace(&mut l.thread_limit_warned, true) {
-                    // Maybe on g0, under `Sched::lock`: not through std's
-                    // stderr lock (`os::write_stderr`).
-                    crate::os::write_stderr(&format!(
-                        "gort: runtime '{}' cannot start another thread ({why}); running on the threads it has\n",
-                        self.name
-                    ));
-                }
-            }
+            p.set_dead();
         }
-    }
-
-    /// Keep the handle of a new M's thread for `join_threads`, and join the
-    /// threads that have ended meanwhile (Ms that idled out): until it is
-    /// joined, an ended thread keeps its whole stack mapped.
-    fn keep_thread(&self, handle: JoinHandle<()>) {
-        let ended: Vec<JoinHandle<()>> = {
-            let mut threads = lock(&self.threads);
-            let (ended, running) = std::mem::take(&mut *threads)
-                .into_iter()
-                .partition(JoinHandle::is_finished);
-            *threads = running;
-            threads.push(handle);
-            ended
-        };
-        // Each has returned from `mstart`: joining waits for its exit only.
-        for h in ended {
-            let _ = h.join();
-        }
+        drop(l);
+        self.request_m(spinning);
     }
 
     /// Give away P `p`, which its M no longer uses (it blocks, or it was
@@ -164,7 +131,7 @@ impl Sched {
         {
             return self.startm(p, true);
         }
-        let mut l = lock(&self.lock);
+        let mut l = lock_sched(&self.lock);
         if !l.runq.is_empty() {
             drop(l);
             return self.startm(p, false);
@@ -190,7 +157,7 @@ impl Sched {
     pub(crate) fn stopm(&self, m: &M) -> bool {
         debug_assert!(m.p.get().is_none() && !m.spinning.get());
         {
-            let mut l = lock(&self.lock);
+            let mut l = lock_sched(&self.lock);
             if self.is_shut_down() {
                 return false;
             }
@@ -204,9 +171,8 @@ impl Sched {
             }
         };
         if !woken {
-            let mut l = lock(&self.lock);
-            if let Some(at) = l.midle.iter().position(|&idle| idle == MPtr::new(m)) {
-                l.midle.swap_remove(at);
+            let mut l = lock_sched(&self.lock);
+            if l.midle.remove(MPtr::new(m)) {
                 return false;
             }
             // Taken off the list just now: that waker's wake-up is coming.
@@ -239,9 +205,9 @@ impl Sched {
             // cycle that queues a preempted goroutine ends before the flag
             // is up, and the goroutine, which sees the flag and runs on
             // without a P, is not queued by sysmon afterwards.
-            let allm = lock(&self.allm);
+            let allm = lock_sched(&self.allm);
             {
-                let mut l = lock(&self.lock);
+                let mut l = lock_sched(&self.lock);
                 // Release pairs with the Acquire in `is_shut_down`.
                 self.shutdown.store(true, Ordering::Release);
                 l.midle.clear();
@@ -256,6 +222,7 @@ impl Sched {
             }
         }
         self.wake_sysmon();
+        self.wake_spawner();
     }
 
     /// Wait for every M thread to exit. Not from one of them.
@@ -270,25 +237,4 @@ impl Sched {
             }
         }
     }
-}
-
-/// Body of every M thread (Go's `mstart`): set up the thread, take P `p`,
-/// and run the scheduler until the runtime shuts down.
-fn mstart(sched: Arc<Sched>, id: u64, p: PPtr, spinning: bool) {
-    // Without an alternate signal stack a stack-overflow fault could not be
-    // reported (the faulting stack is the guard page); if the kernel refuses
-    // one, std's default behaviour (a crash) is lost, and preemption
-    // signals take this thread's goroutines off their P instead of
-    // stopping them (`preempt.rs`).
-    let _altstack = AltStack::install().ok();
-    let m = M::new(id, Arc::clone(&sched));
-    lock(&sched.allm).push(MPtr::new(&m));
-    sched.acquirep(&m, p);
-    m.spinning.set(spinning);
-    set_current_m(Some(&m));
-    sched.schedule(&m);
-    set_current_m(None);
-    // Leave `allm` before `m` dies (sysmon reads Ms under that lock).
-    lock(&sched.allm).retain(|other| *other != MPtr::new(&m));
-    sched.mcount.fetch_sub(1, Ordering::Relaxed);
 }

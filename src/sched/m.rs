@@ -109,6 +109,15 @@ pub(crate) struct M {
     /// queued and handed on (`preempt.rs`).
     pub(crate) handoff: AtomicBool,
     pub(crate) handoff_p: Cell<Option<PPtr>>,
+    /// The next M on the idle list (`links.rs`); only under `Sched::lock`.
+    pub(crate) schedlink: Cell<Option<MPtr>>,
+    /// This thread's `/proc` stat file, opened by the thread itself when it
+    /// starts (sysmon's cycle opens nothing: it allocates nothing), for
+    /// sysmon to tell whether it sleeps in the kernel.
+    stat: Option<crate::os::ThreadStat>,
+    /// sysmon's spacing of its signals to this M; only sysmon, under
+    /// `Sched::allm`.
+    pub(crate) signal_pace: Cell<super::sysmon::SignalPace>,
 }
 
 /// Go's `acquirem`/`releasem`: a runtime critical section on the current
@@ -160,7 +169,9 @@ impl Drop for NoPreempt {
 // `Sched::lock`) and read by the M after `park.sleep()` returns
 // (release/acquire in Note) or under that lock. `handoff_p` and `curg` are
 // read by sysmon only after the `handoff` flag's Release/Acquire, while the
-// M sleeps and touches neither.
+// M sleeps and touches neither. `schedlink` is touched only under
+// `Sched::lock`, while the M sleeps on the idle list; `signal_pace` only by
+// sysmon under `Sched::allm`; `stat` is read-only after construction.
 unsafe impl Sync for M {}
 
 impl M {
@@ -190,6 +201,9 @@ impl M {
             foreign_refusals: AtomicU32::new(0),
             handoff: AtomicBool::new(false),
             handoff_p: Cell::new(None),
+            schedlink: Cell::new(None),
+            stat: crate::os::ThreadStat::open(crate::os::gettid()).ok(),
+            signal_pace: Cell::new(Default::default()),
         }
     }
 
@@ -231,6 +245,12 @@ impl M {
             tracing,
             ..self.detours.get()
         });
+    }
+
+    /// Whether this M's thread sleeps in the kernel (sysmon's probe; a
+    /// thread whose stat file could not be opened counts as running).
+    pub(crate) fn thread_blocked(&self) -> bool {
+        self.stat.as_ref().is_some_and(crate::os::ThreadStat::is_blocked)
     }
 
     /// The P this M holds. Only on an M that holds one (running a G or in

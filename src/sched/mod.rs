@@ -95,6 +95,35 @@
 //! one is never preempted asynchronously, so no thread ever waits for a lock
 //! whose holder waits for a P.
 //!
+//! # What may allocate where
+//!
+//! A preemption signal can stop a goroutine anywhere in the program's own
+//! code — inside a statically linked allocator (jemalloc, mimalloc, a
+//! user's `GlobalAlloc` on a spin lock) holding its lock. Until that
+//! goroutine runs again, any thread that allocates or frees may wait for
+//! it. So the path that lets it run again never allocates:
+//!
+//! - nothing allocates or frees under `Sched::lock` or `Sched::allm`
+//!   (`lock_sched`): the global run queue and the idle M list are linked
+//!   through the Gs and Ms (`links.rs`), `pidle` is sized for `MAX_PROCS`,
+//!   and lists behind other runtime locks grow unlocked
+//!   (`push_growing_unlocked`);
+//! - sysmon's cycle (which holds `allm`) allocates nothing, and waits for
+//!   no lock but those two: it queues a preempted goroutine and hands its
+//!   P on without running timers or starting threads;
+//! - the preemption hook only releases its P and sleeps;
+//! - only the spawner thread starts threads (`spawner.rs`), and a P with
+//!   no M to run it goes first to an M that sleeps waiting to run its own
+//!   goroutine — the preempted one, taken out of the global queue — so no
+//!   goroutine ever waits for a thread that cannot start.
+//!
+//! `runtime::AllocCheck` aborts a process that breaks the first three
+//! (tests/alloc_rules.rs runs the scheduler under it). Other runtime locks
+//! (a channel's, a timer heap's, `allgs`) may allocate: a thread waiting
+//! for one of them waits for a thread that runs, or that sysmon can
+//! retake a P from. `GORTDEBUG=schedtrace` and execution traces allocate
+//! in sysmon when they report: debugging switches, outside the rule.
+//!
 //! Several locks of level 2 are never held at once except by `select`, which
 //! takes them in address order (and says so).
 //!
@@ -118,6 +147,7 @@ mod blocks;
 mod chaos;
 mod g;
 mod idle;
+mod links;
 mod lock;
 mod m;
 mod p;
@@ -126,6 +156,7 @@ mod poll;
 mod preempt;
 mod runq;
 mod schedule;
+mod spawner;
 mod syscall;
 mod sysmon;
 pub(crate) mod timers;
@@ -146,7 +177,6 @@ pub(crate) use schedule::{lock_os_thread, newproc, unlock_os_thread};
 pub(crate) use syscall::blocking;
 pub(crate) use timers::nanotime;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -219,7 +249,13 @@ pub(crate) struct Sched {
     pub(crate) events: EventCounters,
     /// Every live M, for sysmon; an M leaves before its struct dies.
     allm: Mutex<Vec<MPtr>>,
-    sysmon_started: std::sync::Once,
+    /// sysmon and the spawner have been started (`spawner.rs`).
+    helpers_started: std::sync::Once,
+    /// Threads asked of the spawner.
+    spawns: spawner::Spawns,
+    /// The spawner's thread id (0 until it starts): one of the deadlock
+    /// check's "own" threads.
+    spawner_tid: std::sync::atomic::AtomicI32,
     /// sysmon sleeps on this between cycles; `wake_sysmon` cuts it short.
     sysmon_note: crate::os::Note,
     /// sysmon sleeps longer than a system call should go unwatched: the
@@ -250,9 +286,10 @@ pub(crate) struct Sched {
 
 /// The part of `Sched` guarded by `Sched::lock`.
 pub(crate) struct Locked {
-    runq: VecDeque<GPtr>,
+    runq: links::GQueue,
+    /// Allocated for `MAX_PROCS` up front: pushing never allocates.
     pidle: Vec<PPtr>,
-    midle: Vec<MPtr>,
+    midle: links::MStack,
     /// The M sleeping (in the network poll or on its note) until the
     /// earliest timer while every P is idle (`poll.rs`).
     sleeper: Option<poll::Sleeper>,
@@ -267,16 +304,53 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> LockGuard<'_, T> {
     let guard = m.lock().unwrap_or_else(PoisonError::into_inner);
     LockGuard {
         guard,
+        _no_alloc: None,
         _section: section,
+    }
+}
+
+/// `lock` for the scheduler's own locks, `Sched::lock` and `Sched::allm`,
+/// under which nothing allocates or frees (module header), checked by
+/// `runtime::AllocCheck`.
+pub(crate) fn lock_sched<T>(m: &Mutex<T>) -> LockGuard<'_, T> {
+    let mut guard = lock(m);
+    guard._no_alloc = Some(crate::debug::NoAlloc::enter());
+    guard
+}
+
+/// Push `item` onto the `Vec` behind runtime lock `m` without allocating
+/// while the lock is held (the rule in the module header): a full `Vec` is
+/// swapped for a larger one allocated before the lock is taken again, and
+/// the old buffer is freed after it is let go.
+pub(crate) fn push_growing_unlocked<T>(m: &Mutex<Vec<T>>, item: T) {
+    let mut spare: Vec<T> = Vec::new();
+    loop {
+        let mut v = lock(m);
+        if v.len() < v.capacity() {
+            v.push(item);
+            return;
+        }
+        if spare.capacity() > v.len() {
+            spare.append(&mut v);
+            std::mem::swap(&mut *v, &mut spare);
+            v.push(item);
+            drop(v);
+            // `spare` now holds the old, empty buffer: freed here, unlocked.
+            return;
+        }
+        let want = (v.len() + 1).next_power_of_two().max(8);
+        drop(v);
+        spare = Vec::with_capacity(want);
     }
 }
 
 /// A runtime lock held by the current M, which is not preempted while it
 /// holds one (a preempted holder would make everyone else wait for its
 /// thread to get a P back). Fields drop in order: unlock, then end the
-/// section.
+/// sections.
 pub(crate) struct LockGuard<'a, T> {
     guard: MutexGuard<'a, T>,
+    _no_alloc: Option<crate::debug::NoAlloc>,
     _section: NoPreempt,
 }
 
@@ -310,9 +384,9 @@ impl Sched {
             allp,
             gomaxprocs: AtomicUsize::new(0),
             lock: Mutex::new(Locked {
-                runq: VecDeque::new(),
-                pidle: Vec::new(),
-                midle: Vec::new(),
+                runq: links::GQueue::default(),
+                pidle: Vec::with_capacity(MAX_PROCS),
+                midle: links::MStack::default(),
                 sleeper: None,
                 thread_limit_warned: false,
                 preempt_limit_warned: false,
@@ -337,7 +411,9 @@ impl Sched {
             chaos,
             events: EventCounters::default(),
             allm: Mutex::new(Vec::new()),
-            sysmon_started: std::sync::Once::new(),
+            helpers_started: std::sync::Once::new(),
+            spawns: spawner::Spawns::new(),
+            spawner_tid: std::sync::atomic::AtomicI32::new(0),
             sysmon_note: crate::os::Note::new(),
             sysmon_dozing: std::sync::atomic::AtomicBool::new(false),
             preempt_requests: AtomicU64::new(0),
@@ -388,7 +464,7 @@ impl Sched {
 
     /// Put `g` at the tail of the global run queue. Any thread.
     pub(crate) fn globrunqput(&self, g: GPtr) {
-        let mut l = lock(&self.lock);
+        let mut l = lock_sched(&self.lock);
         l.runq.push_back(g);
         self.runqsize.store(l.runq.len(), Ordering::Relaxed);
     }
@@ -440,10 +516,33 @@ impl Sched {
         (created, exited, ticks)
     }
 
-    /// This runtime's threads: its Ms and sysmon.
+    /// This runtime's threads: its Ms, sysmon and the spawner. The set is
+    /// built outside `allm`, under which nothing allocates.
     pub(crate) fn own_threads(&self) -> std::collections::HashSet<libc::pid_t> {
-        let mut own: std::collections::HashSet<libc::pid_t> = lock(&self.allm).iter().map(|m| m.get().tid).collect();
+        let mut own = std::collections::HashSet::with_capacity(self.mcount.load(Ordering::Relaxed) + 8);
+        let mut at = 0;
+        loop {
+            // A few at a time into a fixed buffer, so that the set grows
+            // between two holds of the lock.
+            let mut batch = [0 as libc::pid_t; 64];
+            let n = {
+                let allm = lock_sched(&self.allm);
+                let more = allm.iter().skip(at).take(batch.len());
+                let mut n = 0;
+                for (slot, m) in batch.iter_mut().zip(more) {
+                    *slot = m.get().tid;
+                    n += 1;
+                }
+                n
+            };
+            own.extend(&batch[..n]);
+            at += n;
+            if n < batch.len() {
+                break;
+            }
+        }
         own.insert(self.sysmon_tid.load(Ordering::Relaxed));
+        own.insert(self.spawner_tid.load(Ordering::Relaxed));
         own
     }
 
@@ -470,6 +569,9 @@ pub(crate) struct EventCounters {
     pub(crate) chaos_injections: AtomicU64,
     /// sysmon's looks for a deadlock that read every goroutine.
     pub(crate) deadlock_looks: AtomicU64,
+    /// Preempted goroutines that took themselves back from a runtime in
+    /// which no P switched goroutines for a while (`preempt.rs`).
+    pub(crate) preempt_escapes: AtomicU64,
 }
 
 impl EventCounters {
@@ -574,11 +676,14 @@ impl Sched {
         let ps: Vec<PPtr> = (0..self.gomaxprocs()).filter_map(|i| self.p(i)).collect();
         let every_p = (0..MAX_PROCS).map_while(|i| self.p(i));
         let (netpoll_polls, netpoll_wakeups) = self.poller.get().map_or((0, 0), |p| p.counts());
+        // Its own statement: the guard of a temporary would live on through
+        // the allocations below, and nothing allocates under this lock.
+        let threads_idle = lock_sched(&self.lock).midle.len();
         Metrics {
             goroutines_created: self.goroutine_totals().0,
             goroutines_live: self.num_goroutine(),
             threads_live: self.mcount.load(Ordering::Relaxed),
-            threads_idle: lock(&self.lock).midle.len(),
+            threads_idle,
             threads_started: self.mnext.load(Ordering::Relaxed),
             steals: self.steals.load(Ordering::Relaxed),
             context_switches: every_p.map(|p| p.ran.load(Ordering::Relaxed)).sum(),

@@ -27,7 +27,7 @@ use super::g::{G, GPtr};
 use super::m::M;
 use super::runq::RunQueue;
 use super::timers::{NO_TIMER, TimerHeap};
-use super::{Locked, MAX_PROCS, Sched, lock};
+use super::{Locked, MAX_PROCS, Sched, lock_sched};
 use crate::stack::LocalStacks;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -238,7 +238,7 @@ impl Sched {
     }
 
     pub(crate) fn lock_pidleget(&self) -> Option<PPtr> {
-        self.pidleget(&mut lock(&self.lock))
+        self.pidleget(&mut lock_sched(&self.lock))
     }
 
     /// `m`'s P was retired by `set_procs`: move its goroutines to the global
@@ -246,7 +246,7 @@ impl Sched {
     /// false if there was none (the caller then parks the M).
     pub(crate) fn retire_p(&self, m: &M) -> bool {
         let p = m.p();
-        let mut l = lock(&self.lock);
+        let mut l = lock_sched(&self.lock);
         self.runq_to_global(&mut l, &p);
         self.release_idle_p(&mut l, m);
         match self.pidleget(&mut l) {
@@ -266,12 +266,20 @@ impl Sched {
             (1..=MAX_PROCS).contains(&n),
             "procs must be between 1 and {MAX_PROCS}, got {n}"
         );
-        let mut l = lock(&self.lock);
+        // Made before the lock, under which nothing allocates; one that a
+        // concurrent call made first is freed after it.
+        let mut fresh: Vec<(usize, Option<Box<P>>)> = (0..n)
+            .filter(|&id| self.p(id).is_none())
+            .map(|id| (id, Some(Box::new(P::new(id, self.trace_id)))))
+            .collect();
+        let mut l = lock_sched(&self.lock);
         let old = self.gomaxprocs();
         for id in old..n {
             match self.p(id) {
                 None => {
-                    let p = Box::into_raw(Box::new(P::new(id, self.trace_id)));
+                    let made = fresh.iter_mut().find(|(at, _)| *at == id).and_then(|(_, p)| p.take());
+                    let made = made.expect("made above: P slots are only ever filled");
+                    let p = Box::into_raw(made);
                     // Release pairs with the Acquire load in `Sched::p`.
                     self.allp[id].store(p, Ordering::Release);
                     let p = PPtr::from_raw(p).expect("Box is non-null");
@@ -298,6 +306,8 @@ impl Sched {
             });
             self.npidle.store(l.pidle.len(), Ordering::SeqCst);
         }
+        drop(l);
+        drop(fresh);
         old
     }
 

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use super::g::GPtr;
 use super::m::{M, MPtr};
-use super::{Sched, lock, timers};
+use super::{Sched, lock, lock_sched, timers};
 use crate::netpoll::Poller;
 
 /// The M sleeping for the runtime while every P is idle, until `until`
@@ -99,7 +99,7 @@ impl Sched {
                     }
                 }
                 None => {
-                    let mut l = lock(&self.lock);
+                    let mut l = lock_sched(&self.lock);
                     l.runq.extend(ready.drain(..));
                     self.runqsize.store(l.runq.len(), Ordering::Relaxed);
                 }
@@ -138,7 +138,7 @@ impl Sched {
     /// stop as a plain idle M).
     pub(crate) fn sleep_until_work(&self, m: &M, deadline: u64) -> Option<Woke> {
         {
-            let mut l = lock(&self.lock);
+            let mut l = lock_sched(&self.lock);
             if self.is_shut_down() {
                 return None;
             }
@@ -170,7 +170,7 @@ impl Sched {
             }
         };
         let p = {
-            let mut l = lock(&self.lock);
+            let mut l = lock_sched(&self.lock);
             l.sleeper = None;
             self.timer_sleep_until.store(timers::NO_TIMER, Ordering::SeqCst);
             // `startm` may have handed us a P (and a spinning count) while
@@ -198,7 +198,7 @@ impl Sched {
     /// Wake the sleeper, if there is one, so that it re-reads the timers
     /// (Go's `wakeNetPoller`). Any thread; `Sched::lock` not held.
     pub(crate) fn wake_sleeper(&self) {
-        let l = lock(&self.lock);
+        let l = lock_sched(&self.lock);
         if let Some(s) = l.sleeper {
             self.wake_sleeper_locked(s);
         }

@@ -36,15 +36,15 @@
 //! Only the program's own machine code is interrupted (the executable
 //! segment that holds gort, found once with `dl_iterate_phdr`): a signal
 //! that lands in a shared library — libc's `malloc`, say — is dropped too.
-//! The preempted goroutine sleeps until sysmon queues it and some M picks
-//! it, and both allocate while holding runtime locks: had it stopped inside
-//! `malloc` holding an arena lock, they would wait for that lock and it for
-//! them, for ever (the chaos scheduler found this deadlock). A signal a
-//! thread sends itself when a critical section ends (`raise_again`) is
-//! exempt: it lands in libc's system-call wrapper, which holds no lock.
-//! Code linked into the program that holds a lock the runtime also takes
-//! — a statically linked allocator such as jemalloc — is not caught by
-//! this check; with one, a preemption inside it can deadlock the same way.
+//! A signal a thread sends itself when a critical section ends
+//! (`raise_again`) is exempt: it lands in libc's system-call wrapper,
+//! which holds no lock. Code linked into the program may be stopped while
+//! it holds a lock — a statically linked allocator (jemalloc, mimalloc)
+//! inside `malloc` — and so nothing that must happen before the goroutine
+//! runs again waits for such a lock: sysmon queues it and hands its P on
+//! without allocating, and a P that finds no M goes to the preempted M
+//! itself rather than to a thread that would have to start (the rule is in
+//! `sched/mod.rs`, "What may allocate where").
 //!
 //! What a signal dropped in a library does depends on where it landed.
 //! One that stopped the thread at a system call's boundary
@@ -83,11 +83,27 @@ use std::sync::atomic::Ordering;
 use std::sync::{Once, OnceLock};
 
 use super::g::GStatus;
+use super::lock_sched;
 use super::m::Pending;
 use super::m::{M, MPtr, current_m};
 use super::p::PStatus;
 use super::schedule::mcall;
 use crate::os;
+
+/// A preempted goroutine waits at least this long without seeing any P
+/// switch goroutines before it concludes that the runtime is stuck behind
+/// it (`sleep_until_handed_p`).
+const ESCAPE_MIN_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// What a preempted goroutine's look at taking itself back found.
+enum Escape {
+    /// It is picked already, or the runtime shuts down: wait on.
+    No,
+    /// Back, with this P.
+    WithP(super::PPtr),
+    /// Back, with no P free: it runs on without one.
+    WithoutP,
+}
 
 /// No request: a SIGURG that is not gort's.
 pub(crate) const REQUEST_NONE: u8 = 0;
@@ -253,6 +269,10 @@ fn wait_preempted() {
     let m = current_m().expect("async preemption outside an M");
     let g = m.curg.get().expect("async preemption on g0");
     let sched = &*m.sched;
+    // The goroutine may have been stopped inside the allocator, holding
+    // its lock: nothing from here until it runs again may allocate
+    // (`spawner.rs`).
+    let _no_alloc = crate::debug::NoAlloc::enter();
     // Not re-entered by another SIGURG while in here.
     m.locks.set(m.locks.get() + 1);
     let released = match m.p.get() {
@@ -286,7 +306,7 @@ fn wait_preempted() {
     // lockedm and everything before are visible to it.
     m.handoff.store(true, Ordering::Release);
     sched.wake_sysmon();
-    sched.sleep_until_handed_p(m, g, locked);
+    sched.sleep_until_handed_p(m, g, locked, true);
     g.set_interrupted(None);
     g.set_status(GStatus::Running);
     m.preempt_pending.set(false);
@@ -334,7 +354,7 @@ impl super::Sched {
         g.set_status(GStatus::Runnable);
         self.globrunqput(g);
         self.wakep();
-        self.sleep_until_handed_p(m, g, locked);
+        self.sleep_until_handed_p(m, g, locked, false);
         g.set_status(GStatus::Running);
     }
 
@@ -354,12 +374,48 @@ impl super::Sched {
     /// leaves it, never switch to its stale context while it runs on here.
     /// (Unlocked, it was resumed so — "a dead goroutine was resumed" — in
     /// about one run in 75 of `dropping_a_runtime_whatever_its_goroutines_do`.)
-    fn sleep_until_handed_p(&self, m: &M, g: super::GPtr, was_locked: bool) {
+    ///
+    /// A goroutine stopped by a signal (`preempted`) may have been stopped
+    /// holding a lock every other thread now waits for — the allocator's —
+    /// and then no P may ever be handed on again. So it does not sleep for
+    /// good: every `escape_after` it looks whether any P has run a goroutine
+    /// meanwhile, and if none has, it takes itself back (`escape`) and runs
+    /// on, with an idle P or without one, as after a system call (sysmon
+    /// preempts it again after a slice if others wait by then). A runtime
+    /// that makes progress is never escaped from: some P switches
+    /// goroutines at least once a slice while any goroutine waits.
+    fn sleep_until_handed_p(&self, m: &M, g: super::GPtr, was_locked: bool, preempted: bool) {
+        let escape_after = (self.preempt_slice * 4).max(ESCAPE_MIN_WAIT);
+        let mut seen = self.switches();
         let p = loop {
             if self.is_shut_down() {
                 return;
             }
-            m.park.sleep();
+            let woken = if preempted {
+                m.park.sleep_until(std::time::Instant::now() + escape_after)
+            } else {
+                m.park.sleep();
+                true
+            };
+            if !woken {
+                let now = self.switches();
+                if now != seen {
+                    seen = now;
+                    continue;
+                }
+                match self.escape(m, g) {
+                    Escape::No => continue,
+                    Escape::WithP(p) => break p,
+                    Escape::WithoutP => {
+                        m.syscall_since
+                            .store(super::timers::nanotime().max(1), Ordering::Relaxed);
+                        if !was_locked {
+                            g.lockedm.set(None);
+                        }
+                        return;
+                    }
+                }
+            }
             m.park.clear();
             if let Some(p) = m.nextp.take() {
                 break p;
@@ -374,6 +430,43 @@ impl super::Sched {
         }
     }
 
+    /// Goroutine switches on every P ever made: moves whenever the
+    /// scheduler makes progress. Allocates nothing (the preemption hook's
+    /// rule).
+    fn switches(&self) -> u64 {
+        (0..super::MAX_PROCS)
+            .map_while(|id| self.p(id))
+            .map(|p| p.ran.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// A preempted goroutine `g` on `m` takes itself back from the runtime
+    /// that does not run it (`sleep_until_handed_p`): from sysmon, if it has
+    /// not queued it yet (with the P it left, if any), else out of the
+    /// global queue (with an idle P, if any). `No` if someone has picked it
+    /// already: that one hands `m` a P.
+    fn escape(&self, m: &M, g: super::GPtr) -> Escape {
+        // Acquire pairs with the hook's Release store, as in `take_preempted`.
+        if m.handoff.swap(false, Ordering::Acquire) {
+            self.events.preempt_escapes.fetch_add(1, Ordering::Relaxed);
+            return match m.handoff_p.take() {
+                Some(p) => Escape::WithP(p),
+                None => Escape::WithoutP,
+            };
+        }
+        let mut l = lock_sched(&self.lock);
+        if self.is_shut_down() || !l.runq.remove(g) {
+            return Escape::No;
+        }
+        self.runqsize.store(l.runq.len(), Ordering::Relaxed);
+        g.set_status(GStatus::Running);
+        self.events.preempt_escapes.fetch_add(1, Ordering::Relaxed);
+        match self.pidleget(&mut l) {
+            Some(p) => Escape::WithP(p),
+            None => Escape::WithoutP,
+        }
+    }
+
     /// sysmon's half of an async preemption: queue the goroutine a
     /// preempted M left (locked to that M) and pass its P on. Returns
     /// whether there was one. `allm` held by the caller.
@@ -385,9 +478,10 @@ impl super::Sched {
         let g = m.curg.get().expect("a preempted M runs a goroutine");
         let p = m.handoff_p.take();
         // Due timers are often why it was preempted (nobody else could run
-        // them): fire them first, so the goroutines they wake are queued
-        // ahead of the preempted one.
-        self.run_all_timers();
+        // them): the M that takes the P runs the P's timers before it looks
+        // at the global queue, so the goroutines they wake run first. Not
+        // run here: a timer heap's lock may be held by a thread waiting for
+        // the allocator's lock the preempted goroutine holds (`spawner.rs`).
         g.set_status(GStatus::Runnable);
         self.globrunqput(g);
         match p {

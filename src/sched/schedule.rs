@@ -17,7 +17,7 @@ use super::poll::Woke;
 use super::preempt;
 use super::runq::RunQueue;
 use super::timers::{NO_TIMER, nanotime};
-use super::{Locked, Sched, lock};
+use super::{Locked, Sched, lock_sched};
 use crate::arch::{Context, switch};
 use crate::trace;
 
@@ -51,7 +51,7 @@ impl Sched {
     /// whether the queue now holds work beyond `runnext`.
     pub(crate) fn runqput(&self, p: &P, g: GPtr, next: bool) -> bool {
         p.runq.push(g.as_non_null(), next, |batch| {
-            let mut l = lock(&self.lock);
+            let mut l = lock_sched(&self.lock);
             l.runq.extend(batch.map(GPtr::from_non_null));
             self.runqsize.store(l.runq.len(), Ordering::Relaxed);
         })
@@ -64,7 +64,7 @@ impl Sched {
         if self.runqsize.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let mut l = lock(&self.lock);
+        let mut l = lock_sched(&self.lock);
         let len = l.runq.len();
         if len == 0 {
             return None;
@@ -139,7 +139,7 @@ impl Sched {
     fn find_runnable(&self, m: &M) -> Option<(GPtr, bool)> {
         'top: loop {
             if self.is_shut_down() {
-                self.release_p_at_shutdown(&mut lock(&self.lock), m);
+                self.release_p_at_shutdown(&mut lock_sched(&self.lock), m);
                 return None;
             }
             let p = m.p();
@@ -210,7 +210,7 @@ impl Sched {
 
             // Nothing anywhere: give the P back and sleep.
             {
-                let mut l = lock(&self.lock);
+                let mut l = lock_sched(&self.lock);
                 if !l.runq.is_empty() {
                     drop(l);
                     continue 'top;
@@ -280,8 +280,9 @@ impl Sched {
 
     /// The scheduler loop of M `m`, on its g0 stack. Returns when the
     /// runtime shuts down, or when a goroutine locked to this thread exits
-    /// (the thread goes with it).
-    pub(crate) fn schedule(&self, m: &M) {
+    /// (the thread goes with it); then with the P it held, for the caller
+    /// to hand on once the thread no longer counts (`mstart`).
+    pub(crate) fn schedule(&self, m: &M) -> Option<PPtr> {
         let mut next = None;
         loop {
             if next.is_none()
@@ -290,7 +291,7 @@ impl Sched {
                 // A locked M runs only its goroutine: sleep until it is
                 // runnable and someone hands us a P for it.
                 if !self.stoplockedm(m) {
-                    return;
+                    return None;
                 }
                 next = Some(locked);
             }
@@ -298,7 +299,7 @@ impl Sched {
                 Some(g) => (g, true),
                 None => match self.find_runnable(m) {
                     Some(found) => found,
-                    None => return,
+                    None => return None,
                 },
             };
             self.reset_spinning(m);
@@ -306,7 +307,7 @@ impl Sched {
                 && owner != MPtr::new(m)
             {
                 if !self.startlockedm(m, owner) {
-                    return;
+                    return None;
                 }
                 continue;
             }
@@ -320,13 +321,7 @@ impl Sched {
             match after {
                 After::Run(g) => next = Some(g),
                 After::Schedule => {}
-                After::ExitThread => {
-                    if m.p.get().is_some() {
-                        let p = self.releasep(m);
-                        self.handoffp(p);
-                    }
-                    return;
-                }
+                After::ExitThread => return m.p.get().map(|_| self.releasep(m)),
             }
         }
     }
@@ -351,7 +346,7 @@ impl Sched {
     /// may be touched; before it, the owner cannot go until we are done.
     fn startlockedm(&self, m: &M, owner: MPtr) -> bool {
         {
-            let mut l = lock(&self.lock);
+            let mut l = lock_sched(&self.lock);
             if self.is_shut_down() {
                 // `g` stays unrun, as every goroutine still queued then.
                 self.release_p_at_shutdown(&mut l, m);

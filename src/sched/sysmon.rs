@@ -68,7 +68,6 @@
 //! that P. At `max_threads` with no idle M, sysmon skips the preemption and
 //! warns once; the program keeps running on the threads it has.
 
-use std::collections::HashMap;
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -78,9 +77,8 @@ use super::m::M;
 use super::p::PStatus;
 use super::preempt::{REQUEST_PREEMPT, REQUEST_SYSCALL, signal, signal_pending};
 use super::timers::nanotime;
-use super::{Sched, lock};
+use super::{Sched, lock_sched};
 use crate::debug::DeadlockWatch;
-use crate::os::ThreadStat;
 
 const MIN_DELAY: Duration = Duration::from_micros(20);
 const MAX_DELAY: Duration = Duration::from_millis(10);
@@ -98,9 +96,10 @@ const WATCH_AFTER_SYSCALL: u64 = 100_000_000;
 /// Enough doublings of `MIN_DELAY` to pass any slice (`signal_paced`).
 const MAX_BACKOFF_DOUBLINGS: u32 = 20;
 
-/// How sysmon spaces the preemption signals it sends one M (`preempt.rs`).
-#[derive(Default)]
-struct SignalPace {
+/// How sysmon spaces the preemption signals it sends one M (`preempt.rs`);
+/// kept in the M (`M::signal_pace`), so that a cycle allocates nothing.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct SignalPace {
     /// The M's `syscall_since` when the pace began: a new system call
     /// starts a new pace.
     since: u64,
@@ -120,9 +119,9 @@ struct PWatch {
 }
 
 struct Sysmon {
+    /// Sized for `MAX_PROCS` up front: a cycle allocates nothing (module
+    /// header).
     ps: Vec<PWatch>,
-    stats: HashMap<libc::pid_t, ThreadStat>,
-    paces: HashMap<libc::pid_t, SignalPace>,
     delay: Duration,
     quiet: u32,
     /// When sysmon must look next: the first running goroutine's slice
@@ -143,9 +142,7 @@ pub(crate) fn run(sched: Weak<Sched>) {
     let started = Instant::now();
     let mut next_trace = started;
     let mut state = Sysmon {
-        ps: Vec::new(),
-        stats: HashMap::new(),
-        paces: HashMap::new(),
+        ps: Vec::with_capacity(super::MAX_PROCS),
         delay: MIN_DELAY,
         quiet: 0,
         next_due: u64::MAX,
@@ -246,7 +243,7 @@ impl Sched {
         state.next_due = u64::MAX;
         let timers_due = self.earliest_timer() <= now;
         let global_work = self.runqsize.load(Ordering::Relaxed) > 0 || timers_due;
-        let allm = lock(&self.allm);
+        let allm = lock_sched(&self.allm);
         // Checked under `allm`, as `begin_shutdown` sets it: a preempted
         // goroutine that sees the runtime shut down runs on, and must not
         // be queued by a cycle that began before.
@@ -304,7 +301,7 @@ impl Sched {
                         state.next_due = state.next_due.min(slice_end);
                     }
                     let Some(m) = holder_of(&p) else { continue };
-                    if held == 0 && state.dozing && self.thread_blocked(&mut state.stats, m) {
+                    if held == 0 && state.dozing && m.thread_blocked() {
                         // A new slice whose thread sleeps: judge it when it
                         // has been asleep long enough, not a doze later.
                         state.next_due = state.next_due.min(now + BLOCKED_AFTER);
@@ -315,7 +312,7 @@ impl Sched {
                         // goroutine that entered an annotated blocking call
                         // since then has put its P in `Syscall` and is
                         // handled as one (nothing to detect or signal).
-                        if self.thread_blocked(&mut state.stats, m) && p.status() == status && p.tick() == tick {
+                        if m.thread_blocked() && p.status() == status && p.tick() == tick {
                             self.blocked_detections.fetch_add(1, Ordering::Relaxed);
                             crate::trace::blocked(self, &p);
                             signal(m, REQUEST_SYSCALL);
@@ -357,15 +354,11 @@ impl Sched {
             if since != 0 && now.saturating_sub(since) > slice {
                 busy = true;
                 in_syscall = true;
-                if !self.thread_blocked(&mut state.stats, m)
-                    && self.signal_paced(&mut state.paces, &mut state.next_due, m, since, now)
-                {
+                if !m.thread_blocked() && self.signal_paced(&mut state.next_due, m, since, now) {
                     acted = true;
                 }
             }
         }
-        state.stats.retain(|tid, _| allm.iter().any(|m| m.get().tid == *tid));
-        state.paces.retain(|tid, _| allm.iter().any(|m| m.get().tid == *tid));
         drop(allm);
         // Timers left on Ps that `set_procs` retired are otherwise run only
         // by an M that finds no work at all, which a busy program may
@@ -393,45 +386,27 @@ impl Sched {
     /// signal that found the goroutine computing in a shared library, the
     /// gap before the next one doubles, from `MIN_DELAY` up to a slice
     /// (`preempt.rs`). Returns whether it signalled.
-    fn signal_paced(
-        &self,
-        paces: &mut HashMap<libc::pid_t, SignalPace>,
-        next_due: &mut u64,
-        m: &M,
-        since: u64,
-        now: u64,
-    ) -> bool {
+    fn signal_paced(&self, next_due: &mut u64, m: &M, since: u64, now: u64) -> bool {
         if signal_pending(m) {
             return false;
         }
-        let pace = paces.entry(m.tid).or_default();
+        let mut pace = m.signal_pace.get();
         if pace.since != since {
-            *pace = SignalPace { since, next_at: 0 };
+            pace = SignalPace { since, next_at: 0 };
             m.foreign_refusals.store(0, Ordering::Relaxed);
         }
         if now < pace.next_at {
             *next_due = (*next_due).min(pace.next_at);
+            m.signal_pace.set(pace);
             return false;
         }
         let refusals = m.foreign_refusals.load(Ordering::Relaxed).min(MAX_BACKOFF_DOUBLINGS);
         let gap = (MIN_DELAY.as_nanos() as u64) << refusals;
         pace.next_at = now + gap.min(self.preempt_slice.as_nanos() as u64);
+        m.signal_pace.set(pace);
         signal(m, REQUEST_PREEMPT);
         self.preempt_signals.fetch_add(1, Ordering::Relaxed);
         true
-    }
-
-    /// Whether M `m`'s thread sleeps in the kernel.
-    fn thread_blocked(&self, stats: &mut HashMap<libc::pid_t, ThreadStat>, m: &M) -> bool {
-        if let std::collections::hash_map::Entry::Vacant(slot) = stats.entry(m.tid) {
-            match ThreadStat::open(m.tid) {
-                Ok(s) => {
-                    slot.insert(s);
-                }
-                Err(_) => return false,
-            }
-        }
-        stats.get(&m.tid).is_some_and(ThreadStat::is_blocked)
     }
 
     /// Preempting a goroutine that holds a P hands the P to another M:
@@ -440,12 +415,16 @@ impl Sched {
         if self.mcount.load(Ordering::Relaxed) < self.max_threads {
             return true;
         }
-        let mut l = lock(&self.lock);
-        if !l.midle.is_empty() {
-            return true;
-        }
-        if !std::mem::replace(&mut l.preempt_limit_warned, true) {
-            crate::os::write_stderr(&format!(
+        let first = {
+            let mut l = lock_sched(&self.lock);
+            if !l.midle.is_empty() {
+                return true;
+            }
+            !std::mem::replace(&mut l.preempt_limit_warned, true)
+        };
+        // Under `allm`, where nothing allocates: formatted on the stack.
+        if first {
+            crate::os::write_stderr_fmt(format_args!(
                 "gort: runtime '{}' is at max_threads ({}); goroutines that run long are not preempted until a thread is free\n",
                 self.name, self.max_threads
             ));

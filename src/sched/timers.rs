@@ -47,7 +47,7 @@ use std::time::Instant;
 use super::m::current_m;
 use super::p::PPtr;
 use super::park::{TIMED_OUT, WaitToken};
-use super::{MAX_PROCS, Sched, lock};
+use super::{MAX_PROCS, Sched, lock, lock_sched};
 
 /// Most due timers `run_timers` takes out per heap lock.
 const RUN_BATCH: usize = 16;
@@ -515,7 +515,7 @@ impl Sched {
             until if until <= when => return,
             _ => {}
         }
-        let l = lock(&self.lock);
+        let l = lock_sched(&self.lock);
         if let Some(s) = l.sleeper {
             if s.until > when {
                 self.wake_sleeper_locked(s);

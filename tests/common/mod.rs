@@ -108,3 +108,139 @@ pub fn in_child_with_env(test: &str, env: &[(&str, &OsStr)], body: impl FnOnce()
         }
     }
 }
+
+/// How a child process run by `run_child` ended.
+pub enum ChildEnd {
+    Exited(ExitStatus, String),
+    /// Still running after the deadline: killed.
+    Hung,
+}
+
+/// In the parent: run test `test` of this binary in a child (as
+/// `in_child`), but report a child still running after `deadline` as
+/// `ChildEnd::Hung` (killed) instead of panicking, so a test can count
+/// hangs over many runs. In the child: run `body`, return `None`.
+pub fn run_child(test: &str, env: &[(&str, &OsStr)], deadline: Duration, body: impl FnOnce()) -> Option<ChildEnd> {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        body();
+        return None;
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(out) => {
+            let out = out.unwrap();
+            Some(ChildEnd::Exited(
+                out.status,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ))
+        }
+        Err(_) => {
+            // SAFETY: as in `in_child_with_env`: the child is not reaped yet.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let _ = rx.recv();
+            Some(ChildEnd::Hung)
+        }
+    }
+}
+
+/// The workload that deadlocked gort under jemalloc (issue 22, A.1): on
+/// two Ps with a 500 µs slice, eight goroutines allocate and free buffers
+/// of 16 B to 4 KiB in a loop that never calls into the runtime, so only
+/// preemption signals stop them — inside the allocator as often as not —
+/// while a ninth sleeps 5 ms at a time; after `run_for` everything is
+/// joined. Returns the buffers allocated, so the work cannot be optimised
+/// away and a caller can check it happened.
+pub fn allocation_storm(run_for: Duration, chaos: Option<u64>) -> u64 {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut builder = gort::Runtime::builder()
+        .procs(2)
+        .preempt_slice(Duration::from_micros(500))
+        .name("storm");
+    if let Some(seed) = chaos {
+        builder = builder.chaos(seed);
+    }
+    let rt = builder.build().unwrap();
+    rt.block_on(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..8u64)
+            .map(|i| {
+                let stop = Arc::clone(&stop);
+                gort::go(move || {
+                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ i;
+                    let mut kept: Vec<Vec<u8>> = Vec::new();
+                    let mut made = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let len = 16 + (x % 4081) as usize;
+                        let buf = vec![x as u8; len];
+                        made += 1;
+                        if kept.len() < 64 {
+                            kept.push(buf);
+                        } else {
+                            kept[(x >> 32) as usize % 64] = buf;
+                        }
+                    }
+                    made
+                })
+            })
+            .collect();
+        let sleeper = {
+            let stop = Arc::clone(&stop);
+            gort::go(move || {
+                let mut naps = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    gort::time::sleep(Duration::from_millis(5));
+                    naps += 1;
+                }
+                naps
+            })
+        };
+        std::thread::sleep(run_for);
+        stop.store(true, Ordering::Relaxed);
+        let made: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert!(sleeper.join().unwrap() > 0, "the sleeping goroutine never woke");
+        made
+    })
+}
+
+/// Run `allocation_storm` in `runs` children of test `test` (each for
+/// `run_for`, killed if not done 20 s later) and return how many hung; a
+/// child that fails otherwise fails the test. In a child: run the storm.
+pub fn count_storm_hangs(test: &str, runs: usize, run_for: Duration, chaos: bool) -> usize {
+    let mut hung = 0;
+    for run in 0..runs {
+        let seed = chaos.then_some(run as u64 + 1);
+        let env: Vec<(&str, std::ffi::OsString)> = seed
+            .map(|s| vec![("GORT_TEST_STORM_SEED", s.to_string().into())])
+            .unwrap_or_default();
+        let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+        let end = run_child(test, &env, run_for + Duration::from_secs(20), || {
+            let seed = std::env::var("GORT_TEST_STORM_SEED").ok().map(|s| s.parse().unwrap());
+            let made = allocation_storm(run_for, seed);
+            assert!(made > 1000, "the storm allocated only {made} buffers");
+        });
+        match end {
+            None => return 0,
+            Some(ChildEnd::Hung) => hung += 1,
+            Some(ChildEnd::Exited(status, stderr)) => {
+                assert!(status.success(), "storm run {run} failed: {status}\n{stderr}")
+            }
+        }
+    }
+    hung
+}

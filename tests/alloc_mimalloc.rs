@@ -1,0 +1,34 @@
+//! The allocation storm (`common::allocation_storm`) under mimalloc, which
+//! is linked into the program: a preemption signal can stop a goroutine
+//! inside it holding one of its locks, and the runtime must still make
+//! progress (issue 22, A.1).
+//! Its own test binary: the global allocator is the whole process's.
+
+mod common;
+
+use std::time::Duration;
+
+#[global_allocator]
+static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[test]
+fn preemption_inside_mimalloc_never_deadlocks() {
+    let hung = common::count_storm_hangs(
+        "preemption_inside_mimalloc_never_deadlocks",
+        8,
+        Duration::from_secs(3),
+        false,
+    );
+    assert_eq!(hung, 0, "runs that hung");
+}
+
+#[test]
+fn preemption_inside_mimalloc_never_deadlocks_under_chaos() {
+    let hung = common::count_storm_hangs(
+        "preemption_inside_mimalloc_never_deadlocks_under_chaos",
+        4,
+        Duration::from_secs(3),
+        true,
+    );
+    assert_eq!(hung, 0, "runs that hung");
+}
