@@ -31,8 +31,8 @@
 //! goroutine that then parked looked asleep until the OS ran it (a busy
 //! CPU holds back a nice-19 or `SCHED_IDLE` thread for tens of ms): held
 //! back 50 ms, two looks 10 ms apart both saw everyone asleep, and 10 of
-//! 10 ping-pongs between such a thread and a goroutine over
-//! channels, mutexes or WaitGroups were reported as deadlocked
+//! 10 ping-pongs between such a thread and a goroutine, over channels,
+//! mutexes or WaitGroups, were reported as deadlocked
 //! (`tests/deadlock_delay.rs`).
 //!
 //! A look reads every G (and `/proc`, for the outside threads), so after a
