@@ -16,7 +16,24 @@
 //!   goroutines may hold the other end of our channels), and counts in
 //!   the progress stamp;
 //! - no thread outside the runtimes may wake one (`threads.rs`): every
-//!   plain thread that uses gort is itself asleep in an untimed gort wait.
+//!   plain thread that uses gort is itself asleep in an untimed gort wait,
+//!   and nobody has woken it yet.
+//!
+//! The rule: a report ends the process, so it never fires while any waker
+//! is runnable, however long the OS takes to run it. Whatever is woken
+//! must therefore stop counting as asleep at the moment of the wake, by
+//! the waker's own act, not when the woken thread at last runs. A
+//! goroutine's waker marks it runnable (`goready`), which the look reads
+//! in its status until it runs. A plain thread counts as asleep only while
+//! the note it sleeps on is unset, and it is the waker that sets it
+//! (`Waiter::wake`); the sleeper only tidies its registry entry away once
+//! it runs. When the sleeper removed its own mark, a thread woken by a
+//! goroutine that then parked looked asleep until the OS ran it (a busy
+//! CPU holds back a nice-19 or `SCHED_IDLE` thread for tens of ms): held
+//! back 50 ms, two looks 10 ms apart both saw everyone asleep, and 10 of
+//! 10 ping-pongs between such a thread and a goroutine, over channels,
+//! mutexes or WaitGroups, were reported as deadlocked
+//! (`tests/deadlock_delay.rs`).
 //!
 //! A look reads every G (and `/proc`, for the outside threads), so after a
 //! look that finds no deadlock the next waits `MIN_GAP`, doubling with each

@@ -62,6 +62,13 @@ impl Note {
         }
     }
 
+    /// Whether `wakeup` has been called since the last `clear`: the sleeper
+    /// will return from `sleep` without anyone's help. Any thread.
+    pub(crate) fn is_set(&self) -> bool {
+        // Acquire: as in `sleep`.
+        self.word.load(Ordering::Acquire) == SET
+    }
+
     /// Re-arm after a completed `sleep`. Sleeper only.
     pub(crate) fn clear(&self) {
         self.word.store(UNSET, Ordering::Relaxed);

@@ -136,21 +136,25 @@ pub(crate) fn yield_now() {
 }
 
 /// Parks a plain OS thread: a one-shot note re-armed after each wake-up.
+/// The note is shared with the deadlock check's registry of sleeping
+/// threads, which reads it to tell a woken sleeper from a sleeping one.
 pub(crate) struct ThreadParker {
-    note: Note,
+    note: Arc<Note>,
 }
 
 impl ThreadParker {
     /// Sleep until woken, known meanwhile to the deadlock check as a thread
-    /// that cannot wake anyone (`debug/threads.rs`).
+    /// that cannot wake anyone — until the note is set: from the moment of
+    /// the wake-up, not from when the OS gets round to running us, the check
+    /// counts us as a waker (`debug/threads.rs`).
     fn sleep_untimed(&self) {
-        let _asleep = crate::debug::threads::Asleep::enter();
+        let _asleep = crate::debug::threads::Asleep::enter(&self.note);
         self.note.sleep();
     }
 }
 
 thread_local! {
-    static PARKER: Arc<ThreadParker> = Arc::new(ThreadParker { note: Note::new() });
+    static PARKER: Arc<ThreadParker> = Arc::new(ThreadParker { note: Arc::new(Note::new()) });
     /// A plain thread's reusable `WaitToken`.
     static THREAD_TOKEN: std::cell::RefCell<Option<Arc<WaitToken>>> = const { std::cell::RefCell::new(None) };
 }
@@ -175,6 +179,10 @@ impl Waiter {
     pub(crate) fn wake(self) {
         match self {
             Waiter::Goroutine(g) => goready(g),
+            // Setting the note is also what ends the thread's "asleep" for
+            // the deadlock check, here, by the waker: the woken thread may
+            // not run for a long while, and a report must never fire while
+            // it is runnable (`debug/deadlock.rs`).
             Waiter::Thread(t) => t.note.wakeup(),
         }
     }
