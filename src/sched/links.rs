@@ -51,6 +51,11 @@ impl GQueue {
         self.len += 1;
     }
 
+    /// Whether the G at the head is locked to an M.
+    pub(crate) fn front_is_locked(&self) -> bool {
+        self.head.is_some_and(|g| g.lockedm.get().is_some())
+    }
+
     pub(crate) fn pop_front(&mut self) -> Option<GPtr> {
         let g = self.head?;
         self.head = g.schedlink.take();

@@ -73,6 +73,12 @@ impl Sched {
         let n = len.min(fair).min(max).clamp(1, RunQueue::<G>::CAPACITY / 2);
         let g = l.runq.pop_front();
         for _ in 1..n {
+            // A goroutine locked to an M stays in the global queue until it
+            // is picked to run: a preempted one may take itself back from
+            // there (`sleep_until_handed_p`), never from a local queue.
+            if l.runq.front_is_locked() {
+                break;
+            }
             let Some(g) = l.runq.pop_front() else { break };
             // We are here only with an empty local queue, we take at most
             // half its capacity, and only its holder (us) adds to it.
