@@ -59,41 +59,46 @@ use super::{Sched, timers};
 /// other goroutines use this goroutine's P meanwhile (Go's
 /// `entersyscall`/`exitsyscall`). On a plain thread, just runs `f`.
 pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    let entered = current_m().is_some_and(|m| m.curg.get().is_some() && enter(m));
-    if entered {
-        let m = current_m().expect("entered on an M");
-        // A request sent before the flag went up is delivered now (the
-        // handler takes it) or withdrawn by its sender, not during `f`.
-        // One a critical section deferred is not on its way: it is raised
-        // when the section ends (module header).
-        while signal_pending(m) && !m.preempt_pending.get() {
-            std::thread::yield_now();
-        }
+    let Some(m) = current_m().filter(|m| m.curg.get().is_some()) else {
+        return f();
+    };
+    let entered = enter(m);
+    // A request sent before the flag went up is delivered now (the handler
+    // takes it) or withdrawn by its sender, not during `f`. One a critical
+    // section deferred is not on its way: it is raised when the section
+    // ends (module header).
+    while signal_pending(m) && !m.preempt_pending.get() {
+        std::thread::yield_now();
     }
     let r = f();
-    if entered {
-        // On the M that entered: nothing in `f` switched goroutines unless
-        // it took a P back first, which cleared the flag already.
-        if let Some(m) = current_m() {
-            m.in_blocking.store(false, Ordering::Relaxed);
-        }
-        crate::trace::syscall_exit();
-        super::preempt::safe_point();
+    // `m` may be stale: a runtime call in `f` may have switched. It took a
+    // P back first, which cleared the flag on the M that set it; this
+    // clears it on the M we are on, whichever that is.
+    if let Some(m) = current_m() {
+        m.in_blocking.store(false, Ordering::Relaxed);
     }
+    if entered {
+        crate::trace::syscall_exit();
+    }
+    super::preempt::safe_point();
     r
 }
 
-/// `entersyscall`: loosen the M's hold on its P. Returns false if it held
-/// none. On a goroutine.
+/// `entersyscall`: mark the M as inside `blocking` and loosen its hold on
+/// its P. Returns false if it held none (the goroutine lost it in an
+/// earlier call sysmon detected, and computes on without one): the closure
+/// is an annotated call all the same, and marked. On a goroutine.
 fn enter(m: &M) -> bool {
     let _section = NoPreempt::enter();
+    // SeqCst: ordered before `blocking`'s load of the signal request, as
+    // `preempt::signal` orders its request before its load of this flag.
+    // (Up while the M still holds its P: a signal withdrawn now would only
+    // have stopped a goroutine that is giving its P up anyway.)
+    m.in_blocking.store(true, Ordering::SeqCst);
     let Some(p) = m.p.take() else { return false };
     m.oldp.set(Some(p));
     m.syscall_since.store(timers::nanotime().max(1), Ordering::Relaxed);
     crate::trace::syscall_enter(&p, m);
-    // SeqCst: ordered before `blocking`'s load of the signal request, as
-    // `preempt::signal` orders its request before its load of this flag.
-    m.in_blocking.store(true, Ordering::SeqCst);
     mark_syscall(m, &p);
     m.sched.nudge_sysmon();
     true
