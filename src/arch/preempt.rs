@@ -107,9 +107,10 @@ const XSAVE_ALIGN_SLACK: usize = 63;
 /// `sched/preempt.rs` fills a spinning goroutine's free stack with a
 /// pattern and finds the lowest byte its preemptions changed). Its park
 /// path (marking the goroutine, handing off its P, two futex calls) went
-/// at most 170 bytes below the XSAVE area at opt-level 1 (570 with
-/// tracing on, where the trace hooks encode events on this stack), 610 at
-/// opt-level 0, and 2,210 at opt-level 0 with tracing: the deepest. Overrunning it hits
+/// at most 120 bytes below the XSAVE area in a release build (490 with
+/// tracing on, where the trace hooks encode events on this stack), 170 at
+/// opt-level 1 (570), 610 at opt-level 0, and 2,210 at opt-level 0 with
+/// tracing: the deepest. Overrunning it hits
 /// the goroutine's guard page (reported as a stack overflow). A goroutine
 /// with less room than [`stack_needed`] is never stopped in place
 /// ([`Refusal::NoRoom`]: its P is taken instead), so the reserve costs
