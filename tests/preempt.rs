@@ -875,6 +875,35 @@ fn a_blocking_socket_read_with_a_timeout_is_never_interrupted_by_the_runtime() {
     assert_eq!(interrupted, 0, "of 800 reads in gort::blocking");
 }
 
+#[test]
+fn a_blocking_call_right_after_an_undetected_one_is_not_interrupted_either() {
+    // An un-annotated sleep long enough for sysmon to find the thread
+    // asleep costs the goroutine its P; it runs on without one until its
+    // next runtime call, and a `gort::blocking` call right after is an
+    // annotated call all the same: no signal may land in it.
+    let rt = sliced_runtime(1, Duration::from_millis(1));
+    let (interrupted, detections) = rt.block_on(|| {
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                gort::go(|| {
+                    (0..40)
+                        .filter(|_| {
+                            std::thread::sleep(Duration::from_millis(2));
+                            // SAFETY: no descriptors: poll only waits out its 20 ms.
+                            let polled = gort::blocking(|| unsafe { libc::poll(std::ptr::null_mut(), 0, 20) });
+                            polled == -1
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let interrupted: usize = callers.into_iter().map(|c| c.join().unwrap()).sum();
+        (interrupted, gort::runtime::metrics().blocked_detections)
+    });
+    assert!(detections > 0, "no sleep was detected: the case was not exercised");
+    assert_eq!(interrupted, 0, "of 80 polls in gort::blocking");
+}
+
 /// Voluntary context switches of the calling thread so far: each time it
 /// slept (a CPU-bound loop never does unless something stops it).
 fn voluntary_switches() -> i64 {
