@@ -552,10 +552,11 @@ fn a_goroutine_computing_in_a_library_gives_up_its_p() {
 
 #[test]
 fn a_thread_computing_in_a_library_without_a_p_is_not_flooded_with_signals() {
-    // A goroutine computes in libc inside `gort::blocking` and loses its P.
-    // sysmon asks it to stop once a slice has passed; each signal finds it
-    // in libc, where it cannot stop, so sysmon asks less and less often:
-    // at most about once a slice, not every 20 µs cycle.
+    // A goroutine computes in libc; the first signal finds it there and it
+    // loses its P. sysmon asks it to stop once a slice has passed; each
+    // signal finds it in libc, where it cannot stop, so sysmon asks less
+    // and less often: at most about once a slice, not every 20 µs cycle.
+    // (Not inside `gort::blocking`: that is never signalled at all.)
     let slice = Duration::from_millis(1);
     let rt = sliced_runtime(1, slice);
     rt.block_on(move || {
@@ -571,7 +572,7 @@ fn a_thread_computing_in_a_library_without_a_p_is_not_flooded_with_signals() {
         let mut buf = long_fill_buffer();
         let before = gort::runtime::metrics().preempt_signals;
         let started = std::time::Instant::now();
-        gort::blocking(|| (0..8).for_each(|round| fill_in_libc(&mut buf, round)));
+        (0..8).for_each(|round| fill_in_libc(&mut buf, round));
         let computed = started.elapsed();
         let signals = gort::runtime::metrics().preempt_signals - before;
         stop.store(true, Ordering::Relaxed);
@@ -699,4 +700,246 @@ fn preemption_on_a_thread_without_an_alternate_signal_stack_keeps_vector_registe
         !CORRUPTED.load(Ordering::Relaxed),
         "a vector register changed under a goroutine preempted without an alternate signal stack"
     );
+}
+
+/// The lowest usable address of the stack the caller runs on: the end of
+/// the guard page below it, found by reading downwards a page at a time
+/// until a read fails (`process_vm_readv` honours the guard's protection,
+/// unlike a plain load it does not fault).
+fn stack_floor() -> usize {
+    const PAGE: usize = 4096;
+    let readable = |at: usize| {
+        let mut byte = 0u8;
+        let local = libc::iovec {
+            iov_base: (&raw mut byte).cast(),
+            iov_len: 1,
+        };
+        let remote = libc::iovec {
+            iov_base: at as *mut libc::c_void,
+            iov_len: 1,
+        };
+        // SAFETY: `local` is one writable byte; the remote side is read by
+        // the kernel, which reports an unmapped or protected page as EFAULT.
+        unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) == 1 }
+    };
+    let marker = 0u8;
+    let mut page = (std::hint::black_box(&raw const marker) as usize) & !(PAGE - 1);
+    while readable(page - PAGE) {
+        page -= PAGE;
+    }
+    page
+}
+
+/// Spin with rsp exactly `left` bytes above the bottom of the goroutine's
+/// stack until `stop`, setting `reached` once there: a goroutine that
+/// computes deep in its stack, with nothing of its own below rsp (only
+/// registers are used while it spins).
+fn spin_near_stack_bottom(left: usize, reached: &AtomicBool, stop: &AtomicBool) {
+    let floor = stack_floor();
+    let mut here = 0u8;
+    let here = std::hint::black_box(&raw mut here) as usize;
+    assert!(floor + left + 1024 < here, "{left} bytes is not below this frame");
+    // SAFETY: rsp moves down into this goroutine's own stack, below every
+    // live frame (checked above), and is restored before the block ends; the
+    // block only reads `stop` and writes `reached`.
+    unsafe {
+        std::arch::asm!(
+            "mov {saved}, rsp",
+            "mov rsp, {target}",
+            "mov byte ptr [{reached}], 1",
+            "2:",
+            "pause",
+            "cmp byte ptr [{stop}], 0",
+            "je 2b",
+            "mov rsp, {saved}",
+            saved = out(reg) _,
+            target = in(reg) (floor + left) & !15,
+            reached = in(reg) reached.as_ptr(),
+            stop = in(reg) stop.as_ptr(),
+        );
+    }
+}
+
+/// With one P, queue a goroutine running `spin` and wait until it says it
+/// spins where it should (`reached`); the main goroutine runs on after that
+/// only once the spinner was stopped or lost its P. Returns the async
+/// preemptions and sysmon's P hand-offs meanwhile, for the log (a P the
+/// spinner gave up may also be taken back by an M whose goroutine lost it
+/// earlier, which neither counts).
+fn outlast_a_spinner(spin: impl FnOnce(&AtomicBool, &AtomicBool) + Send + 'static) -> (u64, u64) {
+    let reached = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = gort::runtime::metrics();
+    let spinner = {
+        let (reached, stop) = (Arc::clone(&reached), Arc::clone(&stop));
+        gort::go(move || spin(&reached, &stop))
+    };
+    while !reached.load(Ordering::SeqCst) {
+        gort::yield_now();
+    }
+    let after = gort::runtime::metrics();
+    stop.store(true, Ordering::SeqCst);
+    spinner.join().unwrap();
+    (
+        after.preempts_async - before.preempts_async,
+        after.syscall_handoffs - before.syscall_handoffs,
+    )
+}
+
+#[test]
+fn a_goroutine_spinning_near_the_bottom_of_its_stack_still_lets_others_run() {
+    // One P: each spinner, at every depth down to the last few hundred
+    // bytes above its guard page, must be stopped in place or lose its P
+    // (never keep it for good), and the stopping must not overrun the guard.
+    // A hang is a failure, so it runs in a child the parent can kill.
+    let Some((status, stderr)) = in_child(
+        "a_goroutine_spinning_near_the_bottom_of_its_stack_still_lets_others_run",
+        || {
+            let rt = sliced_runtime(1, Duration::from_millis(1));
+            rt.block_on(|| {
+                for left in (256..=12_288).rev().step_by(256) {
+                    let (preempted, handed_off) = outlast_a_spinner(move |reached, stop| {
+                        spin_near_stack_bottom(left, reached, stop);
+                    });
+                    eprintln!("{left} bytes left: {preempted} preemptions, {handed_off} P hand-offs");
+                }
+            });
+            // The minimum stack, most of it taken by a frame's buffer.
+            let rt = gort::Runtime::builder()
+                .procs(1)
+                .stack_size(16 * 1024)
+                .preempt_slice(Duration::from_millis(1))
+                .build()
+                .unwrap();
+            rt.block_on(|| {
+                for _ in 0..3 {
+                    outlast_a_spinner(|reached, stop| {
+                        let mut buffer = [0u8; 8 * 1024];
+                        std::hint::black_box(&mut buffer);
+                        reached.store(true, Ordering::SeqCst);
+                        while !stop.load(Ordering::Relaxed) {}
+                        std::hint::black_box(&buffer);
+                    });
+                }
+            });
+        },
+    ) else {
+        return;
+    };
+    assert!(status.success(), "status {status:?}, stderr:\n{stderr}");
+}
+
+/// `gort::blocking` calls from 4 goroutines on 2 Ps with a 1 ms slice,
+/// `each` per goroutine: how many of `call`'s results were `Interrupted`.
+fn interrupted_blocking_calls(each: usize, call: fn() -> std::io::Result<()>) -> usize {
+    let rt = sliced_runtime(2, Duration::from_millis(1));
+    rt.block_on(move || {
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                gort::go(move || {
+                    (0..each)
+                        .filter(|_| gort::blocking(call).is_err_and(|e| e.kind() == std::io::ErrorKind::Interrupted))
+                        .count()
+                })
+            })
+            .collect();
+        callers.into_iter().map(|c| c.join().unwrap()).sum()
+    })
+}
+
+#[test]
+fn a_blocking_poll_is_never_interrupted_by_the_runtime() {
+    let interrupted = interrupted_blocking_calls(50, || {
+        // SAFETY: no descriptors: poll only waits out its 20 ms.
+        match unsafe { libc::poll(std::ptr::null_mut(), 0, 20) } {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
+        }
+    });
+    assert_eq!(interrupted, 0, "of 200 polls in gort::blocking");
+}
+
+#[test]
+fn a_blocking_socket_read_with_a_timeout_is_never_interrupted_by_the_runtime() {
+    let interrupted = interrupted_blocking_calls(200, || {
+        thread_local! {
+            static SOCKET: std::net::UdpSocket = {
+                let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+                s
+            };
+        }
+        // Nobody sends: each read waits out its timeout (WouldBlock).
+        SOCKET.with(|s| s.recv_from(&mut [0u8; 64]).map(drop))
+    });
+    assert_eq!(interrupted, 0, "of 800 reads in gort::blocking");
+}
+
+#[test]
+fn a_blocking_call_right_after_an_undetected_one_is_not_interrupted_either() {
+    // An un-annotated sleep long enough for sysmon to find the thread
+    // asleep costs the goroutine its P; it runs on without one until its
+    // next runtime call, and a `gort::blocking` call right after is an
+    // annotated call all the same: no signal may land in it.
+    let rt = sliced_runtime(1, Duration::from_millis(1));
+    let (interrupted, detections) = rt.block_on(|| {
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                gort::go(|| {
+                    (0..40)
+                        .filter(|_| {
+                            std::thread::sleep(Duration::from_millis(2));
+                            // SAFETY: no descriptors: poll only waits out its 20 ms.
+                            let polled = gort::blocking(|| unsafe { libc::poll(std::ptr::null_mut(), 0, 20) });
+                            polled == -1
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let interrupted: usize = callers.into_iter().map(|c| c.join().unwrap()).sum();
+        (interrupted, gort::runtime::metrics().blocked_detections)
+    });
+    assert!(detections > 0, "no sleep was detected: the case was not exercised");
+    assert_eq!(interrupted, 0, "of 80 polls in gort::blocking");
+}
+
+/// Voluntary context switches of the calling thread so far: each time it
+/// slept (a CPU-bound loop never does unless something stops it).
+fn voluntary_switches() -> i64 {
+    // SAFETY: all-zero is a valid rusage; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) }, 0);
+    usage.ru_nvcsw
+}
+
+#[test]
+fn computing_inside_blocking_is_not_preempted() {
+    // Inside `gort::blocking` the goroutine has given its P up: it runs
+    // like any thread. Two long computations on one P, with a 1 ms slice,
+    // must neither be signalled nor made to wait for the P.
+    let rt = sliced_runtime(1, Duration::from_millis(1));
+    rt.block_on(|| {
+        let before = gort::runtime::metrics().preempt_signals;
+        let burners: Vec<_> = (0..2)
+            .map(|_| {
+                gort::go(|| {
+                    gort::blocking(|| {
+                        let switches = voluntary_switches();
+                        let mut x = 1u64;
+                        for i in 0..100_000_000u64 {
+                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+                        }
+                        std::hint::black_box(x);
+                        voluntary_switches() - switches
+                    })
+                })
+            })
+            .collect();
+        let slept: Vec<i64> = burners.into_iter().map(|b| b.join().unwrap()).collect();
+        let signals = gort::runtime::metrics().preempt_signals - before;
+        assert_eq!(slept, [0, 0], "a computation in gort::blocking was made to wait");
+        assert_eq!(signals, 0, "signals sent while only blocking calls ran");
+    });
 }

@@ -12,5 +12,7 @@ compile_error!("gort supports x86_64 Linux only (see DESIGN.md §3)");
 mod preempt;
 mod x86_64;
 
-pub(crate) use preempt::{at_system_call, inject_async_preempt, interrupted_regs, is_async_preempt};
+#[cfg(test)]
+pub(crate) use preempt::{HOOK_STACK_RESERVE, stack_needed};
+pub(crate) use preempt::{Refusal, at_system_call, inject_async_preempt, interrupted_regs, is_async_preempt};
 pub(crate) use x86_64::{Context, SuspendedRegs, switch};

@@ -44,16 +44,18 @@
 //! SSE/AVX transition penalty in the hook's code; it is skipped when AVX is
 //! not enabled, where it would be `#UD`.
 //!
-//! Refusals (the injector returns `false`, changes nothing, and the
-//! scheduler simply tries again on its next round):
+//! Refusals (the injector returns a [`Refusal`] and changes nothing):
 //! - rip is inside `async_preempt`: a second signal during a preemption's
 //!   save or restore. Nesting there would be harmless for the registers but
-//!   unbounded; Go refuses too. The trampoline lives alone in its own ELF
-//!   section so the linker's `__start_`/`__stop_` symbols give its exact
-//!   extent without any named label.
-//! - rsp is not inside the stack the caller named, or the room below it is
-//!   less than [`stack_needed`]: the frame above plus [`HOOK_STACK_RESERVE`]
-//!   for the hook.
+//!   unbounded; Go refuses too. The trampoline's extent is its own symbol
+//!   and a label after its last instruction. `NotNow`, as is an rsp that is
+//!   not inside the stack the caller named: the scheduler simply tries
+//!   again on its next round.
+//! - the room below rsp is less than [`stack_needed`] — the frame above
+//!   plus [`HOOK_STACK_RESERVE`] for the hook — or there is no XSAVE:
+//!   `NoRoom`. Trying again is no use while the code stays that deep (a
+//!   goroutine spinning near the bottom of its stack), so the scheduler
+//!   makes the goroutine give up its P instead (`sched/preempt.rs`).
 //!
 //! The hook runs in ordinary thread context (not in the signal handler), on
 //! the interrupted stack, with the interrupted code frozen at an arbitrary
@@ -99,15 +101,23 @@ const SAVED_REGS: usize = 16 * 8;
 /// Worst-case bytes lost realigning rsp to 64 for `xsave64`.
 const XSAVE_ALIGN_SLACK: usize = 63;
 
-/// Stack left for the hook's own frames below the XSAVE area. The scheduler's
-/// park path (marking the goroutine, handing off its P, a futex wait) needs
-/// well under 2 KiB optimised; 8 KiB covers unoptimised builds and libc's
-/// frames under them. Overrunning it hits the goroutine's guard page, which
-/// is reported as a stack overflow, so the number errs on the generous side;
-/// with the frame above (about 3 KiB with AVX-512) a goroutine with the
-/// minimum 16 KiB stack stays preemptible while its own frames use under
-/// 5 KiB.
-const HOOK_STACK_RESERVE: usize = 8 * 1024;
+/// Stack left for the hook's own frames below the XSAVE area: twice the
+/// deepest the scheduler's hook was measured to go, so that a deeper hook
+/// path shows up in a test long before it overruns (a test in
+/// `sched/preempt.rs` fills a spinning goroutine's free stack with a
+/// pattern and finds the lowest byte its preemptions changed). Its park
+/// path (marking the goroutine, handing off its P, two futex calls) went
+/// at most 120 bytes below the XSAVE area in a release build (490 with
+/// tracing on, where the trace hooks encode events on this stack), 170 at
+/// opt-level 1 (570), 610 at opt-level 0, and 2,210 at opt-level 0 with
+/// tracing: the deepest. Overrunning it hits
+/// the goroutine's guard page (reported as a stack overflow). A goroutine
+/// with less room than [`stack_needed`] is never stopped in place
+/// ([`Refusal::NoRoom`]: its P is taken instead), so the reserve costs
+/// only where a goroutine is stopped: with the frame above (about 3 KiB
+/// with AVX-512) one with the minimum 16 KiB stack is preempted in place
+/// while its own frames use up to about 8.5 KiB.
+pub(crate) const HOOK_STACK_RESERVE: usize = 4608;
 
 /// Bytes of the XSAVE area (CPUID 0xD.0 EBX): 0 until the first injection
 /// reads it, `usize::MAX` if the CPU or OS lacks XSAVE (no preemption then).
@@ -127,12 +137,24 @@ unsafe extern "C" {
     static gort_async_preempt_end: u8;
 }
 
+/// Why [`inject_async_preempt`] left a context as it was.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Refusal {
+    /// rip is inside the trampoline, or rsp is not on the named stack: a
+    /// later signal may well find the thread somewhere it can be stopped.
+    NotNow,
+    /// Less than [`stack_needed`] is left below rsp, or the CPU has no
+    /// usable XSAVE: the thread cannot be stopped where it runs, however
+    /// often it is asked, until it returns from its deep frames. The caller
+    /// must make it give way some other way.
+    NoRoom,
+}
+
 /// Edit the signal context `uc` so that returning from the handler runs
 /// `async_preempt`, which calls `hook` with the interrupted state saved and
-/// then resumes the interrupted instruction exactly. Returns `false`, changing
-/// nothing, when the thread can't take the frame now (see the module docs):
-/// rip is inside the trampoline, rsp is outside `stack` or too close to its
-/// bottom (less than [`stack_needed`]), or the CPU has no usable XSAVE.
+/// then resumes the interrupted instruction exactly. Refuses, changing
+/// nothing, when the thread can't take the frame (see the module docs and
+/// [`Refusal`]).
 ///
 /// `stack` is the usable extent of the stack the interrupted code is meant to
 /// be on (the goroutine's, above its guard page); an rsp outside it (the
@@ -150,22 +172,17 @@ pub(crate) unsafe fn inject_async_preempt(
     uc: *mut libc::ucontext_t,
     stack: Range<usize>,
     hook: extern "sysv64" fn(),
-) -> bool {
-    let Some(xsave_size) = xsave_area_size() else {
-        return false;
-    };
+) -> Result<(), Refusal> {
     // SAFETY: the caller passes the live ucontext of this handler invocation;
     // nothing else references it while the handler runs.
     let gregs = unsafe { &mut (*uc).uc_mcontext.gregs };
     let rip = gregs[libc::REG_RIP as usize] as usize;
     let sp = gregs[libc::REG_RSP as usize] as usize;
-    if trampoline_range().contains(&rip)
-        || sp > stack.end
-        || sp
-            .checked_sub(stack.start)
-            .is_none_or(|room| room < stack_needed(xsave_size))
-    {
-        return false;
+    if trampoline_range().contains(&rip) || !(stack.start..=stack.end).contains(&sp) {
+        return Err(Refusal::NotNow);
+    }
+    if stack_needed().is_none_or(|need| sp - stack.start < need) {
+        return Err(Refusal::NoRoom);
     }
     let entry_sp = sp - ENTRY_DEPTH;
     // SAFETY: `stack` is the interrupted code's writable stack (caller's
@@ -178,7 +195,7 @@ pub(crate) unsafe fn inject_async_preempt(
     }
     gregs[libc::REG_RSP as usize] = entry_sp as i64;
     gregs[libc::REG_RIP as usize] = async_preempt as *const () as usize as i64;
-    true
+    Ok(())
 }
 
 /// The registers a stack walk of the code `uc` interrupted starts from: its
@@ -223,9 +240,10 @@ pub(crate) fn at_system_call(ip: usize) -> bool {
     (offset >= 2 && read(ip - 2) == SYSCALL) || (offset <= BLOCK - 2 && read(ip) == SYSCALL)
 }
 
-/// Stack the injected frame and the hook need below the interrupted rsp.
-fn stack_needed(xsave_size: usize) -> usize {
-    ENTRY_DEPTH + SAVED_REGS + XSAVE_ALIGN_SLACK + xsave_size + HOOK_STACK_RESERVE
+/// Stack the injected frame and the hook need below the interrupted rsp on
+/// this CPU; `None` without XSAVE (no preemption at all then). Signal-safe.
+pub(crate) fn stack_needed() -> Option<usize> {
+    xsave_area_size().map(|xsave| ENTRY_DEPTH + SAVED_REGS + XSAVE_ALIGN_SLACK + xsave + HOOK_STACK_RESERVE)
 }
 
 /// The addresses of `async_preempt`'s instructions.
@@ -607,7 +625,7 @@ mod tests {
         // SAFETY: `uc` is this invocation's context, and `stack` is the stack
         // of the target thread, which is the thread running this handler.
         let injected = unsafe { inject_async_preempt(uc.cast(), stack, test_hook) };
-        if injected { &INJECTED } else { &REFUSED }.fetch_add(1, Ordering::Relaxed);
+        if injected.is_ok() { &INJECTED } else { &REFUSED }.fetch_add(1, Ordering::Relaxed);
         HANDLED.fetch_add(1, Ordering::Release);
     }
 
@@ -1024,7 +1042,7 @@ mod tests {
             words.start as usize..words.end as usize
         }
 
-        fn inject(&mut self, stack: Range<usize>) -> bool {
+        fn inject(&mut self, stack: Range<usize>) -> Result<(), Refusal> {
             // SAFETY: the context points into `self.stack`, which `stack`
             // lies within (or the call refuses before writing).
             unsafe { inject_async_preempt(&mut self.uc, stack, test_hook) }
@@ -1046,7 +1064,7 @@ mod tests {
         // An rsp that is 8 mod 16, as inside most functions.
         let mut fake = FakeInterrupt::new(FAKE_RIP, 1000);
         let sp = fake.sp();
-        assert!(fake.inject(fake.whole_stack()));
+        assert_eq!(fake.inject(fake.whole_stack()), Ok(()));
         assert_eq!(fake.rip(), async_preempt as *const () as usize);
         assert_eq!(fake.sp(), sp - ENTRY_DEPTH);
         assert_eq!(fake.word(sp - 144), test_hook as *const () as u64);
@@ -1069,29 +1087,30 @@ mod tests {
         for rip in [entry, entry + 1, entry + trampoline.len() / 2, trampoline.end - 1] {
             let mut fake = FakeInterrupt::new(rip, 1000);
             let sp = fake.sp();
-            assert!(!fake.inject(fake.whole_stack()), "injected at {:#x}", rip - entry);
+            let refused = fake.inject(fake.whole_stack());
+            assert_eq!(refused, Err(Refusal::NotNow), "at {:#x}", rip - entry);
             fake.assert_untouched(rip, sp);
         }
         let mut after = FakeInterrupt::new(trampoline.end, 1000);
-        assert!(after.inject(after.whole_stack()));
+        assert_eq!(after.inject(after.whole_stack()), Ok(()));
     }
 
     #[test]
     fn injection_refuses_without_stack_room() {
-        let need = stack_needed(xsave_area_size().expect("XSAVE"));
+        let need = stack_needed().expect("XSAVE");
         assert!(need < FAKE_STACK_WORDS * 8 - 1000);
         // Room one byte short, then exactly enough.
         let mut fake = FakeInterrupt::new(FAKE_RIP, 1000);
         let sp = fake.sp();
         let end = fake.whole_stack().end;
-        assert!(!fake.inject(sp - need + 1..end));
+        assert_eq!(fake.inject(sp - need + 1..end), Err(Refusal::NoRoom));
         fake.assert_untouched(FAKE_RIP, sp);
-        assert!(fake.inject(sp - need..end));
+        assert_eq!(fake.inject(sp - need..end), Ok(()));
         // rsp outside the named stack, above or below it.
         let mut fake = FakeInterrupt::new(FAKE_RIP, 1000);
         let (sp, whole) = (fake.sp(), fake.whole_stack());
-        assert!(!fake.inject(whole.start..sp - 8));
-        assert!(!fake.inject(sp + 8..whole.end));
+        assert_eq!(fake.inject(whole.start..sp - 8), Err(Refusal::NotNow));
+        assert_eq!(fake.inject(sp + 8..whole.end), Err(Refusal::NotNow));
         fake.assert_untouched(FAKE_RIP, sp);
     }
 

@@ -93,6 +93,11 @@ pub(crate) struct M {
     pub(crate) locked_count: Cell<u32>,
     /// During a system call (`syscall.rs`): the P held loosely.
     pub(crate) oldp: Cell<Option<PPtr>>,
+    /// Inside an annotated `gort::blocking` call, from `entersyscall` until
+    /// the goroutine takes a P back: no signal of gort's may reach the
+    /// thread (`syscall.rs`). Written by the M's own thread; read by the
+    /// signal senders (`preempt::signal`, sysmon) and the handler.
+    pub(crate) in_blocking: AtomicBool,
     /// `timers::nanotime` when the running goroutine entered a system call
     /// (annotated or detected) and gave up its P; 0 otherwise. Read by sysmon.
     pub(crate) syscall_since: AtomicU64,
@@ -100,8 +105,9 @@ pub(crate) struct M {
     /// the handler.
     pub(crate) signal_request: AtomicU8,
     /// Preemption signals the handler refused, since sysmon last reset the
-    /// count, because they found the goroutine computing in a shared
-    /// library (or the thread without an alternate signal stack): sysmon
+    /// count, because they found the goroutine where it cannot be stopped
+    /// in place (computing in a shared library, too near the bottom of its
+    /// stack, or on a thread without an alternate signal stack): sysmon
     /// spaces its signals by it (`sysmon.rs`).
     pub(crate) foreign_refusals: AtomicU32,
     /// Set by the async preemption hook for sysmon: this M's goroutine, and
@@ -196,6 +202,7 @@ impl M {
             lockedg: Cell::new(None),
             locked_count: Cell::new(0),
             oldp: Cell::new(None),
+            in_blocking: AtomicBool::new(false),
             syscall_since: AtomicU64::new(0),
             signal_request: AtomicU8::new(0),
             foreign_refusals: AtomicU32::new(0),

@@ -66,6 +66,11 @@
 //! (`stack/altstack.rs`). On a thread without one, the kernel pushes its
 //! signal frame onto the goroutine's stack, right where the injection
 //! writes: there the goroutine gives up its P as for a library instead.
+//! So does one too near the bottom of its stack for the preemption frame
+//! and the hook (`arch::Refusal::NoRoom`: about 3 KiB for the saved
+//! registers, plus the hook's reserve, `arch/preempt.rs`): asked again,
+//! it would be found there again for as long as it spins, keeping its P
+//! for good.
 //!
 //! The same signal also serves the un-annotated blocking-call detection:
 //! with `REQUEST_SYSCALL`, the handler moves the thread's P into the
@@ -88,6 +93,7 @@ use super::m::Pending;
 use super::m::{M, MPtr, current_m};
 use super::p::PStatus;
 use super::schedule::mcall;
+use crate::arch::Refusal;
 use crate::os;
 
 /// A preempted goroutine waits at least this long without seeing any P
@@ -138,11 +144,22 @@ pub(crate) fn install() {
     });
 }
 
-/// Ask M `m` (alive: the caller holds `Sched::allm`) for `request` by signal.
+/// Ask M `m` (alive: the caller holds `Sched::allm`) for `request` by
+/// signal — unless it is inside `gort::blocking`, where no signal of ours
+/// may land (`syscall.rs`): then the request is withdrawn and nothing sent.
 pub(crate) fn signal(m: &M, request: u8) {
-    // Release pairs with the handler's Acquire swap: the P's preempt flag and
-    // everything sysmon decided is visible to the handler.
-    m.signal_request.store(request, Ordering::Release);
+    // SeqCst store, then load: of this and `syscall::blocking`'s store of
+    // the flag, then load of the request, at least one sees the other's.
+    // (Its Release half pairs with the handler's Acquire swap: the P's
+    // preempt flag and everything sysmon decided is visible to it.)
+    m.signal_request.store(request, Ordering::SeqCst);
+    if m.in_blocking.load(Ordering::SeqCst) {
+        // Unless the handler has taken it already, before the call began.
+        let _ = m
+            .signal_request
+            .compare_exchange(request, REQUEST_NONE, Ordering::Relaxed, Ordering::Relaxed);
+        return;
+    }
     let _ = os::tgkill(m.tid, libc::SIGURG);
 }
 
@@ -178,6 +195,11 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         unsafe { chain(sig, info, uc) };
         return;
     }
+    if m.in_blocking.load(Ordering::Relaxed) {
+        // Inside `gort::blocking`, which runs like any thread: a request
+        // that slipped past `signal`'s check is dropped, not deferred.
+        return;
+    }
     if m.locks.get() > 0 {
         // Inside the runtime. A preemption waits for the section to end; a
         // "blocked thread" report is dropped: the thread waits for a runtime
@@ -208,8 +230,7 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         // our code. One computing there may stay for long: it gives up its
         // P as for a system call, and sysmon asks it less and less often.
         if !crate::arch::at_system_call(rip) {
-            m.foreign_refusals.fetch_add(1, Ordering::Relaxed);
-            super::syscall::enter_from_signal(m);
+            give_up_p(m);
         }
         return;
     }
@@ -222,8 +243,7 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
             // interrupted registers just below the red zone, where the
             // injection would write. The goroutine gives up its P instead,
             // as one computing in a shared library does.
-            m.foreign_refusals.fetch_add(1, Ordering::Relaxed);
-            super::syscall::enter_from_signal(m);
+            give_up_p(m);
         }
         _ => {
             if g.status() == GStatus::Running {
@@ -231,12 +251,25 @@ extern "C" fn on_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
                 let at = unsafe { crate::arch::interrupted_regs(uc) };
                 // SAFETY: `uc` is this handler's context and the interrupted
                 // code runs on g's stack, `lo..top`, which it owns.
-                if unsafe { crate::arch::inject_async_preempt(uc, stack.lo()..stack.top(), preempt_hook) } {
-                    g.set_interrupted(Some(at));
+                match unsafe { crate::arch::inject_async_preempt(uc, stack.lo()..stack.top(), preempt_hook) } {
+                    Ok(()) => g.set_interrupted(Some(at)),
+                    Err(Refusal::NotNow) => {}
+                    // Too near the bottom of its stack for the hook's
+                    // frames: asking again would find it there as long as
+                    // it spins, so it gives up its P instead.
+                    Err(Refusal::NoRoom) => give_up_p(m),
                 }
             }
         }
     }
+}
+
+/// A goroutine that a preemption signal cannot stop where it runs gives up
+/// its P as if it had entered a system call (module header); it is then
+/// signalled at growing gaps (`M::foreign_refusals`). Signal context.
+fn give_up_p(m: &M) {
+    m.foreign_refusals.fetch_add(1, Ordering::Relaxed);
+    super::syscall::enter_from_signal(m);
 }
 
 /// Pass a SIGURG that is not ours to the program's own handler.
@@ -489,5 +522,116 @@ impl super::Sched {
             None => self.wakep(),
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::super::m::current_m;
+    use crate::arch::{HOOK_STACK_RESERVE, stack_needed};
+
+    /// What the goroutine's free stack is filled with, to see what was used.
+    const FILL: u8 = 0xa5;
+    /// Preemptions measured.
+    const ROUNDS: u64 = 50;
+
+    /// The deepest any preemption of a spinning goroutine went below the
+    /// rsp it was interrupted at (bytes), and how many async preemptions it
+    /// took: the goroutine fills all of its stack below rsp with `FILL`,
+    /// spins touching nothing, and is preempted `ROUNDS` times (with one P,
+    /// each turn of the main goroutine needs one); then the lowest byte that
+    /// is not `FILL` any more marks the high-water mark of the hook path.
+    fn hook_path_depth() -> (usize, u64) {
+        static SPINNING: AtomicBool = AtomicBool::new(false);
+        static STOP: AtomicBool = AtomicBool::new(false);
+        SPINNING.store(false, Ordering::SeqCst);
+        STOP.store(false, Ordering::SeqCst);
+        let rt = crate::Runtime::builder()
+            .procs(1)
+            .stack_size(64 * 1024)
+            .preempt_slice(Duration::from_millis(1))
+            .build()
+            .unwrap();
+        rt.block_on(|| {
+            let before = crate::runtime::metrics().preempts_async;
+            let spinner = crate::go(|| {
+                let g = current_m().and_then(|m| m.curg.get()).expect("on a goroutine");
+                // SAFETY: the goroutine's own G, which its M runs now.
+                let lo = unsafe { g.stack_ref() }.expect("a goroutine has a stack").lo();
+                let sp: usize;
+                // SAFETY: writes only the goroutine's own stack below rsp,
+                // which holds nothing live (no red zone use: the block is
+                // not `nostack`); then reads and writes two flags.
+                unsafe {
+                    std::arch::asm!(
+                        "mov {sp}, rsp",
+                        "mov rcx, rsp",
+                        "sub rcx, rdi",
+                        "mov al, {fill}",
+                        "rep stosb",
+                        "mov byte ptr [{spinning}], 1",
+                        "2:",
+                        "pause",
+                        "cmp byte ptr [{stop}], 0",
+                        "je 2b",
+                        sp = out(reg) sp,
+                        fill = const FILL,
+                        spinning = in(reg) SPINNING.as_ptr(),
+                        stop = in(reg) STOP.as_ptr(),
+                        inout("rdi") lo => _,
+                        out("rcx") _,
+                        out("rax") _,
+                    );
+                }
+                // SAFETY: `lo..sp` is this goroutine's stack.
+                let lowest = (lo..sp).find(|&at| unsafe { *(at as *const u8) } != FILL);
+                lowest.map_or(0, |at| sp - at)
+            });
+            while !SPINNING.load(Ordering::SeqCst) {
+                crate::yield_now();
+            }
+            for _ in 0..ROUNDS {
+                crate::yield_now();
+            }
+            STOP.store(true, Ordering::SeqCst);
+            let depth = spinner.join().unwrap();
+            (depth, crate::runtime::metrics().preempts_async - before)
+        })
+    }
+
+    /// Run with `--nocapture` to see the figures behind
+    /// `arch::HOOK_STACK_RESERVE`: the deepest the hook path went, with
+    /// tracing off and on (its hooks encode events on this stack).
+    #[test]
+    fn the_hook_path_stays_well_inside_its_stack_reserve() {
+        let frame = stack_needed().expect("XSAVE") - HOOK_STACK_RESERVE;
+        let trace = std::env::temp_dir().join(format!("gort-hook-depth-{}.json", std::process::id()));
+        for tracing in [false, true] {
+            if tracing {
+                crate::trace::start(&trace).unwrap();
+            }
+            let (depth, preempts) = hook_path_depth();
+            if tracing {
+                crate::trace::stop().unwrap();
+                std::fs::remove_file(&trace).unwrap();
+            }
+            // The alignment slack counted in `frame` may not all be used:
+            // the hook's share is this or up to 63 bytes more.
+            let hook = depth.saturating_sub(frame);
+            eprintln!(
+                "tracing {tracing}: {preempts} preemptions went {depth} bytes below the interrupted rsp, \
+                 {frame} of them for the saved registers and {hook} for the hook (reserve {HOOK_STACK_RESERVE})"
+            );
+            assert!(preempts >= ROUNDS / 2, "only {preempts} preemptions");
+            assert!(depth > frame, "nothing measured below the saved registers");
+            // The margin the reserve's documentation promises.
+            assert!(
+                2 * (hook + 63) <= HOOK_STACK_RESERVE,
+                "the hook path needs more than half its reserve"
+            );
+        }
     }
 }

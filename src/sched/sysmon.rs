@@ -20,7 +20,13 @@
 //!   once, as above (its goroutine preempted, its system call's P
 //!   retaken), so that what is queued there moves to the other Ps;
 //! - an M that lost its P in a system call and is computing again for
-//!   longer than a slice is preempted, so it waits for a P like everyone;
+//!   longer than a slice is preempted, so it waits for a P like everyone
+//!   — unless the call is an annotated one (`gort::blocking`, the M's
+//!   `in_blocking`): inside it the goroutine has given its P up and runs
+//!   like any thread, and no signal of gort's may reach it (`syscall.rs`:
+//!   it would cost the call `EINTR`). Only a goroutine that lost its P in
+//!   a call sysmon detected, or where a signal could not stop it (a
+//!   shared library, the bottom of its stack), is asked so;
 //! - the network is polled if nobody has for `netpoll::OVERDUE`;
 //! - due timers of Ps that `set_procs` retired are run;
 //! - under chaos (`chaos.rs`), a goroutine that has run a little while may
@@ -349,12 +355,16 @@ impl Sched {
                 acted = true;
                 continue;
             }
-            // Ms computing without a P after a system call.
+            // Ms computing without a P after a system call — not inside
+            // `gort::blocking`, which runs like any thread (module header).
             let since = m.syscall_since.load(Ordering::Relaxed);
             if since != 0 && now.saturating_sub(since) > slice {
                 busy = true;
                 in_syscall = true;
-                if !m.thread_blocked() && self.signal_paced(&mut state.next_due, m, since, now) {
+                if !m.in_blocking.load(Ordering::Relaxed)
+                    && !m.thread_blocked()
+                    && self.signal_paced(&mut state.next_due, m, since, now)
+                {
                     acted = true;
                 }
             }
