@@ -360,7 +360,7 @@ fn echo_server() {
     let addr = listener.local_addr().expect("local_addr");
     let server = listener.clone();
     gort::go(move || {
-        // Ends when the listener is closed below.
+        // Ends when the listener is closed below: `incoming()` ends there.
         for conn in server.incoming() {
             let Ok(mut conn) = conn else { return };
             gort::go(move || {
