@@ -1,10 +1,14 @@
 //! `GORTDEBUG=schedtrace=MS,scheddetail=1` prints Go's `SCHED` lines to
-//! stderr: checked in a child process that runs with the variable set.
+//! stderr: checked in a child process that runs with the variable set. So
+//! is the one warning each of `GORTDEBUG`, `GORT_PROCS` and `GORTTRACE`
+//! gives about a value gort cannot use.
 
+use std::ffi::OsStr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CHILD_ENV: &str = "GORT_TEST_CHILD";
+mod common;
+use common::{CHILD_ENV, in_child_with_env};
 
 #[test]
 fn schedtrace_lines_parse() {
@@ -32,6 +36,7 @@ fn schedtrace_lines_parse() {
         .unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("gort: "), "a warning about valid settings:\n{stderr}");
     let sched: Vec<&str> = stderr.lines().filter(|l| l.starts_with("SCHED ")).collect();
     assert!(sched.len() >= 2, "too few SCHED lines:\n{stderr}");
     for line in &sched {
@@ -129,4 +134,66 @@ fn schedtrace_survives_goroutines_preempted_inside_eprintln() {
     };
     let status = status.expect("hung: a goroutine preempted holding stderr's lock stalled sysmon");
     assert!(status.success(), "child failed: {status:?}");
+}
+
+/// Typos in the switches used to be ignored without a word (a
+/// `schedtrace=1s` simply traced nothing). Each variable now gets one
+/// warning, however many runtimes read it, naming the variable, what was
+/// ignored and the forms accepted; the valid items still apply.
+#[test]
+fn unusable_switches_get_one_warning_each() {
+    const BAD_DEBUG: &str = "schedtrace=1s,scheddetail=1,madeup=3,schedtrace:1000";
+    let trace_path = std::env::temp_dir().join("gort-no-such-dir/trace.json");
+    let env: [(&str, &OsStr); 3] = [
+        ("GORTDEBUG", OsStr::new(BAD_DEBUG)),
+        ("GORT_PROCS", OsStr::new("two")),
+        ("GORTTRACE", trace_path.as_os_str()),
+    ];
+    let Some((status, stderr)) = in_child_with_env("unusable_switches_get_one_warning_each", &env, || {
+        // The default runtime reads all three; the others GORTDEBUG again.
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(
+            gort::run(gort::runtime::procs),
+            cpus.min(1024),
+            "GORT_PROCS=two applied"
+        );
+        for procs in [1, 2] {
+            let rt = gort::Runtime::builder().procs(procs).build().unwrap();
+            rt.block_on(|| gort::time::sleep(Duration::from_millis(30)));
+        }
+    }) else {
+        return;
+    };
+    assert!(status.success(), "child failed ({status:?}):\n{stderr}");
+    let warnings = |var: &str| -> Vec<&str> {
+        let prefix = format!("gort: {var}=");
+        stderr.lines().filter(|l| l.starts_with(&prefix)).collect()
+    };
+    let debug = warnings("GORTDEBUG");
+    assert_eq!(debug.len(), 1, "{stderr}");
+    for ignored in ["\"schedtrace=1s\"", "\"madeup=3\"", "\"schedtrace:1000\""] {
+        assert!(debug[0].contains(ignored), "{ignored} not named: {}", debug[0]);
+    }
+    assert!(
+        !debug[0].contains("\"scheddetail=1\""),
+        "a valid item named: {}",
+        debug[0]
+    );
+    assert!(
+        debug[0].contains("schedtrace=MS") && debug[0].contains("chaos=SEED"),
+        "{}",
+        debug[0]
+    );
+    let procs = warnings("GORT_PROCS");
+    assert_eq!(procs.len(), 1, "{stderr}");
+    assert!(
+        procs[0].contains("\"two\"") && procs[0].contains("from 1 to 1024"),
+        "{}",
+        procs[0]
+    );
+    let trace = warnings("GORTTRACE");
+    assert_eq!(trace.len(), 1, "{stderr}");
+    assert!(trace[0].contains("GORTTRACE=PATH"), "{}", trace[0]);
+    // The bad schedtrace item turned nothing on.
+    assert!(!stderr.lines().any(|l| l.starts_with("SCHED ")), "{stderr}");
 }
