@@ -165,35 +165,32 @@ fn unusable_switches_get_one_warning_each() {
         return;
     };
     assert!(status.success(), "child failed ({status:?}):\n{stderr}");
-    let warnings = |var: &str| -> Vec<&str> {
-        let prefix = format!("gort: {var}=");
-        stderr.lines().filter(|l| l.starts_with(&prefix)).collect()
-    };
-    let debug = warnings("GORTDEBUG");
-    assert_eq!(debug.len(), 1, "{stderr}");
-    for ignored in ["\"schedtrace=1s\"", "\"madeup=3\"", "\"schedtrace:1000\""] {
-        assert!(debug[0].contains(ignored), "{ignored} not named: {}", debug[0]);
-    }
-    assert!(
-        !debug[0].contains("\"scheddetail=1\""),
-        "a valid item named: {}",
-        debug[0]
+    let debug = one_warning(
+        &stderr,
+        "GORTDEBUG",
+        &[
+            "\"schedtrace=1s\"",
+            "\"madeup=3\"",
+            "\"schedtrace:1000\"",
+            "schedtrace=MS",
+            "chaos=SEED",
+        ],
     );
-    assert!(
-        debug[0].contains("schedtrace=MS") && debug[0].contains("chaos=SEED"),
-        "{}",
-        debug[0]
-    );
-    let procs = warnings("GORT_PROCS");
-    assert_eq!(procs.len(), 1, "{stderr}");
-    assert!(
-        procs[0].contains("\"two\"") && procs[0].contains("from 1 to 1024"),
-        "{}",
-        procs[0]
-    );
-    let trace = warnings("GORTTRACE");
-    assert_eq!(trace.len(), 1, "{stderr}");
-    assert!(trace[0].contains("GORTTRACE=PATH"), "{}", trace[0]);
+    assert!(!debug.contains("\"scheddetail=1\""), "a valid item named: {debug}");
+    one_warning(&stderr, "GORT_PROCS", &["\"two\"", "from 1 to 1024"]);
+    one_warning(&stderr, "GORTTRACE", &["GORTTRACE=PATH"]);
     // The bad schedtrace item turned nothing on.
     assert!(!stderr.lines().any(|l| l.starts_with("SCHED ")), "{stderr}");
+}
+
+/// The one line of `stderr` that warns about `var`, which names each of
+/// `words`.
+fn one_warning<'a>(stderr: &'a str, var: &str, words: &[&str]) -> &'a str {
+    let prefix = format!("gort: {var}=");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&prefix)).collect();
+    assert_eq!(lines.len(), 1, "not one warning about {var}:\n{stderr}");
+    for word in words {
+        assert!(lines[0].contains(word), "{word} not in: {}", lines[0]);
+    }
+    lines[0]
 }
