@@ -4,7 +4,8 @@
 //! against std's blocking `TcpStream` on plain threads. The tour (`--quick`:
 //! the same code on a hundredth of the work) under each documented switch
 //! of the environment: `GORTTRACE`, `GORTDEBUG`'s `schedtrace` with
-//! `scheddetail`, `chaos` and `deadlock=0`, and `GORT_PROCS`.
+//! `scheddetail`, `chaos` and `deadlock=0`, and `GORT_PROCS`; `echo` under
+//! each too.
 //!
 //! Cargo gives integration tests the paths of binaries, not of examples,
 //! so the test builds the examples itself with the cargo running it, into
@@ -243,6 +244,33 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The echo server under each switch the tour is run under (below).
+#[test]
+fn echo_serves_under_every_switch() {
+    let dir = scratch_dir("echo-switches");
+    let trace = dir.join("trace.json");
+    let switches = [
+        ("GORTTRACE", trace.to_str().unwrap()),
+        ("GORTDEBUG", "schedtrace=50,scheddetail=1"),
+        ("GORTDEBUG", "chaos=10"),
+        ("GORT_PROCS", "1"),
+        ("GORTDEBUG", "deadlock=0"),
+    ];
+    for (var, value) in switches {
+        let server = Server::start_with_env("echo", &[(var, value)]);
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connecting to echo");
+        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        for m in 0..10 {
+            let msg = format!("{var}={value} message {m}\n");
+            conn.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0; msg.len()];
+            conn.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Two requests made with `-i` were answered with `Connection: close`, so
 /// curl opened a connection for each.
 fn assert_closed_after_each(out: &CurlOutput) {
@@ -322,8 +350,17 @@ impl Server {
     /// Example `name` on a free port, which it prints as `listening on
     /// [http://]127.0.0.1:N[/]`.
     fn start(name: &str) -> Server {
+        Server::start_with_env(name, &[])
+    }
+
+    /// `start`, with the switches `env` set (and no other).
+    fn start_with_env(name: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(examples_dir().join(name))
             .args(["--port", "0"])
+            .env_remove("GORTTRACE")
+            .env_remove("GORTDEBUG")
+            .env_remove("GORT_PROCS")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
