@@ -222,7 +222,10 @@ impl Tour {
             self.stdout,
             self.stderr
         );
-        assert!(!self.stderr.contains("gort: "), "a warning:\n{}", self.stderr);
+        for var in ["GORTDEBUG", "GORT_PROCS", "GORTTRACE"] {
+            let warning = format!("gort: {var}=");
+            assert!(!self.stderr.contains(&warning), "a warning:\n{}", self.stderr);
+        }
     }
 }
 
