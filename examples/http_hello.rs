@@ -31,6 +31,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gort::net::{TcpListener, TcpStream};
 
+#[path = "common/accept.rs"]
+mod accept;
+
 /// The port when `--port` is not given.
 const DEFAULT_PORT: u16 = 8080;
 /// The largest request head (request line and header fields) accepted.
@@ -60,20 +63,14 @@ fn main() {
         // Flushed so that a script reading our stdout through a pipe (where
         // it is block-buffered) learns the port at once.
         io::stdout().flush().unwrap_or_else(|e| fail(&format!("stdout: {e}")));
-        for conn in listener.incoming() {
-            match conn {
-                Ok(conn) => {
-                    gort::go(move || {
-                        let peer = conn.peer_addr().ok();
-                        if let Err(e) = serve(&conn) {
-                            report(peer, &e);
-                        }
-                    });
+        // Failed accepts are reported and paced (`common/accept.rs`).
+        for conn in accept::accepted(listener.incoming()) {
+            gort::go(move || {
+                let peer = conn.peer_addr().ok();
+                if let Err(e) = serve(&conn) {
+                    report(peer, &e);
                 }
-                // A failed accept (say, out of descriptors) concerns one
-                // connection, not the server: report it and keep accepting.
-                Err(e) => eprintln!("accept: {e}"),
-            }
+            });
         }
     });
 }

@@ -216,13 +216,32 @@ impl Builder {
     }
 }
 
+/// `GORT_PROCS` if set to a number of Ps from 1 to `MAX_PROCS`, else one
+/// per available CPU. A value it cannot use is named in a warning on
+/// stderr, once per process: a number above `MAX_PROCS` gives `MAX_PROCS`,
+/// anything else (0, not a whole number) is ignored. Empty is unset.
 fn default_procs() -> usize {
-    std::env::var("GORT_PROCS")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .min(MAX_PROCS)
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let cpus = || {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_PROCS)
+    };
+    let Some(value) = std::env::var_os("GORT_PROCS").filter(|v| !v.is_empty()) else {
+        return cpus();
+    };
+    let text = value.to_string_lossy();
+    let (procs, problem) = match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_PROCS).contains(&n) => return n,
+        Ok(n) if n > MAX_PROCS => (MAX_PROCS, "too many"),
+        _ => (cpus(), "ignored"),
+    };
+    WARNED.call_once(|| {
+        eprintln!(
+            "gort: GORT_PROCS={text:?}: {problem}; accepted: a whole number of Ps from 1 to {MAX_PROCS}; using {procs}"
+        );
+    });
+    procs
 }
 
 /// A gort runtime: its Ps, Ms and goroutines.

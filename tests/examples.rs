@@ -1,7 +1,11 @@
-//! The network examples as their users run them, against clients written
-//! elsewhere: `http_hello` against `curl` (keep-alive over one connection,
-//! an HTTP/1.0 request, and `Connection: close`), and `echo` against
-//! std's blocking `TcpStream` on plain threads.
+//! The examples as their users run them. The network ones against clients
+//! written elsewhere: `http_hello` against `curl` (keep-alive over one
+//! connection, an HTTP/1.0 request, and `Connection: close`), and `echo`
+//! against std's blocking `TcpStream` on plain threads. The tour (`--quick`:
+//! the same code on a hundredth of the work) under each documented switch
+//! of the environment: `GORTTRACE`, `GORTDEBUG`'s `schedtrace` with
+//! `scheddetail`, `chaos` and `deadlock=0`, and `GORT_PROCS`; `echo` under
+//! each too.
 //!
 //! Cargo gives integration tests the paths of binaries, not of examples,
 //! so the test builds the examples itself with the cargo running it, into
@@ -15,8 +19,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 const HELLO: &str = "Hello, World!\n";
@@ -80,6 +84,194 @@ fn echo_serves_concurrent_clients_until_they_hang_up() {
     for client in clients {
         client.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     }
+}
+
+#[test]
+fn tour_runs_without_switches_and_leaves_its_trace() {
+    let run = Tour::run(&[]);
+    run.assert_finished();
+    assert!(run.dir.join("target/tour-trace.json").is_file(), "no trace of its own");
+}
+
+/// A program's own `trace::start` under `GORTTRACE` gets an error, not a
+/// panic; the tour takes it as "already traced", and the whole tour is in
+/// the `GORTTRACE` file, finished at exit.
+#[test]
+fn tour_runs_under_gorttrace() {
+    let dir = scratch_dir("gorttrace");
+    let path = dir.join("whole.json");
+    let run = Tour::run(&[("GORTTRACE", path.to_str().unwrap())]);
+    run.assert_finished();
+    assert!(
+        run.stdout.contains("not tracing into target/tour-trace.json"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.dir.join("target/tour-trace.json").exists(), "traced twice");
+    let json = std::fs::read_to_string(&path).expect("the GORTTRACE file");
+    assert!(json.starts_with("{\"traceEvents\":["), "not a trace");
+    assert!(
+        json.trim_end().ends_with("\"dropped_events\":0}}"),
+        "unfinished or lossy: ...{}",
+        &json[json.len().saturating_sub(200)..]
+    );
+    // Traced from the first runtime to the last: the tour did not stop
+    // the trace it had not started.
+    for runtime in ["gort (runtime 1)", "spinner (runtime 3)", "dump (runtime 5)"] {
+        assert!(
+            json.contains(&format!("{{\"name\":\"{runtime}\"}}")),
+            "{runtime} missing"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tour_runs_under_schedtrace_and_scheddetail() {
+    let run = Tour::run(&[("GORTDEBUG", "schedtrace=50,scheddetail=1")]);
+    run.assert_finished();
+    assert!(run.stderr.lines().any(|l| l.starts_with("SCHED ")), "{}", run.stderr);
+    assert!(
+        run.stderr.lines().any(|l| l.starts_with("  P0: status=")),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Seeds under which the tour failed its check of alternating turns, which
+/// the chaos scheduler breaks on purpose.
+#[test]
+fn tour_runs_under_the_chaos_scheduler() {
+    for seed in ["10", "14"] {
+        let run = Tour::run(&[("GORTDEBUG", &format!("chaos={seed}"))]);
+        run.assert_finished();
+    }
+}
+
+#[test]
+fn tour_runs_with_gort_procs() {
+    for procs in ["1", "3"] {
+        let run = Tour::run(&[("GORT_PROCS", procs)]);
+        run.assert_finished();
+        let row = format!("Ps (procs)             {procs}\n");
+        assert!(run.stdout.contains(&row), "no {row:?} in:\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn tour_runs_without_the_deadlock_check() {
+    Tour::run(&[("GORTDEBUG", "deadlock=0")]).assert_finished();
+}
+
+/// A run of `tour --quick` in a directory of its own (it writes
+/// `target/tour-trace.json` there).
+struct Tour {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    dir: PathBuf,
+}
+
+impl Tour {
+    /// Run the tour with `env` added; a tour still running after a minute
+    /// is killed and fails the test (a hang guard: it takes seconds).
+    fn run(env: &[(&str, &str)]) -> Tour {
+        let name: String = env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let dir = scratch_dir(&name);
+        let child = Command::new(examples_dir().join("tour"))
+            .arg("--quick")
+            .current_dir(&dir)
+            .env_remove("GORTTRACE")
+            .env_remove("GORTDEBUG")
+            .env_remove("GORT_PROCS")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the tour");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let Ok(out) = rx.recv_timeout(Duration::from_secs(60)) else {
+            // SAFETY: kill has no memory-safety preconditions; the child is
+            // not reaped yet (its waiter still waits), so the pid is its.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("hung: the tour under {name} not finished after a minute");
+        };
+        let out = out.expect("waiting for the tour");
+        Tour {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            dir,
+        }
+    }
+
+    /// It passed every check of its own, and gort had nothing to warn about.
+    fn assert_finished(&self) {
+        assert!(
+            self.status.success() && self.stdout.contains("tour finished: every check passed"),
+            "tour failed ({}):\n{}\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        for var in ["GORTDEBUG", "GORT_PROCS", "GORTTRACE"] {
+            let warning = format!("gort: {var}=");
+            assert!(!self.stderr.contains(&warning), "a warning:\n{}", self.stderr);
+        }
+    }
+}
+
+impl Drop for Tour {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new empty directory for this process named after `name`.
+fn scratch_dir(name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("gort-examples-{}-{safe}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+    dir
+}
+
+/// The echo server under each switch the tour is run under (below).
+#[test]
+fn echo_serves_under_every_switch() {
+    let dir = scratch_dir("echo-switches");
+    let trace = dir.join("trace.json");
+    let switches = [
+        ("GORTTRACE", trace.to_str().unwrap()),
+        ("GORTDEBUG", "schedtrace=50,scheddetail=1"),
+        ("GORTDEBUG", "chaos=10"),
+        ("GORT_PROCS", "1"),
+        ("GORTDEBUG", "deadlock=0"),
+    ];
+    for (var, value) in switches {
+        let server = Server::start_with_env("echo", &[(var, value)]);
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connecting to echo");
+        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        for m in 0..10 {
+            let msg = format!("{var}={value} message {m}\n");
+            conn.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0; msg.len()];
+            conn.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Two requests made with `-i` were answered with `Connection: close`, so
@@ -161,8 +353,17 @@ impl Server {
     /// Example `name` on a free port, which it prints as `listening on
     /// [http://]127.0.0.1:N[/]`.
     fn start(name: &str) -> Server {
+        Server::start_with_env(name, &[])
+    }
+
+    /// `start`, with the switches `env` set (and no other).
+    fn start_with_env(name: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(examples_dir().join(name))
             .args(["--port", "0"])
+            .env_remove("GORTTRACE")
+            .env_remove("GORTDEBUG")
+            .env_remove("GORT_PROCS")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
@@ -217,7 +418,16 @@ fn examples_dir() -> &'static Path {
             None => panic!("odd profile directory {}", profile_dir.display()),
         };
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "http_hello", "--example", "echo"])
+            .args([
+                "build",
+                "--quiet",
+                "--example",
+                "http_hello",
+                "--example",
+                "echo",
+                "--example",
+                "tour",
+            ])
             .args(["--profile", profile])
             .arg("--manifest-path")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))

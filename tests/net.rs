@@ -358,6 +358,98 @@ fn close_wakes_a_goroutine_blocked_in_accept() {
     });
 }
 
+/// More iterations than a loop over `incoming()` makes before its listener
+/// closes: reaching it means the loop spins on the close's error.
+const SPIN_BOUND: usize = 100_000;
+
+/// Iterate `incoming` to its end, at most `SPIN_BOUND` times, counting
+/// connections and errors; `first` is told of the first connection.
+fn drain_incoming<C, I: Iterator<Item = std::io::Result<C>>>(
+    mut incoming: I,
+    first: gort::chan::Sender<()>,
+) -> (usize, usize) {
+    let conn = incoming.next().expect("the first connection").expect("accepting it");
+    first.send(()).unwrap();
+    let (mut ok, mut err) = (1, 0);
+    for next in incoming.by_ref().take(SPIN_BOUND) {
+        match next {
+            Ok(_) => ok += 1,
+            Err(_) => err += 1,
+        }
+    }
+    // Ended for good (a fused iterator), with the connection still usable.
+    assert!(incoming.next().is_none(), "incoming() yielded again after its end");
+    drop(conn);
+    (ok, err)
+}
+
+#[test]
+fn incoming_ends_once_the_tcp_listener_is_closed() {
+    on_runtime(2, || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = listener.try_clone().unwrap();
+        let (first, accepted) = gort::chan::bounded(0);
+        let acceptor = gort::go(move || drain_incoming(server.incoming(), first));
+        let _client = TcpStream::connect(addr).unwrap();
+        accepted.recv().unwrap();
+        listener.close();
+        assert_eq!(join(acceptor), (1, 0), "(connections, errors) after close");
+        // An accept of its own still reports the close, as Go's
+        // `net.ErrClosed`, which a loop can tell apart.
+        let e = listener.accept().unwrap_err();
+        assert!(gort::net::is_closed(&e), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::NotConnected);
+        assert_eq!(e.to_string(), "use of closed network connection");
+    });
+}
+
+#[test]
+fn incoming_ends_once_the_unix_listener_is_closed() {
+    let path = socket_path("incoming-close");
+    let bound = path.clone();
+    on_runtime(2, move || {
+        let listener = UnixListener::bind(&bound).unwrap();
+        let server = listener.try_clone().unwrap();
+        let (first, accepted) = gort::chan::bounded(0);
+        let acceptor = gort::go(move || drain_incoming(server.incoming(), first));
+        let _client = UnixStream::connect(&bound).unwrap();
+        accepted.recv().unwrap();
+        listener.close();
+        assert_eq!(join(acceptor), (1, 0), "(connections, errors) after close");
+        assert!(gort::net::is_closed(&listener.accept().unwrap_err()));
+    });
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// A listener outliving its runtime can never accept again: `incoming()`
+/// ends there too, and the error says why.
+#[test]
+fn incoming_ends_once_the_listeners_runtime_is_gone() {
+    let listener = guarded(|| {
+        let rt = Runtime::builder().procs(1).build().unwrap();
+        rt.block_on(|| TcpListener::bind("127.0.0.1:0").unwrap())
+    });
+    let e = listener.accept().unwrap_err();
+    assert!(gort::net::is_closed(&e), "{e:?}");
+    assert!(e.to_string().contains("runtime"), "{e}");
+    assert_eq!(listener.incoming().take(SPIN_BOUND).count(), 0);
+}
+
+/// The close's error is distinct from the kernel's `ENOTCONN`, which shares
+/// its `ErrorKind`.
+#[test]
+fn is_closed_tells_a_close_from_a_socket_never_connected() {
+    on_runtime(1, || {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let e = udp.peer_addr().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotConnected);
+        assert!(!gort::net::is_closed(&e), "{e:?}");
+        udp.close();
+        assert!(gort::net::is_closed(&udp.recv(&mut [0; 1]).unwrap_err()));
+    });
+}
+
 #[test]
 fn close_ends_the_connection_while_other_handles_live() {
     on_runtime(2, || {

@@ -1,10 +1,14 @@
 //! `GORTDEBUG=schedtrace=MS,scheddetail=1` prints Go's `SCHED` lines to
-//! stderr: checked in a child process that runs with the variable set.
+//! stderr: checked in a child process that runs with the variable set. So
+//! is the one warning each of `GORTDEBUG`, `GORT_PROCS` and `GORTTRACE`
+//! gives about a value gort cannot use.
 
+use std::ffi::OsStr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CHILD_ENV: &str = "GORT_TEST_CHILD";
+mod common;
+use common::{CHILD_ENV, in_child_with_env};
 
 #[test]
 fn schedtrace_lines_parse() {
@@ -32,6 +36,10 @@ fn schedtrace_lines_parse() {
         .unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("gort: GORTDEBUG="),
+        "a warning about valid settings:\n{stderr}"
+    );
     let sched: Vec<&str> = stderr.lines().filter(|l| l.starts_with("SCHED ")).collect();
     assert!(sched.len() >= 2, "too few SCHED lines:\n{stderr}");
     for line in &sched {
@@ -129,4 +137,63 @@ fn schedtrace_survives_goroutines_preempted_inside_eprintln() {
     };
     let status = status.expect("hung: a goroutine preempted holding stderr's lock stalled sysmon");
     assert!(status.success(), "child failed: {status:?}");
+}
+
+/// Typos in the switches used to be ignored without a word (a
+/// `schedtrace=1s` simply traced nothing). Each variable now gets one
+/// warning, however many runtimes read it, naming the variable, what was
+/// ignored and the forms accepted; the valid items still apply.
+#[test]
+fn unusable_switches_get_one_warning_each() {
+    const BAD_DEBUG: &str = "schedtrace=1s,scheddetail=1,madeup=3,schedtrace:1000";
+    let trace_path = std::env::temp_dir().join("gort-no-such-dir/trace.json");
+    let env: [(&str, &OsStr); 3] = [
+        ("GORTDEBUG", OsStr::new(BAD_DEBUG)),
+        ("GORT_PROCS", OsStr::new("two")),
+        ("GORTTRACE", trace_path.as_os_str()),
+    ];
+    let Some((status, stderr)) = in_child_with_env("unusable_switches_get_one_warning_each", &env, || {
+        // The default runtime reads all three; the others GORTDEBUG again.
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(
+            gort::run(gort::runtime::procs),
+            cpus.min(1024),
+            "GORT_PROCS=two applied"
+        );
+        for procs in [1, 2] {
+            let rt = gort::Runtime::builder().procs(procs).build().unwrap();
+            rt.block_on(|| gort::time::sleep(Duration::from_millis(30)));
+        }
+    }) else {
+        return;
+    };
+    assert!(status.success(), "child failed ({status:?}):\n{stderr}");
+    let debug = one_warning(
+        &stderr,
+        "GORTDEBUG",
+        &[
+            "\"schedtrace=1s\"",
+            "\"madeup=3\"",
+            "\"schedtrace:1000\"",
+            "schedtrace=MS",
+            "chaos=SEED",
+        ],
+    );
+    assert!(!debug.contains("\"scheddetail=1\""), "a valid item named: {debug}");
+    one_warning(&stderr, "GORT_PROCS", &["\"two\"", "from 1 to 1024"]);
+    one_warning(&stderr, "GORTTRACE", &["GORTTRACE=PATH"]);
+    // The bad schedtrace item turned nothing on.
+    assert!(!stderr.lines().any(|l| l.starts_with("SCHED ")), "{stderr}");
+}
+
+/// The one line of `stderr` that warns about `var`, which names each of
+/// `words`.
+fn one_warning<'a>(stderr: &'a str, var: &str, words: &[&str]) -> &'a str {
+    let prefix = format!("gort: {var}=");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&prefix)).collect();
+    assert_eq!(lines.len(), 1, "not one warning about {var}:\n{stderr}");
+    for word in words {
+        assert!(lines[0].contains(word), "{word} not in: {}", lines[0]);
+    }
+    lines[0]
 }

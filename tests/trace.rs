@@ -315,6 +315,40 @@ fn gorttrace_traces_a_whole_process() {
     assert!(spawned.iter().all(|g| ran.contains(g)));
 }
 
+/// A program's own `trace::start` while `GORTTRACE` traces it gets
+/// `AlreadyExists` naming the file being written (Go's `trace.Start`
+/// returns an error), not a panic, and the `GORTTRACE` trace goes on to the
+/// exit: it holds a runtime built after the refused start.
+#[test]
+fn start_under_gorttrace_is_an_error_and_leaves_that_trace_alone() {
+    let path = temp_path("start-under-env");
+    let own = temp_path("start-under-env-own");
+    let Some((status, stderr)) = common::in_child_with_env(
+        "start_under_gorttrace_is_an_error_and_leaves_that_trace_alone",
+        &[("GORTTRACE", path.as_os_str()), ("GORT_TEST_TRACE", own.as_os_str())],
+        || {
+            runtime("before-start", 1).block_on(|| gort::go(|| 1).join().unwrap());
+            let own = std::env::var_os("GORT_TEST_TRACE").unwrap();
+            let e = gort::trace::start(&own).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+            let env = std::env::var("GORTTRACE").unwrap();
+            assert!(e.to_string().contains(&env), "the running trace's file not named: {e}");
+            assert!(!Path::new(&own).exists(), "the refused start created its file");
+            runtime("after-start", 1).block_on(|| gort::go(|| 2).join().unwrap());
+        },
+    ) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    let trace = load(&path);
+    std::fs::remove_file(&path).unwrap();
+    for name in ["before-start", "after-start"] {
+        let pid = trace.pid_of(name);
+        assert!(trace.named("spawn").any(|e| e["pid"] == pid), "no spawn in {name}");
+    }
+    assert_eq!(trace.other["dropped_events"], 0);
+}
+
 /// A traced program that deadlocks gets Go's report and exit status 2 as an
 /// untraced one does, and the trace `GORTTRACE` started is finished at that
 /// exit. The trace's writer thread is the tracer's own: it must not count

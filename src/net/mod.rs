@@ -9,6 +9,14 @@
 //! under way at the time — fails with `NotConnected` ("use of closed
 //! network connection").
 //!
+//! That error is for good, so a loop must not retry it: [`is_closed`] tells
+//! it apart (Go's `errors.Is(err, net.ErrClosed)`) from the kernel's own
+//! `ENOTCONN`, which shares its `ErrorKind`. A socket whose runtime was
+//! dropped fails the same way, for the same reason. `incoming()` ends (and
+//! stays ended) at that error instead of yielding it, so `for conn in
+//! listener.incoming()` ends once another goroutine closes the listener;
+//! its other errors concern one connection and are yielded.
+//!
 //! Every type converts from and to its std counterpart (`from_std`,
 //! `into_std`, `TryFrom`) and an `OwnedFd` (`TryFrom` both ways, since
 //! registering with the poller can fail); giving a socket back fails with
@@ -201,6 +209,73 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use fd::NetFd;
+
+/// Why a socket can never be used again (the payload of the error
+/// [`is_closed`] recognises): Go's `net.ErrClosed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrClosed {
+    /// The socket's runtime was dropped, rather than the socket closed.
+    runtime_gone: bool,
+}
+
+impl ErrClosed {
+    /// The error of an operation on a socket that was `close`d.
+    pub(crate) fn closed() -> io::Error {
+        io::Error::new(io::ErrorKind::NotConnected, ErrClosed { runtime_gone: false })
+    }
+
+    /// The error of an operation on a socket whose runtime was dropped.
+    pub(crate) fn runtime_gone() -> io::Error {
+        io::Error::new(io::ErrorKind::NotConnected, ErrClosed { runtime_gone: true })
+    }
+}
+
+impl std::fmt::Display for ErrClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("use of closed network connection")?;
+        if self.runtime_gone {
+            f.write_str(": the runtime this socket belongs to has shut down")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ErrClosed {}
+
+/// Whether `err` says its socket is closed for good — by `close`, or by the
+/// drop of its runtime — so retrying is pointless (Go's `errors.Is(err,
+/// net.ErrClosed)`). False for everything else, the kernel's `ENOTCONN`
+/// (same `ErrorKind::NotConnected`) included.
+///
+/// ```
+/// gort::run(|| {
+///     let listener = gort::net::TcpListener::bind("127.0.0.1:0")?;
+///     listener.close();
+///     assert!(gort::net::is_closed(&listener.accept().unwrap_err()));
+///     // `incoming()` ends at the close instead of yielding its error.
+///     assert_eq!(listener.incoming().count(), 0);
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn is_closed(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|e| e.is::<ErrClosed>())
+}
+
+/// The next item of an `incoming()` iterator over `accept`: `None` once the
+/// listener is closed for good (`is_closed`), which the iterator then stays.
+fn next_incoming<T>(ended: &mut bool, accept: impl FnOnce() -> io::Result<T>) -> Option<io::Result<T>> {
+    if *ended {
+        return None;
+    }
+    match accept() {
+        Err(e) if is_closed(&e) => {
+            *ended = true;
+            None
+        }
+        next => Some(next),
+    }
+}
 
 /// Try `f` on each address `addr` resolves to; the first success, or the
 /// last error. Resolving a name may wait on the network (`getaddrinfo`):

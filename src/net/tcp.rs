@@ -8,7 +8,8 @@
 //!   every goroutine blocked on it with an error, whichever handle it used,
 //!   and shuts the connection down (the peer reads end-of-file; a listener
 //!   stops listening). The descriptor is released when the last handle is
-//!   dropped.
+//!   dropped. The close's error is recognised by `net::is_closed`, and
+//!   ends `incoming()` (std's never ends).
 //! - `set_nonblocking` is refused with `InvalidInput`: the descriptor is
 //!   always non-blocking underneath, and a blocked operation parks only the
 //!   goroutine. Use a goroutine per connection instead of polling.
@@ -112,9 +113,14 @@ impl TcpListener {
         Ok((TcpStream::from_nonblocking(sock.into())?, addr))
     }
 
-    /// An endless iterator of accepted connections (std's `incoming`).
+    /// An iterator of accepted connections (std's `incoming`) that ends
+    /// once the listener is closed or its runtime dropped (`net::is_closed`)
+    /// rather than yield that error for ever; it yields every other error.
     pub fn incoming(&self) -> Incoming<'_> {
-        Incoming { listener: self }
+        Incoming {
+            listener: self,
+            ended: false,
+        }
     }
 
     /// The address this listener is bound to.
@@ -151,18 +157,23 @@ impl fmt::Debug for TcpListener {
     }
 }
 
-/// The iterator of [`TcpListener::incoming`]; never returns `None`.
+/// The iterator of [`TcpListener::incoming`]; ends once the listener is
+/// closed.
 #[derive(Debug)]
 pub struct Incoming<'a> {
     listener: &'a TcpListener,
+    /// The listener was found closed: `None` from now on.
+    ended: bool,
 }
 
 impl Iterator for Incoming<'_> {
     type Item = io::Result<TcpStream>;
     fn next(&mut self) -> Option<io::Result<TcpStream>> {
-        Some(self.listener.accept().map(|(s, _)| s))
+        super::next_incoming(&mut self.ended, || self.listener.accept().map(|(s, _)| s))
     }
 }
+
+impl std::iter::FusedIterator for Incoming<'_> {}
 
 /// After a wait for writability, the outcome of a non-blocking `connect`:
 /// connected, failed, or not known yet (a stale edge: see netpoll). Not

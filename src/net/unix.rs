@@ -5,7 +5,8 @@
 //! The decisions of `tcp.rs` hold here too: `try_clone` shares the socket
 //! (no `dup`), `close` wakes every goroutine blocked on it with
 //! `NotConnected`, `set_nonblocking(true)` is refused, timeouts are std's
-//! (per call, `TimedOut`), and plain threads may use these types.
+//! (per call, `TimedOut`), `incoming()` ends at the close, and plain
+//! threads may use these types.
 //!
 //! Connecting differs from TCP. On Linux a non-blocking `connect` to a
 //! Unix listener either completes at once or, when the listener's accept
@@ -122,9 +123,14 @@ impl UnixListener {
         Ok((UnixStream::from_std(stream)?, addr))
     }
 
-    /// An endless iterator of accepted connections (std's `incoming`).
+    /// An iterator of accepted connections (std's `incoming`) that ends
+    /// once the listener is closed or its runtime dropped (`net::is_closed`)
+    /// rather than yield that error for ever; it yields every other error.
     pub fn incoming(&self) -> UnixIncoming<'_> {
-        UnixIncoming { listener: self }
+        UnixIncoming {
+            listener: self,
+            ended: false,
+        }
     }
 
     /// The address this listener is bound to.
@@ -164,18 +170,23 @@ impl fmt::Debug for UnixListener {
     }
 }
 
-/// The iterator of [`UnixListener::incoming`]; never returns `None`.
+/// The iterator of [`UnixListener::incoming`]; ends once the listener is
+/// closed.
 #[derive(Debug)]
 pub struct UnixIncoming<'a> {
     listener: &'a UnixListener,
+    /// The listener was found closed: `None` from now on.
+    ended: bool,
 }
 
 impl Iterator for UnixIncoming<'_> {
     type Item = io::Result<UnixStream>;
     fn next(&mut self) -> Option<io::Result<UnixStream>> {
-        Some(self.listener.accept().map(|(s, _)| s))
+        super::next_incoming(&mut self.ended, || self.listener.accept().map(|(s, _)| s))
     }
 }
+
+impl std::iter::FusedIterator for UnixIncoming<'_> {}
 
 /// A Unix-domain stream connection (std's `UnixStream`). `Read` and
 /// `Write` are implemented for `&UnixStream` too, so one goroutine can

@@ -358,7 +358,7 @@ unsafe impl Sync for Registration {}
 
 /// The error of an operation on a closed socket (Go's `ErrNetClosing`).
 pub(crate) fn closed_error() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "use of closed network connection")
+    crate::net::ErrClosed::closed()
 }
 
 /// The error of an operation whose deadline passed (Go's `os.ErrDeadlineExceeded`).
@@ -436,7 +436,7 @@ impl Registration {
             return Err(closed_error());
         }
         if self.poller.is_shut_down() {
-            return Err(io::Error::other("the runtime this socket belongs to has shut down"));
+            return Err(crate::net::ErrClosed::runtime_gone());
         }
         Ok(())
     }

@@ -15,8 +15,15 @@
 //! `GORTDEBUG=chaos=SEED` (any `u64`, 0 included) turns on the chaos
 //! scheduler (`chaos.rs`) for every runtime built afterwards that does not
 //! set its own with `Builder::chaos`.
+//!
+//! An item gort cannot use — an unknown key, a value that is not a whole
+//! number (`schedtrace=1s`), no `=` at all (`schedtrace:1000`) — is
+//! ignored, and named in one warning on stderr, once per process, that
+//! lists the forms accepted: a typo must not silently turn a switch off.
+//! (`GORT_PROCS` and `GORTTRACE` warn the same way where they are read.)
 
 use std::fmt::Write as _;
+use std::sync::Once;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -36,32 +43,48 @@ pub(crate) struct DebugFlags {
     pub(crate) chaos: Option<u64>,
 }
 
+/// The items `GORTDEBUG` accepts, for the warning about those it cannot use.
+const GORTDEBUG_FORMS: &str =
+    "comma-separated schedtrace=MS (0: off), scheddetail=0|1, deadlock=0|1, sigquitexit=0|1, chaos=SEED";
+
 impl DebugFlags {
-    /// Parse a `GORTDEBUG` value: comma-separated `key=value`; unknown
-    /// keys are ignored (other issues add them), bad values too.
-    pub(crate) fn parse(value: &str) -> DebugFlags {
+    /// Parse a `GORTDEBUG` value: comma-separated `key=value`, each value a
+    /// whole number. Returns the flags and the items it could not use
+    /// (ignored otherwise); empty items are no mistake.
+    pub(crate) fn parse(value: &str) -> (DebugFlags, Vec<&str>) {
         let mut d = DebugFlags::default();
-        for item in value.split(',') {
-            let Some((key, val)) = item.split_once('=') else {
-                continue;
-            };
-            match (key.trim(), val.trim().parse::<u64>()) {
-                ("schedtrace", Ok(ms)) if ms > 0 => d.schedtrace = Some(Duration::from_millis(ms)),
-                ("scheddetail", Ok(n)) => d.scheddetail = n != 0,
-                ("deadlock", Ok(n)) => d.deadlock_off = n == 0,
-                ("sigquitexit", Ok(n)) => d.sigquit_exit = n != 0,
-                ("chaos", Ok(seed)) => d.chaos = Some(seed),
-                _ => {}
+        let mut unusable = Vec::new();
+        for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let parsed = item
+                .split_once('=')
+                .and_then(|(key, val)| Some((key.trim(), val.trim().parse::<u64>().ok()?)));
+            match parsed {
+                Some(("schedtrace", ms)) => d.schedtrace = (ms > 0).then(|| Duration::from_millis(ms)),
+                Some(("scheddetail", n)) => d.scheddetail = n != 0,
+                Some(("deadlock", n)) => d.deadlock_off = n == 0,
+                Some(("sigquitexit", n)) => d.sigquit_exit = n != 0,
+                Some(("chaos", seed)) => d.chaos = Some(seed),
+                _ => unusable.push(item),
             }
         }
-        d
+        (d, unusable)
     }
 
-    /// From the environment.
+    /// From the environment, warning once per process about what cannot be
+    /// used (module header).
     pub(crate) fn from_env() -> DebugFlags {
-        std::env::var("GORTDEBUG")
-            .map(|v| DebugFlags::parse(&v))
-            .unwrap_or_default()
+        static WARNED: Once = Once::new();
+        let Some(value) = std::env::var_os("GORTDEBUG") else {
+            return DebugFlags::default();
+        };
+        let text = value.to_string_lossy();
+        let (flags, unusable) = DebugFlags::parse(&text);
+        if !unusable.is_empty() {
+            WARNED.call_once(|| {
+                eprintln!("gort: GORTDEBUG={text:?}: ignoring {unusable:?}; accepted: {GORTDEBUG_FORMS}");
+            });
+        }
+        flags
     }
 }
 
@@ -122,17 +145,35 @@ mod tests {
 
     #[test]
     fn gortdebug_values_parse() {
-        assert_eq!(DebugFlags::parse(""), DebugFlags::default());
-        let d = DebugFlags::parse("schedtrace=1000,scheddetail=1");
+        let flags = |v| DebugFlags::parse(v).0;
+        assert_eq!(DebugFlags::parse(""), (DebugFlags::default(), vec![]));
+        let d = flags("schedtrace=1000,scheddetail=1");
         assert_eq!(d.schedtrace, Some(Duration::from_millis(1000)));
         assert!(d.scheddetail);
-        // Unknown keys and bad values are ignored; 0 means off.
-        let d = DebugFlags::parse("madeup=7, schedtrace=x,scheddetail=0,chaos=-1");
-        assert_eq!(d, DebugFlags::default());
-        assert_eq!(DebugFlags::parse("schedtrace=0").schedtrace, None);
+        // 0 means off; empty items are no mistake.
+        assert_eq!(DebugFlags::parse("schedtrace=0,,"), (DebugFlags::default(), vec![]));
         // Every u64 is a chaos seed, 0 included.
-        assert_eq!(DebugFlags::parse("schedtrace=5, chaos=42").chaos, Some(42));
-        assert_eq!(DebugFlags::parse("chaos=0").chaos, Some(0));
-        assert_eq!(DebugFlags::parse("chaos=18446744073709551615").chaos, Some(u64::MAX));
+        assert_eq!(flags("schedtrace=5, chaos=42").chaos, Some(42));
+        assert_eq!(flags("chaos=0").chaos, Some(0));
+        assert_eq!(flags("chaos=18446744073709551615").chaos, Some(u64::MAX));
+    }
+
+    #[test]
+    fn gortdebug_items_it_cannot_use_are_named() {
+        // Unknown keys, malformed values and items without `=` are ignored
+        // and reported; the others still apply.
+        let (d, unusable) =
+            DebugFlags::parse("madeup=7, schedtrace=1s,scheddetail=1,schedtrace:1000,chaos=-1,deadlock");
+        assert_eq!(
+            d,
+            DebugFlags {
+                scheddetail: true,
+                ..DebugFlags::default()
+            }
+        );
+        assert_eq!(
+            unusable,
+            ["madeup=7", "schedtrace=1s", "schedtrace:1000", "chaos=-1", "deadlock"]
+        );
     }
 }

@@ -27,7 +27,15 @@
 //! `atexit` handler when the process exits normally (returning from `main`,
 //! `std::process::exit`, or gort's own exit on deadlock). A process killed
 //! by a signal, or an explicit `start` never followed by `stop`, leaves the
-//! file unfinished. Only one trace runs at a time.
+//! file unfinished.
+//!
+//! Only one trace runs at a time. A [`start`] while one runs — say, a
+//! program that traces part of itself, run with `GORTTRACE` — fails with
+//! `ErrorKind::AlreadyExists`, naming the file being written, and leaves
+//! that trace alone: as Go's `trace.Start` returns an error when tracing is
+//! already on, never a panic. Such a program should take that error as
+//! "already traced" and then not call [`stop`], which would end the other
+//! trace early (the tour does so).
 //!
 //! # What is in it
 //!
@@ -72,7 +80,7 @@ mod writer;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Mutex, Once, PoisonError};
 use std::thread::JoinHandle;
@@ -89,9 +97,10 @@ use crate::sched::timers::nanotime;
 /// (64 KiB each).
 const QUEUED_CHUNKS: usize = 64;
 
-/// The running trace's writer thread. Held by `start` and `stop` while
-/// they work, so they never overlap.
-static SESSION: Mutex<Option<JoinHandle<io::Result<()>>>> = Mutex::new(None);
+/// The running trace: its writer thread, and the file it writes (for the
+/// error of a second `start`). Held by `start` and `stop` while they work,
+/// so they never overlap.
+static SESSION: Mutex<Option<(JoinHandle<io::Result<()>>, PathBuf)>> = Mutex::new(None);
 /// Names of the runtimes built so far; runtime `n` is at index `n - 1`.
 static RUNTIMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -99,29 +108,31 @@ static RUNTIMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// into a new file at `path` (truncated if it exists).
 ///
 /// Fails if the file cannot be created, or if a trace is already running
-/// (`ErrorKind::AlreadyExists`).
+/// (`ErrorKind::AlreadyExists`; that trace goes on: module header).
 ///
 /// ```
 /// let path = std::env::temp_dir().join(format!("gort-doc-start-{}.json", std::process::id()));
 /// gort::trace::start(&path)?;
-/// assert!(gort::trace::start(&path).is_err(), "one trace at a time");
+/// let again = gort::trace::start(&path).unwrap_err();
+/// assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists, "one trace at a time");
 /// gort::trace::stop()?;
 /// # std::fs::remove_file(&path)?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn start(path: impl AsRef<Path>) -> io::Result<()> {
     let mut session = SESSION.lock().unwrap_or_else(PoisonError::into_inner);
-    if session.is_some() {
+    if let Some((_, running)) = &*session {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            "a gort trace is already running",
+            format!("a gort trace is already running, into {}", running.display()),
         ));
     }
+    let path = path.as_ref();
     let file = File::create(path)?;
     let (tx, rx) = mpsc::sync_channel(QUEUED_CHUNKS);
     let writer = writer::spawn(file, nanotime(), rx)?;
     buffer::enable(tx);
-    *session = Some(writer);
+    *session = Some((writer, path.to_path_buf()));
     Ok(())
 }
 
@@ -131,7 +142,7 @@ pub fn start(path: impl AsRef<Path>) -> io::Result<()> {
 /// for the writer the way [`crate::blocking`] calls do) or a plain thread.
 pub fn stop() -> io::Result<()> {
     let mut session = SESSION.lock().unwrap_or_else(PoisonError::into_inner);
-    let Some(writer) = session.take() else {
+    let Some((writer, _)) = session.take() else {
         return Ok(());
     };
     let (chunks, tx) = buffer::disable();
@@ -165,7 +176,12 @@ pub(crate) fn register_runtime(name: &str) -> u32 {
 
 fn start_from_env(path: &OsStr) {
     if let Err(e) = start(path) {
-        eprintln!("gort: GORTTRACE={}: {e}", path.to_string_lossy());
+        let path = path.to_string_lossy();
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            eprintln!("gort: GORTTRACE={path:?} ignored: the program started a trace of its own first");
+        } else {
+            eprintln!("gort: GORTTRACE={path:?}: {e}; no trace; accepted: GORTTRACE=PATH, a file gort can create");
+        }
         return;
     }
     // SAFETY: `stop_at_exit` is a plain function that never unwinds.
