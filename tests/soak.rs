@@ -1090,11 +1090,14 @@ fn soak(rt: &Runtime, secs: u64, seed: u64) {
     assert!(get(&tally.aborts_fin) >= clients && get(&tally.aborts_rst) >= clients);
     assert!(get(&tally.read_stalls_dropped) >= clients);
     assert!(get(&tally.write_stalls_dropped) >= echo_clients);
-    // Only the servers' deadlines end a stall (the client waits for it).
+    // Only the servers' deadlines end a stall (the client waits for it),
+    // and a normal session dropped by load was dropped by one too. A read
+    // stall always ends at a read deadline; a write stall at the write
+    // deadline, unless the client itself was held up between two sends
+    // for longer than the read deadline (seen with 20 ms deadlines, never
+    // with `SERVER_IDLE`), so write stalls are only counted in the sum.
     assert!(get(&tally.read_deadline_drops) >= get(&tally.read_stalls_dropped));
-    assert!(get(&tally.write_deadline_drops) >= get(&tally.write_stalls_dropped));
-    // A normal session dropped by load was dropped by a deadline too, so
-    // the deadline drops the stalls did not cause bound them.
+    assert!(get(&tally.write_deadline_drops) >= 1, "no write deadline fired");
     assert!(
         get(&tally.read_deadline_drops) + get(&tally.write_deadline_drops)
             >= get(&tally.read_stalls_dropped) + get(&tally.write_stalls_dropped) + get(&tally.normal_dropped)
