@@ -421,43 +421,34 @@ impl Servers {
 /// A client's connection: std's blocking stream on a plain thread, or
 /// gort's on a goroutine.
 trait Conn: Read + Write + AsFd + Sized {
+    /// Connect, with `CLIENT_GUARD` on every read and write.
     fn open(addr: SocketAddr) -> io::Result<Self>;
-    fn guard(&self) -> io::Result<()>;
     /// Pause the client (its thread, or just its goroutine).
     fn pause(d: Duration);
 }
 
-impl Conn for std::net::TcpStream {
-    fn open(addr: SocketAddr) -> io::Result<Self> {
-        std::net::TcpStream::connect(addr)
-    }
+/// `Conn` for a stream type with std's `TcpStream` methods, whose client
+/// pauses with `$pause`.
+macro_rules! conn {
+    ($ty:ty, $pause:path) => {
+        impl Conn for $ty {
+            fn open(addr: SocketAddr) -> io::Result<Self> {
+                let conn = <$ty>::connect(addr)?;
+                conn.set_nodelay(true)?;
+                conn.set_read_timeout(Some(CLIENT_GUARD))?;
+                conn.set_write_timeout(Some(CLIENT_GUARD))?;
+                Ok(conn)
+            }
 
-    fn guard(&self) -> io::Result<()> {
-        self.set_nodelay(true)?;
-        self.set_read_timeout(Some(CLIENT_GUARD))?;
-        self.set_write_timeout(Some(CLIENT_GUARD))
-    }
-
-    fn pause(d: Duration) {
-        std::thread::sleep(d);
-    }
+            fn pause(d: Duration) {
+                $pause(d);
+            }
+        }
+    };
 }
 
-impl Conn for TcpStream {
-    fn open(addr: SocketAddr) -> io::Result<Self> {
-        TcpStream::connect(addr)
-    }
-
-    fn guard(&self) -> io::Result<()> {
-        self.set_nodelay(true)?;
-        self.set_read_timeout(Some(CLIENT_GUARD))?;
-        self.set_write_timeout(Some(CLIENT_GUARD))
-    }
-
-    fn pause(d: Duration) {
-        gort::time::sleep(d);
-    }
-}
+conn!(std::net::TcpStream, std::thread::sleep);
+conn!(TcpStream, gort::time::sleep);
 
 #[derive(Clone, Copy, Debug)]
 enum Service {
@@ -529,7 +520,7 @@ fn client<C: Conn>(service: Service, addr: SocketAddr, seed: u64, stop: Instant,
             break;
         }
         let kind = session_kind(i, &mut rng);
-        let conn = match C::open(addr).and_then(|c| c.guard().map(|()| c)) {
+        let conn = match C::open(addr) {
             Ok(c) => c,
             Err(e) => {
                 tally.unexpected(format!("{service:?} client {seed}: connect: {e}"));
