@@ -15,7 +15,12 @@
 //! racing with `stop` either delivers before `stop` empties the channel or
 //! not at all. `stop` and `reset` return whether the timer was pending,
 //! which, as in Go 1.23, includes a value sent that nobody received yet:
-//! for the program the timer had not fired.
+//! for the program the timer had not fired. Pending also covers the
+//! moment between the heap taking a timer out as fired and its callback
+//! sending: `Armed::timer` is cleared only by the callback that sends, under
+//! the lock, so a `stop` that still finds it there suppresses the send and
+//! says true — false only if a value was received, so `if !t.stop() {
+//! t.receiver().recv() }` never blocks for ever (Go's golang/go#69312).
 //!
 //! A timer nobody can receive from any more (every `Receiver` of its
 //! channel dropped: an `after` in a `select` that took another case, a
@@ -68,6 +73,9 @@ struct Shared {
 
 struct Armed {
     generation: u64,
+    /// The current arming's heap timer, until its callback has sent (or
+    /// `disarm` took it): while it is here, nothing of this arming was
+    /// delivered.
     timer: Option<TimerRef>,
     /// `Some(period)` for a ticker.
     period: Option<Duration>,
@@ -136,7 +144,16 @@ impl Shared {
     /// sent a value nobody received.
     fn disarm(&self, armed: &mut Armed, rx: &Receiver<Instant>) -> bool {
         armed.generation += 1;
-        let pending = armed.timer.take().is_some_and(|t| t.cancel());
+        // Not `cancel()`'s answer: the heap marks a timer fired before its
+        // callback sends, and the generation bump suppresses that send, so
+        // a timer still held here has delivered nothing (module header).
+        let pending = match armed.timer.take() {
+            Some(timer) => {
+                timer.cancel();
+                true
+            }
+            None => false,
+        };
         let mut unreceived = false;
         while rx.try_recv().is_ok() {
             unreceived = true;
@@ -189,8 +206,10 @@ impl Timer {
     }
 
     /// Stop the timer; true if it was pending — armed, or fired with its
-    /// value not yet received (Go 1.23). After `stop` returns, no value
-    /// from before it will be received.
+    /// value not yet received (Go 1.23). False only if the value was
+    /// received, or the timer was stopped already: `if !t.stop() {
+    /// t.receiver().recv() }` is safe. After `stop` returns, no value from
+    /// before it will be received.
     pub fn stop(&self) -> bool {
         let mut armed = self.shared.lock();
         self.shared.disarm(&mut armed, &self.rx)
