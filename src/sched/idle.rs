@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use super::m::{M, MPtr, set_current_m};
 use super::p::PPtr;
@@ -196,7 +195,7 @@ impl Sched {
             }
             l.midle.push(MPtr::new(m));
         }
-        let woken = match Instant::now().checked_add(self.keep_alive) {
+        let woken = match timers::deadline_after(self.keep_alive) {
             Some(deadline) => m.park.sleep_until(deadline),
             None => {
                 m.park.sleep();

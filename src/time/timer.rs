@@ -28,6 +28,13 @@
 //! timer heap drops it unfired at its next sweep (`sched/timers.rs`), as Go
 //! 1.23 frees unreferenced timers.
 //!
+//! Durations follow Go: zero fires at once; one whose deadline is past the
+//! end of the clock (`Duration::MAX`) never fires, yet the timer is pending
+//! (`stop` says true) and its channel stays connected — its heap entry, due
+//! never, owns the sender (`sched/timers.rs`) — so a `select` arm on
+//! `after(Duration::MAX)` is never ready. `tick` of zero, Go's nil
+//! channel, is such a timer.
+//!
 //! A timer belongs to the runtime current when it was made (the caller's,
 //! else the default one), as sockets do: a ticker re-arms itself there,
 //! whichever thread runs its callback (sysmon runs some), and stops when
@@ -37,10 +44,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::chan::{Receiver, Sender, TrySendError, bounded};
-use crate::sched::timers::{Fire, TimerRef, start_timer_on};
+use crate::sched::timers::{Fire, TimerRef, deadline_after, start_timer_on};
 use crate::sched::{LockGuard, Sched, lock};
 
-/// Receive the current time once, after `d` (Go's `time.After`).
+/// Receive the current time once, after `d` (Go's `time.After`): at once
+/// for zero, never for a `d` past the end of the clock (`Duration::MAX`).
 ///
 /// ```
 /// let rx = gort::time::after(std::time::Duration::from_millis(2));
@@ -52,11 +60,17 @@ pub fn after(d: Duration) -> Receiver<Instant> {
 }
 
 /// Receive the time every `d` (Go's `time.Tick`); ticks a slow receiver
-/// misses are dropped.
+/// misses are dropped. For a zero `d`, as Go's nil channel, a receiver
+/// that never delivers.
 ///
-/// # Panics
-/// If `d` is zero.
+/// ```
+/// let rx = gort::time::tick(std::time::Duration::ZERO);
+/// assert!(rx.recv_timeout(std::time::Duration::from_millis(1)).is_err());
+/// ```
 pub fn tick(d: Duration) -> Receiver<Instant> {
+    if d.is_zero() {
+        return Shared::start(None, None).1;
+    }
     Ticker::new(d).into_receiver()
 }
 
@@ -82,8 +96,9 @@ struct Armed {
 }
 
 impl Shared {
-    /// A new timer (or ticker, with `period`) armed to fire after `d`.
-    fn start(d: Duration, period: Option<Duration>) -> (Arc<Shared>, Receiver<Instant>) {
+    /// A new timer (or ticker, with `period`) armed to fire at `when`
+    /// (`None`: never).
+    fn start(when: Option<Instant>, period: Option<Duration>) -> (Arc<Shared>, Receiver<Instant>) {
         let (tx, rx) = bounded(1);
         let shared = Arc::new(Shared {
             tx,
@@ -94,10 +109,7 @@ impl Shared {
             }),
             runtime: crate::runtime::with_current(Arc::downgrade),
         });
-        if let Some(when) = Instant::now().checked_add(d) {
-            let mut armed = shared.lock();
-            shared.arm(&mut armed, when);
-        }
+        shared.arm(&mut shared.lock(), when);
         (shared, rx)
     }
 
@@ -110,8 +122,10 @@ impl Shared {
     }
 
     /// Arm for `when` in a new generation, unless the runtime is gone.
-    /// Lock held (`armed`).
-    fn arm(self: &Arc<Self>, armed: &mut Armed, when: Instant) {
+    /// Lock held (`armed`). A timer for never (`None`) is armed too: its
+    /// heap entry owns the sender that keeps `rx` connected, until the
+    /// timer is stopped or nobody can receive any more (module header).
+    fn arm(self: &Arc<Self>, armed: &mut Armed, when: Option<Instant>) {
         armed.generation += 1;
         let generation = armed.generation;
         let Some(runtime) = self.runtime.upgrade() else { return };
@@ -125,7 +139,7 @@ impl Shared {
     }
 
     /// The timer callback (scheduler context: never blocks).
-    fn fire(self: &Arc<Self>, generation: u64, when: Instant) {
+    fn fire(self: &Arc<Self>, generation: u64, when: Option<Instant>) {
         let mut armed = self.lock();
         if armed.generation != generation {
             return;
@@ -134,9 +148,9 @@ impl Shared {
         armed.timer = None;
         if let Some(period) = armed.period
             && !receivers_gone
-            && let Some(next) = next_tick(when, period, Instant::now())
+            && let Some(next) = when.and_then(|when| next_tick(when, period, Instant::now()))
         {
-            self.arm(&mut armed, next);
+            self.arm(&mut armed, Some(next));
         }
     }
 
@@ -190,9 +204,11 @@ pub struct Timer {
 }
 
 impl Timer {
-    /// A timer that fires once after `d`.
+    /// A timer that fires once after `d`: at once for zero, never for a
+    /// `d` past the end of the clock (`Duration::MAX`), though it is
+    /// pending until stopped.
     pub fn new(d: Duration) -> Timer {
-        let (shared, rx) = Shared::start(d, None);
+        let (shared, rx) = Shared::start(deadline_after(d), None);
         Timer { shared, rx }
     }
 
@@ -221,9 +237,7 @@ impl Timer {
     pub fn reset(&self, d: Duration) -> bool {
         let mut armed = self.shared.lock();
         let pending = self.shared.disarm(&mut armed, &self.rx);
-        if let Some(when) = Instant::now().checked_add(d) {
-            self.shared.arm(&mut armed, when);
-        }
+        self.shared.arm(&mut armed, deadline_after(d));
         pending
     }
 }
@@ -241,13 +255,14 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    /// A ticker with period `d`.
+    /// A ticker with period `d` (one past the end of the clock never
+    /// ticks).
     ///
     /// # Panics
     /// If `d` is zero (Go: "non-positive interval for NewTicker").
     pub fn new(d: Duration) -> Ticker {
         assert!(!d.is_zero(), "non-positive interval for Ticker::new");
-        let (shared, rx) = Shared::start(d, Some(d));
+        let (shared, rx) = Shared::start(deadline_after(d), Some(d));
         Ticker { shared, rx }
     }
 
@@ -276,9 +291,7 @@ impl Ticker {
         let mut armed = self.shared.lock();
         self.shared.disarm(&mut armed, &self.rx);
         armed.period = Some(d);
-        if let Some(when) = Instant::now().checked_add(d) {
-            self.shared.arm(&mut armed, when);
-        }
+        self.shared.arm(&mut armed, deadline_after(d));
     }
 }
 
