@@ -122,14 +122,16 @@ impl Builder {
     /// How long an idle thread waits for work before it exits (default
     /// 10 s, as tokio's blocking pool). Threads that sysmon started for a
     /// burst of blocking calls go away afterwards; new ones are started
-    /// when needed.
+    /// when needed. Zero: an idle thread exits at once; past the end of the
+    /// clock (`Duration::MAX`): idle threads never exit.
     pub fn thread_keep_alive(mut self, keep_alive: Duration) -> Builder {
         self.keep_alive = keep_alive;
         self
     }
 
     /// How long a goroutine may run while others wait before sysmon
-    /// preempts it (default 10 ms, as Go). Must be at least 100 µs.
+    /// preempts it (default 10 ms, as Go). Must be at least 100 µs;
+    /// `Duration::MAX` (or any slice past the end of the clock) never ends.
     pub fn preempt_slice(mut self, slice: Duration) -> Builder {
         self.preempt_slice = slice;
         self
@@ -481,7 +483,8 @@ pub fn dump_grouped(w: &mut impl Write) -> io::Result<()> {
 /// Check that every goroutine of the current runtime except the caller has
 /// ended, waiting up to `grace` for stragglers (goleak's `VerifyNone`). The
 /// error lists every goroutine left, with its dump entry; its `Display` is
-/// the report.
+/// the report. A zero `grace` looks once; one past the end of the clock
+/// (`Duration::MAX`) waits for as long as it takes.
 ///
 /// ```
 /// #[test]

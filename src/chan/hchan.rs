@@ -84,10 +84,10 @@ pub enum Wait {
 }
 
 impl Wait {
-    /// Wait at most `d`; a `d` so large that the deadline is not
-    /// representable means forever.
+    /// Wait at most `d`; a `d` whose deadline is past the end of the clock
+    /// means forever (`time` module header).
     pub fn timeout(d: Duration) -> Wait {
-        match Instant::now().checked_add(d) {
+        match crate::sched::timers::deadline_after(d) {
             Some(t) => Wait::Until(t),
             None => Wait::Forever,
         }

@@ -28,8 +28,9 @@
 //!   values are dropped. Nobody stays parked on a channel nobody can use.
 //! - Goroutines park; a plain thread (`main`, a `#[test]`) blocks. Both can
 //!   be on either end of the same channel.
-//! - Timeouts: a zero timeout tries once; a timeout too large to represent
-//!   as an `Instant` waits forever.
+//! - Timeouts: a zero timeout tries once; one whose deadline is past the
+//!   end of the clock (`Duration::MAX`) waits forever, with no timer (the
+//!   `time` module's rule).
 //! - [`select!`](crate::select) and [`Select`] wait on several operations at
 //!   once and choose among ready ones uniformly at random.
 //!

@@ -3,7 +3,8 @@
 //!
 //! `check_leaks(grace)` polls until only the caller is left or `grace` has
 //! passed (goroutines that are finishing get that long to end), then
-//! reports every goroutine still alive with its dump entry. It checks one
+//! reports every goroutine still alive with its dump entry. A `grace` past
+//! the end of the clock never passes (the `time` module's rule). It checks one
 //! runtime; tests that run in parallel on the default runtime see each
 //! other's goroutines, so they should build their own `Runtime` and call
 //! `Runtime::check_leaks`.
@@ -43,7 +44,7 @@ impl Sched {
             .filter(|m| std::ptr::eq(&*m.sched, self))
             .and_then(|m| m.curg.get())
             .map(|g| g.id());
-        let deadline = Instant::now() + grace;
+        let deadline = crate::sched::timers::deadline_after(grace);
         loop {
             let others = |with_stacks| -> Vec<GoroutineInfo> {
                 let mut all = self.goroutines(with_stacks);
@@ -53,7 +54,7 @@ impl Sched {
             if others(false).is_empty() {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 let goroutines = others(true);
                 return if goroutines.is_empty() {
                     Ok(())

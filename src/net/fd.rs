@@ -33,7 +33,9 @@
 //! fails with `TimedOut` — its wait for the direction's lock included, so a
 //! caller queued behind one with a later deadline, or none, still times
 //! out at its own. They are timers on the waiting goroutine's token,
-//! started only if it actually parks.
+//! started only if it actually parks; a timeout past the end of the clock
+//! (`Duration::MAX`) is kept, reported back, and never expires (the `time`
+//! module's rule).
 //!
 //! Field order matters: `reg` is declared first so it is dropped first,
 //! taking the fd out of epoll before `sock` closes it.
@@ -229,7 +231,7 @@ impl<S: AsRawFd> NetFd<S> {
             if one_waiter.is_none() {
                 deadline = match timeout.load(Ordering::Relaxed) {
                     NO_TIMEOUT => None,
-                    ns => Instant::now().checked_add(Duration::from_nanos(ns)),
+                    ns => crate::sched::timers::deadline_after(Duration::from_nanos(ns)),
                 };
                 one_waiter = Some(lock_until(lock, deadline)?);
                 // Judge the `EAGAIN` again, now that no one else waits.

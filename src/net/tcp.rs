@@ -216,7 +216,7 @@ impl TcpStream {
                 "cannot set a 0 duration timeout",
             ));
         }
-        TcpStream::connect_deadline(addr, Instant::now().checked_add(timeout))
+        TcpStream::connect_deadline(addr, crate::sched::timers::deadline_after(timeout))
     }
 
     #[track_caller]

@@ -9,7 +9,6 @@
 //! that exist still run every goroutine.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use super::m::{M, MPtr};
 use super::p::PPtr;
@@ -163,7 +162,7 @@ impl Sched {
             }
             l.midle.push(MPtr::new(m));
         }
-        let woken = match Instant::now().checked_add(self.keep_alive) {
+        let woken = match timers::deadline_after(self.keep_alive) {
             Some(deadline) => m.park.sleep_until(deadline),
             None => {
                 m.park.sleep();

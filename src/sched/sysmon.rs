@@ -82,7 +82,7 @@ use super::chaos::{ChaosRng, SYSMON_STREAM};
 use super::m::M;
 use super::p::PStatus;
 use super::preempt::{REQUEST_PREEMPT, REQUEST_SYSCALL, signal, signal_pending};
-use super::timers::nanotime;
+use super::timers::{nanotime, saturating_nanos};
 use super::{Sched, lock_sched};
 use crate::debug::DeadlockWatch;
 
@@ -242,7 +242,7 @@ impl Sched {
     fn sysmon_cycle(&self, state: &mut Sysmon) -> Option<Cycle> {
         let now = nanotime();
         self.coarse_now.store(now, Ordering::Relaxed);
-        let slice = self.preempt_slice.as_nanos() as u64;
+        let slice = saturating_nanos(self.preempt_slice);
         let mut acted = false;
         let mut busy = false;
         let mut in_syscall = false;
@@ -412,7 +412,7 @@ impl Sched {
         }
         let refusals = m.foreign_refusals.load(Ordering::Relaxed).min(MAX_BACKOFF_DOUBLINGS);
         let gap = (MIN_DELAY.as_nanos() as u64) << refusals;
-        pace.next_at = now + gap.min(self.preempt_slice.as_nanos() as u64);
+        pace.next_at = now + gap.min(saturating_nanos(self.preempt_slice));
         m.signal_pace.set(pace);
         signal(m, REQUEST_PREEMPT);
         self.preempt_signals.fetch_add(1, Ordering::Relaxed);

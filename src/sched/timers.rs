@@ -38,11 +38,23 @@
 //! `select` loop): the handle is on the channel, and their callback is
 //! taken out of the timer too, as it owns the channel's sender, which owns
 //! the timer's handle, a cycle that would otherwise keep both alive.
+//!
+//! Durations at the edges (one rule for every API that takes a timeout,
+//! through `deadline_after`): zero is a deadline of now, due at once; a
+//! deadline past the end of the clock — `Instant::now() + d` overflowing,
+//! or beyond the 584 years `nanotime` counts — is *never*, `None`, and
+//! nothing is armed for it: the wait has no timer. A channel timer for
+//! never (`time::after(Duration::MAX)`) must still own its channel's
+//! sender, or its receivers would see the channel disconnected, ready at
+//! once: it is queued at `NEVER`, which no clock reaches, and freed with
+//! its receivers like any other; a timer at `NEVER`, or any deadline
+//! clamped to it, wakes no one (`has_pending`). Arithmetic on deadlines
+//! saturates.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::m::current_m;
 use super::p::PPtr;
@@ -54,6 +66,10 @@ const RUN_BATCH: usize = 16;
 
 /// `P::timer0` when the heap is empty.
 pub(crate) const NO_TIMER: u64 = u64::MAX;
+
+/// The deadline of a timer that never fires (module header): `nanotime`
+/// never gets there, and `nanotime_of` clamps every later instant to it.
+const NEVER: u64 = NO_TIMER - 1;
 
 const PENDING: u8 = 0;
 const FIRED: u8 = 1;
@@ -223,7 +239,7 @@ impl TimerHeap {
 
     /// Whether any entry may still fire for someone.
     fn has_pending(&self) -> bool {
-        self.entries.iter().any(|e| e.timer.is_live())
+        self.entries.iter().any(|e| e.when != NEVER && e.timer.is_live())
     }
 
     fn peek_when(&self) -> u64 {
@@ -345,11 +361,18 @@ pub(crate) fn nanotime_of(t: Instant) -> u64 {
         Some(later) => e.after.saturating_add(saturating_nanos(later)),
         None => e.after.saturating_sub(saturating_nanos(e.instant - t)),
     };
-    nanos.min(NO_TIMER - 1)
+    nanos.min(NEVER)
+}
+
+/// The deadline `d` from now; `None` for never: past the end of `Instant`,
+/// or beyond `nanotime`'s range (module header). Every timeout of the
+/// runtime goes through here.
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d).filter(|&t| nanotime_of(t) != NEVER)
 }
 
 /// `d` in nanoseconds, `u64::MAX` if it does not fit (584 years).
-fn saturating_nanos(d: std::time::Duration) -> u64 {
+pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -360,11 +383,11 @@ pub(crate) fn instant_of(t: u64) -> Instant {
     match t.checked_sub(e.before) {
         Some(later) => e
             .instant
-            .checked_add(std::time::Duration::from_nanos(later))
-            .unwrap_or_else(|| e.instant + std::time::Duration::from_secs(1 << 32)),
+            .checked_add(Duration::from_nanos(later))
+            .unwrap_or_else(|| e.instant + Duration::from_secs(1 << 32)),
         None => e
             .instant
-            .checked_sub(std::time::Duration::from_nanos(e.before - t))
+            .checked_sub(Duration::from_nanos(e.before - t))
             .unwrap_or(e.instant),
     }
 }
@@ -382,21 +405,26 @@ pub(crate) fn start_timer(when: Instant, f: Fire, slot: &mut TimerSlot) -> Timer
             }
             None => Arc::clone(slot.0.insert(TimerState::new(f, None))),
         };
-        push_timer(sched, when, timer)
+        push_timer(sched, nanotime_of(when), timer)
     })
 }
 
 /// Run `f` at (or soon after) `when` on runtime `sched`, with a timer of its
-/// own. The timer may be dropped unfired once `wanted` is gone or says it
-/// is no longer wanted (module header).
-pub(crate) fn start_timer_on(sched: &Sched, when: Instant, f: Fire, wanted: Option<Weak<dyn Wanted>>) -> TimerRef {
-    push_timer(sched, when, TimerState::new(f, wanted))
+/// own; `None`: never, though the timer is queued, holding `f`, until it is
+/// cancelled or unwanted. The timer may be dropped unfired once `wanted` is
+/// gone or says it is no longer wanted (module header).
+pub(crate) fn start_timer_on(
+    sched: &Sched,
+    when: Option<Instant>,
+    f: Fire,
+    wanted: Option<Weak<dyn Wanted>>,
+) -> TimerRef {
+    push_timer(sched, when.map_or(NEVER, nanotime_of), TimerState::new(f, wanted))
 }
 
 /// Queue a pending `timer` on the caller's P if it is one of `sched`'s,
 /// else on P 0.
-fn push_timer(sched: &Sched, when: Instant, timer: Arc<TimerState>) -> TimerRef {
-    let when = nanotime_of(when);
+fn push_timer(sched: &Sched, when: u64, timer: Arc<TimerState>) -> TimerRef {
     let p = current_m()
         .filter(|m| std::ptr::eq(&*m.sched, sched))
         .and_then(|m| m.p.get())
@@ -409,7 +437,10 @@ fn push_timer(sched: &Sched, when: Instant, timer: Arc<TimerState>) -> TimerRef 
         swept
     };
     drop(swept);
-    sched.wake_for_timer(when);
+    // No M needs to wake for a timer that never fires.
+    if when != NEVER {
+        sched.wake_for_timer(when);
+    }
     TimerRef(timer)
 }
 

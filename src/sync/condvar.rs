@@ -14,7 +14,9 @@
 //! moment. A waiter whose deadline wins removes its own entry. Like std's
 //! and Go's, a `Condvar` does not check that every waiter uses the same
 //! mutex, and spurious wake-ups do not happen but callers should loop on
-//! their condition anyway (`wait_while` does).
+//! their condition anyway (`wait_while` does). A zero timeout times out at
+//! once; one past the end of the clock never does (the `time` module's
+//! rule).
 //!
 //! `waiters` is guarded by its internal lock, held only to push, pop or
 //! remove an entry; it is never held while the mutex is taken.
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::mutex::MutexGuard;
 use super::sema::{WaitQueue, lock};
+use crate::sched::timers::deadline_after;
 use crate::sched::{TIMED_OUT, WaitReason};
 
 /// A condition variable: goroutines (or threads) wait on it, holding a
@@ -152,7 +155,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
-        let (guard, timed_out) = self.wait_until(guard, Instant::now().checked_add(timeout));
+        let (guard, timed_out) = self.wait_until(guard, deadline_after(timeout));
         (guard, WaitTimeoutResult(timed_out))
     }
 
@@ -177,7 +180,7 @@ impl Condvar {
     where
         F: FnMut(&mut T) -> bool,
     {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = deadline_after(timeout);
         while condition(&mut *guard) {
             let timed_out;
             (guard, timed_out) = self.wait_until(guard, deadline);

@@ -7,12 +7,16 @@
 //! deadline. A sleep never ends early: timers fire at or after their
 //! deadline. From a plain OS thread, `sleep` is `std::thread::sleep`.
 //!
-//! Durations follow Go: zero (or a deadline in the past) returns at once;
-//! one too large to represent as an `Instant` sleeps forever, never
-//! overflows.
+//! Durations follow Go, here and in every API of the crate that takes a
+//! timeout: zero (or a deadline in the past) expires at once, never hangs;
+//! one whose deadline is past the end of the clock (`Instant::now() + d`
+//! overflows, or lies beyond the timer clock's 584 years:
+//! `Duration::MAX`) never expires, and arms no timer; nothing overflows or
+//! panics. One rule, `sched::timers::deadline_after`, decides which.
 
 use std::time::{Duration, Instant};
 
+use crate::sched::timers::deadline_after;
 use crate::sched::{WaitReason, WaitToken, current_m};
 
 mod timer;
@@ -32,7 +36,7 @@ pub fn sleep(d: Duration) {
         return;
     }
     crate::sched::safe_point();
-    match Instant::now().checked_add(d) {
+    match deadline_after(d) {
         Some(deadline) => sleep_from_now_until(deadline),
         None => park_forever(),
     }

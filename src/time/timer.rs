@@ -15,13 +15,25 @@
 //! racing with `stop` either delivers before `stop` empties the channel or
 //! not at all. `stop` and `reset` return whether the timer was pending,
 //! which, as in Go 1.23, includes a value sent that nobody received yet:
-//! for the program the timer had not fired.
+//! for the program the timer had not fired. Pending also covers the
+//! moment between the heap taking a timer out as fired and its callback
+//! sending: `Armed::timer` is cleared only by the callback that sends, under
+//! the lock, so a `stop` that still finds it there suppresses the send and
+//! says true — false only if a value was received, so `if !t.stop() {
+//! t.receiver().recv() }` never blocks for ever (Go's golang/go#69312).
 //!
 //! A timer nobody can receive from any more (every `Receiver` of its
 //! channel dropped: an `after` in a `select` that took another case, a
 //! `Timer` dropped without `stop`) is no longer wanted, and the runtime's
 //! timer heap drops it unfired at its next sweep (`sched/timers.rs`), as Go
 //! 1.23 frees unreferenced timers.
+//!
+//! Durations follow Go: zero fires at once; one whose deadline is past the
+//! end of the clock (`Duration::MAX`) never fires, yet the timer is pending
+//! (`stop` says true) and its channel stays connected — its heap entry, due
+//! never, owns the sender (`sched/timers.rs`) — so a `select` arm on
+//! `after(Duration::MAX)` is never ready. `tick` of zero, Go's nil
+//! channel, is such a timer.
 //!
 //! A timer belongs to the runtime current when it was made (the caller's,
 //! else the default one), as sockets do: a ticker re-arms itself there,
@@ -32,10 +44,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::chan::{Receiver, Sender, TrySendError, bounded};
-use crate::sched::timers::{Fire, TimerRef, start_timer_on};
+use crate::sched::timers::{Fire, TimerRef, deadline_after, start_timer_on};
 use crate::sched::{LockGuard, Sched, lock};
 
-/// Receive the current time once, after `d` (Go's `time.After`).
+/// Receive the current time once, after `d` (Go's `time.After`): at once
+/// for zero, never for a `d` past the end of the clock (`Duration::MAX`).
 ///
 /// ```
 /// let rx = gort::time::after(std::time::Duration::from_millis(2));
@@ -47,11 +60,17 @@ pub fn after(d: Duration) -> Receiver<Instant> {
 }
 
 /// Receive the time every `d` (Go's `time.Tick`); ticks a slow receiver
-/// misses are dropped.
+/// misses are dropped. For a zero `d`, as Go's nil channel, a receiver
+/// that never delivers.
 ///
-/// # Panics
-/// If `d` is zero.
+/// ```
+/// let rx = gort::time::tick(std::time::Duration::ZERO);
+/// assert!(rx.recv_timeout(std::time::Duration::from_millis(1)).is_err());
+/// ```
 pub fn tick(d: Duration) -> Receiver<Instant> {
+    if d.is_zero() {
+        return Shared::start(None, None).1;
+    }
     Ticker::new(d).into_receiver()
 }
 
@@ -68,14 +87,18 @@ struct Shared {
 
 struct Armed {
     generation: u64,
+    /// The current arming's heap timer, until its callback has sent (or
+    /// `disarm` took it): while it is here, nothing of this arming was
+    /// delivered.
     timer: Option<TimerRef>,
     /// `Some(period)` for a ticker.
     period: Option<Duration>,
 }
 
 impl Shared {
-    /// A new timer (or ticker, with `period`) armed to fire after `d`.
-    fn start(d: Duration, period: Option<Duration>) -> (Arc<Shared>, Receiver<Instant>) {
+    /// A new timer (or ticker, with `period`) armed to fire at `when`
+    /// (`None`: never).
+    fn start(when: Option<Instant>, period: Option<Duration>) -> (Arc<Shared>, Receiver<Instant>) {
         let (tx, rx) = bounded(1);
         let shared = Arc::new(Shared {
             tx,
@@ -86,10 +109,7 @@ impl Shared {
             }),
             runtime: crate::runtime::with_current(Arc::downgrade),
         });
-        if let Some(when) = Instant::now().checked_add(d) {
-            let mut armed = shared.lock();
-            shared.arm(&mut armed, when);
-        }
+        shared.arm(&mut shared.lock(), when);
         (shared, rx)
     }
 
@@ -102,8 +122,10 @@ impl Shared {
     }
 
     /// Arm for `when` in a new generation, unless the runtime is gone.
-    /// Lock held (`armed`).
-    fn arm(self: &Arc<Self>, armed: &mut Armed, when: Instant) {
+    /// Lock held (`armed`). A timer for never (`None`) is armed too: its
+    /// heap entry owns the sender that keeps `rx` connected, until the
+    /// timer is stopped or nobody can receive any more (module header).
+    fn arm(self: &Arc<Self>, armed: &mut Armed, when: Option<Instant>) {
         armed.generation += 1;
         let generation = armed.generation;
         let Some(runtime) = self.runtime.upgrade() else { return };
@@ -117,7 +139,7 @@ impl Shared {
     }
 
     /// The timer callback (scheduler context: never blocks).
-    fn fire(self: &Arc<Self>, generation: u64, when: Instant) {
+    fn fire(self: &Arc<Self>, generation: u64, when: Option<Instant>) {
         let mut armed = self.lock();
         if armed.generation != generation {
             return;
@@ -126,9 +148,9 @@ impl Shared {
         armed.timer = None;
         if let Some(period) = armed.period
             && !receivers_gone
-            && let Some(next) = next_tick(when, period, Instant::now())
+            && let Some(next) = when.and_then(|when| next_tick(when, period, Instant::now()))
         {
-            self.arm(&mut armed, next);
+            self.arm(&mut armed, Some(next));
         }
     }
 
@@ -136,7 +158,16 @@ impl Shared {
     /// sent a value nobody received.
     fn disarm(&self, armed: &mut Armed, rx: &Receiver<Instant>) -> bool {
         armed.generation += 1;
-        let pending = armed.timer.take().is_some_and(|t| t.cancel());
+        // Not `cancel()`'s answer: the heap marks a timer fired before its
+        // callback sends, and the generation bump suppresses that send, so
+        // a timer still held here has delivered nothing (module header).
+        let pending = match armed.timer.take() {
+            Some(timer) => {
+                timer.cancel();
+                true
+            }
+            None => false,
+        };
         let mut unreceived = false;
         while rx.try_recv().is_ok() {
             unreceived = true;
@@ -173,9 +204,11 @@ pub struct Timer {
 }
 
 impl Timer {
-    /// A timer that fires once after `d`.
+    /// A timer that fires once after `d`: at once for zero, never for a
+    /// `d` past the end of the clock (`Duration::MAX`), though it is
+    /// pending until stopped.
     pub fn new(d: Duration) -> Timer {
-        let (shared, rx) = Shared::start(d, None);
+        let (shared, rx) = Shared::start(deadline_after(d), None);
         Timer { shared, rx }
     }
 
@@ -189,8 +222,10 @@ impl Timer {
     }
 
     /// Stop the timer; true if it was pending — armed, or fired with its
-    /// value not yet received (Go 1.23). After `stop` returns, no value
-    /// from before it will be received.
+    /// value not yet received (Go 1.23). False only if the value was
+    /// received, or the timer was stopped already: `if !t.stop() {
+    /// t.receiver().recv() }` is safe. After `stop` returns, no value from
+    /// before it will be received.
     pub fn stop(&self) -> bool {
         let mut armed = self.shared.lock();
         self.shared.disarm(&mut armed, &self.rx)
@@ -202,9 +237,7 @@ impl Timer {
     pub fn reset(&self, d: Duration) -> bool {
         let mut armed = self.shared.lock();
         let pending = self.shared.disarm(&mut armed, &self.rx);
-        if let Some(when) = Instant::now().checked_add(d) {
-            self.shared.arm(&mut armed, when);
-        }
+        self.shared.arm(&mut armed, deadline_after(d));
         pending
     }
 }
@@ -222,13 +255,14 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    /// A ticker with period `d`.
+    /// A ticker with period `d` (one past the end of the clock never
+    /// ticks).
     ///
     /// # Panics
     /// If `d` is zero (Go: "non-positive interval for NewTicker").
     pub fn new(d: Duration) -> Ticker {
         assert!(!d.is_zero(), "non-positive interval for Ticker::new");
-        let (shared, rx) = Shared::start(d, Some(d));
+        let (shared, rx) = Shared::start(deadline_after(d), Some(d));
         Ticker { shared, rx }
     }
 
@@ -257,9 +291,7 @@ impl Ticker {
         let mut armed = self.shared.lock();
         self.shared.disarm(&mut armed, &self.rx);
         armed.period = Some(d);
-        if let Some(when) = Instant::now().checked_add(d) {
-            self.shared.arm(&mut armed, when);
-        }
+        self.shared.arm(&mut armed, deadline_after(d));
     }
 }
 
