@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::debug;
 pub use crate::debug::{Frame, GoroutineInfo, GoroutineState, Leaks};
-use crate::goroutine::{JoinHandle, spawn_on};
+use crate::goroutine::{JoinHandle, spawn_on, spawned};
 pub use crate::sched::Metrics;
 use crate::sched::{Config, MAX_PROCS, Sched, current_m};
 use crate::stack;
@@ -254,13 +254,17 @@ impl Runtime {
     /// let n = rt.block_on(|| gort::go(|| 2 + 2).join().unwrap());
     /// assert_eq!(n, 4);
     /// ```
+    ///
+    /// # Panics
+    /// If `f` panics, or if no stack can be had for its goroutine (as
+    /// [`go`](crate::go)).
     #[track_caller]
     pub fn block_on<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let handle = spawn_on(&self.sched, f, Some("main".into()), self.sched.stack_size());
+        let handle = spawned(spawn_on(&self.sched, f, Some("main".into()), self.sched.stack_size()));
         match handle.join() {
             Ok(v) => v,
             Err(panic) => std::panic::resume_unwind(panic),
@@ -268,13 +272,16 @@ impl Runtime {
     }
 
     /// Spawn a goroutine on this runtime from anywhere.
+    ///
+    /// # Panics
+    /// If no stack can be had for it, as [`go`](crate::go).
     #[track_caller]
     pub fn go<F, T>(&self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        spawn_on(&self.sched, f, None, self.sched.stack_size())
+        spawned(spawn_on(&self.sched, f, None, self.sched.stack_size()))
     }
 
     /// Number of Ps (Go's `GOMAXPROCS(0)`).

@@ -190,3 +190,43 @@ fn touched_stacks_are_resident() {
         hs.into_iter().for_each(|h| assert_eq!(h.join().unwrap(), 7));
     });
 }
+
+/// Not a check but a measurement, run by hand (`cargo test --release
+/// --test metrics -- --ignored --nocapture metrics_cost`): what one
+/// `metrics()` call costs with 1,000 and 100,000 goroutines parked. It
+/// prints the figures; the only assertions are about the goroutines it
+/// parks, never about time.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn metrics_cost_with_parked_goroutines() {
+    for parked in [1_000, 100_000] {
+        let rt = Runtime::builder().procs(2).build().unwrap();
+        rt.block_on(move || {
+            let (release_tx, release_rx) = gort::chan::bounded::<()>(0);
+            let wg = Arc::new(gort::sync::WaitGroup::new());
+            let hs: Vec<_> = (0..parked)
+                .map(|_| {
+                    let (release, wg) = (release_rx.clone(), Arc::clone(&wg));
+                    wg.add(1);
+                    gort::go(move || {
+                        wg.done();
+                        let _ = release.recv();
+                    })
+                })
+                .collect();
+            wg.wait();
+            assert_eq!(gort::runtime::metrics().goroutines_live, parked + 1);
+            let calls = if parked > 10_000 { 20 } else { 2_000 };
+            let start = Instant::now();
+            let mut threads = 0;
+            for _ in 0..calls {
+                threads += black_box(gort::runtime::metrics()).threads_live;
+            }
+            let per_call = start.elapsed() / calls as u32;
+            assert!(threads >= calls);
+            println!("metrics() with {parked} parked goroutines: {per_call:?} per call ({calls} calls)");
+            drop(release_tx);
+            hs.into_iter().for_each(|h| h.join().unwrap());
+        });
+    }
+}

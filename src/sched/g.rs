@@ -441,7 +441,7 @@ impl Sched {
             .collect()
     }
 
-    /// Allocate a brand-new G (Go's `malg`); it gets a stack when it first runs.
+    /// Allocate a brand-new G (Go's `malg`); `newproc` gives it a stack.
     fn malg(&self, stack_size: usize) -> GPtr {
         let g = Box::new(G {
             ctx: UnsafeCell::new(Context::empty()),

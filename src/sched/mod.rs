@@ -111,8 +111,8 @@
 //! - g0 never runs user code: only the runtime's own `gopark` callbacks
 //!   (which release a lock or flip a token's state, and never block) and
 //!   timer callbacks (which ready goroutines or `try_send`). User values are
-//!   dropped on goroutine stacks — with one exception: the closure of a
-//!   goroutine that cannot get a stack is dropped on g0 (`give_stack`).
+//!   dropped on goroutine stacks (or the spawner's, when `newproc` finds no
+//!   stack for a goroutine).
 
 mod blocks;
 mod chaos;

@@ -5,6 +5,7 @@
 //! whatever goroutine or thread spawns, and `goroutine_entry`/`goexit`,
 //! which run on the new goroutine's stack.
 
+use std::io;
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -396,12 +397,6 @@ impl Sched {
             p.schedtick.store(p.tick().wrapping_add(1), Ordering::Relaxed);
         }
         P::count(&p.ran);
-        // SAFETY: we own `g` (it came off a run queue or out of a park), so
-        // its stack and context are ours to set up.
-        if unsafe { (*g.stack.get()).is_none() } && !self.give_stack(&p, g) {
-            self.goexit0(&p, g);
-            return After::Schedule;
-        }
         g.set_status(GStatus::Running);
         m.curg.set(Some(g));
         if TRACED {
@@ -464,37 +459,6 @@ impl Sched {
                 }
             }
             Pending::None => unreachable!("a goroutine switched to g0 without saying why"),
-        }
-    }
-
-    /// Attach a stack to a G that runs for the first time. On failure the
-    /// goroutine cannot run: its closure is dropped (its JoinHandle reports
-    /// the error) and false is returned.
-    fn give_stack(&self, p: &P, g: GPtr) -> bool {
-        // SAFETY: we hold `p`, so its stack cache is ours.
-        let local = unsafe { &mut *p.stacks.get() };
-        match self.stacks.get(local, g.stack_size.get() as usize) {
-            Ok(stack) => {
-                // SAFETY: we own g and it is not running; a stack from the
-                // cache holds no live frames; `goroutine_entry` never returns.
-                unsafe {
-                    *g.ctx.get() = Context::for_entry(stack.top(), goroutine_entry, g.as_non_null().as_ptr() as usize);
-                    *g.stack.get() = Some(stack);
-                }
-                true
-            }
-            Err(e) => {
-                // On g0: not through std's stderr lock (`os::write_stderr`).
-                crate::os::write_stderr(&format!(
-                    "gort: goroutine {} (spawned at {}) cannot run: stack allocation failed: {e}\n",
-                    g.id(),
-                    g.spawned_at()
-                ));
-                // SAFETY: we own g; dropping the task that never ran
-                // abandons it, which fails its JoinHandle.
-                drop(unsafe { (*g.entry.get()).take() });
-                false
-            }
         }
     }
 
@@ -582,16 +546,20 @@ fn runnext_grace() {
     }
 }
 
-/// Create a goroutine running `f` (Go's `newproc`): put it on the current
-/// P's `runnext` (it runs soon, on a warm cache), or on the global queue
-/// when called from outside the runtime, and wake an idle P for it.
+/// Create a goroutine running `f` (Go's `newproc`): give it a stack, put
+/// it on the current P's `runnext` (it runs soon, on a warm cache), or on
+/// the global queue when called from outside the runtime, and wake an idle
+/// P for it. The stack is taken here, not when the goroutine first runs, so
+/// that running out of them is an error the spawner sees (Go's `newproc1`
+/// allocates it here too); then nothing is created and `task` is dropped
+/// on the caller's stack.
 pub(crate) fn newproc(
     sched: &Sched,
     task: Task,
     name: Option<Arc<str>>,
     stack_size: usize,
     spawned_at: &'static Location<'static>,
-) -> u64 {
+) -> io::Result<u64> {
     let mut here = current_m();
     if here.is_none() {
         crate::debug::threads::note_user();
@@ -605,6 +573,11 @@ pub(crate) fn newproc(
     let _section = NoPreempt::on(here);
     let m = here.filter(|m| std::ptr::eq(&*m.sched, sched));
     let p: Option<PPtr> = m.and_then(|m| m.p.get());
+    // SAFETY: we hold `p` (our M's), so its stack cache is ours.
+    let local = p.as_deref().map(|p| unsafe { &mut *p.stacks.get() });
+    // On failure the section ends before `task` (a parameter) drops, so
+    // the closure's drop may be preempted like any user code.
+    let stack = sched.stacks.get(local, stack_size)?;
     let g = sched.gfget(p.as_deref(), stack_size);
     let id = sched.goidgen.fetch_add(1, Ordering::Relaxed) + 1;
     g.set_identity(
@@ -613,8 +586,14 @@ pub(crate) fn newproc(
         spawned_at,
     );
     sched.set_g_name(g, name);
-    // SAFETY: a G fresh from the free list is owned by us.
-    unsafe { *g.entry.get() = Some(task) };
+    // SAFETY: a G fresh from the free list is owned by us; the stack is
+    // fresh or cached, so it holds no live frames; `goroutine_entry` never
+    // returns.
+    unsafe {
+        *g.entry.get() = Some(task);
+        *g.ctx.get() = Context::for_entry(stack.top(), goroutine_entry, g.as_non_null().as_ptr() as usize);
+        *g.stack.get() = Some(stack);
+    }
     match p {
         Some(p) => P::count(&p.created),
         None => {
@@ -630,7 +609,7 @@ pub(crate) fn newproc(
         None => sched.globrunqput(g),
     }
     sched.wakep();
-    id
+    Ok(id)
 }
 
 /// `runtime::lock_os_thread`: wire the running goroutine to its thread
