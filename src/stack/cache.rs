@@ -72,7 +72,8 @@ impl StackPool {
         self.allocator.reserved_bytes()
     }
 
-    /// Stack memory resident in RAM (`StackAllocator::resident_bytes`).
+    /// Stack memory resident in RAM (`StackAllocator::resident_bytes`;
+    /// costly, O(stack pages)).
     pub(crate) fn resident_bytes(&self) -> usize {
         self.allocator.resident_bytes()
     }

@@ -33,6 +33,20 @@
 //! the fault, prints one line naming the goroutine, and aborts. Any other
 //! fault is passed on to the handler that was installed before ours (std's).
 //!
+//! Running out. A goroutine takes its stack when it is spawned, so when
+//! no stack can be had — the address space is exhausted (`RLIMIT_AS`,
+//! overcommit) or mprotect guards would pass `vm.max_map_count` — the
+//! allocator's `io::Error` (`OutOfMemory`, naming what ran out) goes back
+//! to the spawner: `goroutine::Builder::spawn` returns it, `go` panics with
+//! it. Nothing else is affected; stacks given back are handed out again
+//! ([`cache`] says from where).
+//!
+//! Accounting. The allocator counts stacks handed out and address space
+//! reserved in atomics, so `runtime::metrics()` reads them for free. How
+//! much of that space is resident is known only to the kernel: it is
+//! counted on request (`runtime::stack_bytes_resident`, one `mincore` over
+//! every carved slot, O(stack pages)), never as part of `metrics()`.
+//!
 //! Context. Everything here may be called from any thread except the signal
 //! handler path, which takes no locks and does not allocate. Each
 //! [`StackAllocator`] has one mutex guarding its size classes; no other lock
