@@ -94,11 +94,15 @@ fn address_space_in_use() -> u64 {
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
 }
 
-/// Room left under the address-space limit: about 190 default (256 KiB)
-/// stacks, so the spawning below runs out of it quickly.
-const HEADROOM: u64 = 48 << 20;
-/// Far more spawns than `HEADROOM` holds stacks: reaching it means running
-/// out of address space was never reported.
+/// The address-space limit for a process of `used` bytes: a quarter more,
+/// plus 64 MiB. The stack allocator keeps an eighth of the limit (at least
+/// 64 MiB) for the rest of the process, so a few hundred default (256 KiB)
+/// stacks fit in what is left, and the spawning below runs out quickly.
+fn limit_above(used: u64) -> u64 {
+    used + used / 4 + (64 << 20)
+}
+/// Far more spawns than `limit_above` leaves room for: reaching it means
+/// running out of address space was never reported.
 const MAX_SPAWNS: usize = 10_000;
 
 /// Spawn a goroutine that waits for `release` to close, and wait until it
@@ -151,7 +155,7 @@ fn running_out_of_stacks_fails_the_spawn_and_the_runtime_goes_on() {
             .build()
             .unwrap();
         assert_eq!(rt.block_on(|| ping_pong(100)), 5050);
-        let limit = address_space_in_use() + HEADROOM;
+        let limit = limit_above(address_space_in_use());
         let rlimit = libc::rlimit {
             rlim_cur: limit,
             rlim_max: limit,
@@ -176,6 +180,12 @@ fn running_out_of_stacks_fails_the_spawn_and_the_runtime_goes_on() {
             assert!(!parked.is_empty(), "the limit left no room for a single stack");
             assert_eq!(err.kind(), io::ErrorKind::OutOfMemory, "{err}");
             assert!(err.to_string().contains("goroutine stack"), "{err}");
+            // The stacks did not take the last of the address space: the
+            // heap and a new thread (its 8 MiB stack) still get theirs.
+            let heap = vec![1u8; 16 << 20];
+            assert_eq!(heap.iter().map(|&b| usize::from(b)).sum::<usize>(), 16 << 20);
+            drop(heap);
+            assert_eq!(std::thread::spawn(|| 6 * 7).join().unwrap(), 42);
             // `go` has no way to return the error: it panics with it, at
             // the caller's line.
             let line = line!() + 1;

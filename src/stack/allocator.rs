@@ -14,7 +14,8 @@
 //! Costs: reusing a free slot is a pop under the mutex, no system call.
 //! Growing a class carves [`BATCH`](super::guard::BATCH) guarded slots from
 //! its newest region (one `process_madvise`), and maps a new region of
-//! [`REGION_BYTES`] when that one is full. Releasing costs one
+//! [`REGION_BYTES`] when that one is full (smaller under `RLIMIT_AS`, whose
+//! last share is left to the rest of the process: `region.rs`). Releasing costs one
 //! `madvise(MADV_DONTNEED)` (about 2–3 µs), done outside the mutex.
 //!
 //! Lock: `classes` is guarded by its mutex, the only lock here; the two
@@ -33,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::guard::{GuardMode, vma_limit};
-use super::region::Region;
+use super::region::{self, Region};
 use super::{MAX_STACK_SIZE, page_size, round_to_pages};
 
 /// Address space per region. 256 MiB holds 1008 default stacks (256 KiB +
@@ -163,7 +164,21 @@ impl StackAllocator {
     /// the newest is full. Mutex held.
     fn grow(&self, class: &mut SizeClass) -> io::Result<()> {
         if class.regions.last().is_none_or(Region::is_full) {
-            let region = Region::reserve(class.slot, REGION_BYTES / class.slot, self.mode)?;
+            let mut nslots = (REGION_BYTES / class.slot).max(1);
+            if let Some(room) = region::room_for_stacks()? {
+                nslots = nslots.min(room / class.slot);
+                if nslots == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        format!(
+                            "no address space left for goroutine stacks: {room} bytes may still be reserved under \
+                             RLIMIT_AS, a stack slot needs {}",
+                            class.slot
+                        ),
+                    ));
+                }
+            }
+            let region = Region::reserve(class.slot, nslots, self.mode)?;
             // Relaxed: a statistic.
             self.reserved.fetch_add(region.len(), Ordering::Relaxed);
             class.regions.push(region);

@@ -38,7 +38,9 @@
 //! overcommit) or mprotect guards would pass `vm.max_map_count` — the
 //! allocator's `io::Error` (`OutOfMemory`, naming what ran out) goes back
 //! to the spawner: `goroutine::Builder::spawn` returns it, `go` panics with
-//! it. Nothing else is affected; stacks given back are handed out again
+//! it. Nothing else is affected: under `RLIMIT_AS` stacks stop short of the
+//! limit, leaving an eighth of it (at least 64 MiB) to malloc and new
+//! threads ([`region`]), and stacks given back are handed out again
 //! ([`cache`] says from where).
 //!
 //! Accounting. The allocator counts stacks handed out and address space
