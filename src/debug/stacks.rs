@@ -53,9 +53,10 @@ pub(crate) fn suspended(g: GPtr) -> Result<Vec<Frame>, &'static str> {
     // it is only used as an address range for a kernel-checked copy and
     // never dropped, and the stamp check below discards what a race made.
     let bounds = unsafe { std::ptr::read_volatile(g.stack.get().cast::<std::mem::ManuallyDrop<Option<Stack>>>()) };
-    // Every live G has a stack: `newproc` gives it one.
+    // No stack yet, or (spawned when stacks were scarce) one it has not
+    // run on: not started.
     let Some((lo, top)) = bounds.as_ref().map(|s| (s.lo(), s.top())) else {
-        return Err(CHANGED);
+        return Err("not started yet");
     };
     let sp = match interrupted {
         Some(regs) if !from_ctx => regs.sp,

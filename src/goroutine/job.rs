@@ -273,7 +273,7 @@ unsafe fn abandon_job<F: FnOnce() -> T + Send, T: Send>(p: NonNull<()>) {
         drop(f);
         on_exit
     });
-    let why: Box<dyn Any + Send> = Box::new("goroutine never ran: its runtime shut down first");
+    let why: Box<dyn Any + Send> = Box::new("goroutine never ran: no stack, or its runtime shut down");
     job.get().packet.complete(Err(why));
     drop(job);
     if let Some(hook) = on_exit {

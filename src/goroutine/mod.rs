@@ -5,20 +5,25 @@
 //! lock-free result slot and an exit hook, shared by the scheduler's `Task`
 //! and the `JoinHandle`. The body runs inside `catch_unwind`, so a panic is
 //! printed by the panic hook (like a std thread's), stored as `Err`, and the
-//! runtime goes on. If the body is dropped without running (its runtime shut
-//! down first), the job is abandoned: its handle gets an `Err`, so `join`
-//! never hangs.
+//! runtime goes on. If the body is dropped without running (its stack could
+//! not be allocated, or its runtime shut down first), the job is abandoned:
+//! its handle gets an `Err`, so `join` never hangs.
 //!
-//! Running out of stacks. A goroutine's stack is taken when it is spawned
-//! (`newproc`), so a spawn that cannot have one — the address space is
-//! exhausted (`RLIMIT_AS`, overcommit) or, on kernels before 6.13, the
-//! guard pages would pass `vm.max_map_count` — creates nothing: the closure
-//! is dropped on the spawner's stack and the spawner is told, as std tells
-//! a thread spawner: [`Builder::spawn`] returns the `io::Error`
-//! (`OutOfMemory`, naming the limit), and `go`, `Runtime::go`,
-//! `Runtime::block_on` and `Scope::go`, which have no `Result` to return,
-//! panic with it. The runtime itself is unaffected: goroutines already
-//! spawned keep running, and as they end their stacks are handed out again.
+//! Running out of stacks. A goroutine normally gets its stack when it first
+//! runs, but once stacks are scarce — under `RLIMIT_AS`, less than a
+//! region's worth (about a thousand default stacks) can still be made —
+//! it takes it when spawned (`sched::newproc`). So a spawn that cannot have
+//! one creates nothing: the closure is dropped on the spawner's stack and
+//! the spawner is told, as std tells a thread spawner: [`Builder::spawn`]
+//! returns the `io::Error` (`OutOfMemory`, naming what ran out), and `go`,
+//! `Runtime::go`, `Runtime::block_on` and `Scope::go`, which have no
+//! `Result` to return, panic with it. The runtime itself is unaffected:
+//! goroutines already spawned keep running, and as they end their stacks
+//! are handed out again. One case still ends in abandonment (a line on
+//! stderr, `Err` from `join`): a burst of spawns queued while stacks were
+//! plentiful that outruns what is left by the time they run, or an
+//! exhaustion the allocator could not foresee (no `RLIMIT_AS`: overcommit
+//! accounting, or mprotect guards reaching `vm.max_map_count`).
 //!
 //! `scope` borrows like `std::thread::scope`: every goroutine spawned in it
 //! has finished — its closure and result dropped — before `scope` returns,
@@ -97,10 +102,10 @@ where
 /// ```
 ///
 /// # Panics
-/// If no stack can be had for the goroutine: the address space is
-/// exhausted (a low `RLIMIT_AS`, say) or the kernel's mapping limit would
-/// be passed. The message carries the allocator's error; the runtime goes
-/// on. [`Builder::spawn`] returns that error instead.
+/// If no stack can be had for the goroutine (the address space left under
+/// `RLIMIT_AS` is used up; see the module header). The message carries the
+/// allocator's error; the runtime goes on. [`Builder::spawn`] returns that
+/// error instead.
 #[track_caller]
 pub fn go<F, T>(f: F) -> JoinHandle<T>
 where
@@ -176,12 +181,11 @@ impl Builder {
     }
 
     /// Spawn the goroutine. Fails with `InvalidInput` for a bad stack size,
-    /// and with the stack allocator's error when no stack can be had: the
-    /// kind is `OutOfMemory` and the message names what ran out (address
-    /// space for goroutine stacks, or `vm.max_map_count`). On failure
-    /// nothing was spawned, `f` has been dropped, and the runtime goes on;
-    /// spawning succeeds again once ending goroutines have given back their
-    /// stacks.
+    /// and with the stack allocator's error when no stack can be had (see
+    /// the module header for when that is known at the spawn): the kind is
+    /// `OutOfMemory` and the message names what ran out. On failure nothing
+    /// was spawned, `f` has been dropped, and the runtime goes on; spawning
+    /// succeeds again once ending goroutines have given back their stacks.
     ///
     /// ```
     /// let err = gort::goroutine::Builder::new().stack_size(1024).spawn(|| ()).unwrap_err();
@@ -304,7 +308,8 @@ struct ScopeState {
 }
 
 /// Run `f` with a [`Scope`] whose goroutines may borrow non-`'static` data;
-/// returns once all of them have finished. If any of them panicked and was
+/// returns once all of them have finished. If any of them panicked, or
+/// never ran (no stack could be allocated for it at its first run), and was
 /// not joined, `scope` panics after they all finished (std's rule).
 ///
 /// ```

@@ -112,7 +112,9 @@
 //!   (which release a lock or flip a token's state, and never block) and
 //!   timer callbacks (which ready goroutines or `try_send`). User values are
 //!   dropped on goroutine stacks (or the spawner's, when `newproc` finds no
-//!   stack for a goroutine).
+//!   stack for a goroutine) — with one exception: the closure of a goroutine
+//!   that cannot get a stack at its first run is dropped on g0
+//!   (`give_stack`).
 
 mod blocks;
 mod chaos;

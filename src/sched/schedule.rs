@@ -397,6 +397,12 @@ impl Sched {
             p.schedtick.store(p.tick().wrapping_add(1), Ordering::Relaxed);
         }
         P::count(&p.ran);
+        // SAFETY: we own `g` (it came off a run queue or out of a park), so
+        // its stack and context are ours to set up.
+        if unsafe { (*g.stack.get()).is_none() } && !self.give_stack(&p, g) {
+            self.goexit0(&p, g);
+            return After::Schedule;
+        }
         g.set_status(GStatus::Running);
         m.curg.set(Some(g));
         if TRACED {
@@ -462,6 +468,33 @@ impl Sched {
         }
     }
 
+    /// Attach a stack to a G that runs for the first time and was spawned
+    /// without one. On failure the goroutine cannot run: its closure is
+    /// dropped (its JoinHandle reports the error) and false is returned.
+    fn give_stack(&self, p: &P, g: GPtr) -> bool {
+        // SAFETY: we hold `p`, so its stack cache is ours.
+        let local = unsafe { &mut *p.stacks.get() };
+        match self.stacks.get(Some(local), g.stack_size.get() as usize) {
+            Ok(stack) => {
+                // SAFETY: we own g and it is not running; the stack is ours.
+                unsafe { set_entry(g, stack) };
+                true
+            }
+            Err(e) => {
+                // On g0: not through std's stderr lock (`os::write_stderr`).
+                crate::os::write_stderr(&format!(
+                    "gort: goroutine {} (spawned at {}) cannot run: stack allocation failed: {e}\n",
+                    g.id(),
+                    g.spawned_at()
+                ));
+                // SAFETY: we own g; dropping the task that never ran
+                // abandons it, which fails its JoinHandle.
+                drop(unsafe { (*g.entry.get()).take() });
+                false
+            }
+        }
+    }
+
     /// A goroutine ended P-less, at shutdown: there is no cache to recycle
     /// it into, so it is only counted; its G and stack go with the runtime.
     fn goexit_without_p(&self, g: GPtr) {
@@ -483,6 +516,19 @@ impl Sched {
         }
         P::count(&p.exited);
         self.gfput(p, g);
+    }
+}
+
+/// Give `g` its stack, set to start in `goroutine_entry`.
+///
+/// # Safety
+/// The caller owns `g`, which has never run, and `stack`, which holds no
+/// live frames (fresh or cached).
+unsafe fn set_entry(g: GPtr, stack: crate::stack::Stack) {
+    // SAFETY: by the contract; `goroutine_entry` never returns.
+    unsafe {
+        *g.ctx.get() = Context::for_entry(stack.top(), goroutine_entry, g.as_non_null().as_ptr() as usize);
+        *g.stack.get() = Some(stack);
     }
 }
 
@@ -546,13 +592,17 @@ fn runnext_grace() {
     }
 }
 
-/// Create a goroutine running `f` (Go's `newproc`): give it a stack, put
-/// it on the current P's `runnext` (it runs soon, on a warm cache), or on
-/// the global queue when called from outside the runtime, and wake an idle
-/// P for it. The stack is taken here, not when the goroutine first runs, so
-/// that running out of them is an error the spawner sees (Go's `newproc1`
-/// allocates it here too); then nothing is created and `task` is dropped
-/// on the caller's stack.
+/// Create a goroutine running `f` (Go's `newproc`): put it on the current
+/// P's `runnext` (it runs soon, on a warm cache), or on the global queue
+/// when called from outside the runtime, and wake an idle P for it.
+///
+/// Its stack. Normally it gets one when it first runs (`give_stack`), so a
+/// burst of spawns waiting to run holds no stacks, and the stack an ending
+/// goroutine leaves in its P's cache serves the next one still warm. When
+/// stacks are scarce (`StackPool::scarce`: under `RLIMIT_AS`, less than a
+/// region's worth left) it takes one here instead, as Go's `newproc1`
+/// always does, so that running out is an error the spawner sees: then
+/// nothing is created and `task` is dropped on the caller's stack.
 pub(crate) fn newproc(
     sched: &Sched,
     task: Task,
@@ -573,11 +623,15 @@ pub(crate) fn newproc(
     let _section = NoPreempt::on(here);
     let m = here.filter(|m| std::ptr::eq(&*m.sched, sched));
     let p: Option<PPtr> = m.and_then(|m| m.p.get());
-    // SAFETY: we hold `p` (our M's), so its stack cache is ours.
-    let local = p.as_deref().map(|p| unsafe { &mut *p.stacks.get() });
-    // On failure the section ends before `task` (a parameter) drops, so
-    // the closure's drop may be preempted like any user code.
-    let stack = sched.stacks.get(local, stack_size)?;
+    let stack = if sched.stacks.scarce() {
+        // SAFETY: we hold `p` (our M's), so its stack cache is ours.
+        let local = p.as_deref().map(|p| unsafe { &mut *p.stacks.get() });
+        // On failure the section ends before `task` (a parameter) drops,
+        // so the closure's drop may be preempted like any user code.
+        Some(sched.stacks.get(local, stack_size)?)
+    } else {
+        None
+    };
     let g = sched.gfget(p.as_deref(), stack_size);
     let id = sched.goidgen.fetch_add(1, Ordering::Relaxed) + 1;
     g.set_identity(
@@ -586,13 +640,13 @@ pub(crate) fn newproc(
         spawned_at,
     );
     sched.set_g_name(g, name);
-    // SAFETY: a G fresh from the free list is owned by us; the stack is
-    // fresh or cached, so it holds no live frames; `goroutine_entry` never
-    // returns.
+    // SAFETY: a G fresh from the free list is owned by us, and so is the
+    // stack.
     unsafe {
         *g.entry.get() = Some(task);
-        *g.ctx.get() = Context::for_entry(stack.top(), goroutine_entry, g.as_non_null().as_ptr() as usize);
-        *g.stack.get() = Some(stack);
+        if let Some(stack) = stack {
+            set_entry(g, stack);
+        }
     }
     match p {
         Some(p) => P::count(&p.created),

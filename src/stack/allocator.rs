@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::guard::{GuardMode, vma_limit};
@@ -86,6 +86,9 @@ struct SizeClass {
     free: Vec<usize>,
     /// All regions of this class; the last is the one being carved.
     regions: Vec<Region>,
+    /// Slots that `RLIMIT_AS` left room for beyond the newest region when
+    /// it was reserved (`region::room_for_stacks`); `None`: no limit.
+    room_after: Option<usize>,
 }
 
 /// Per-runtime allocator of stacks. Any thread; internally locked.
@@ -101,6 +104,9 @@ pub(crate) struct StackAllocator {
     mode: GuardMode,
     /// Cap on the mappings mprotect guards may add (mprotect mode only).
     vma_limit: usize,
+    /// Fewer than a region's worth of new stacks can still be made, as of
+    /// the last growth (or the last growth failed): see [`Self::scarce`].
+    scarce: AtomicBool,
 }
 
 impl StackAllocator {
@@ -117,7 +123,17 @@ impl StackAllocator {
             reserved: AtomicUsize::new(0),
             mode,
             vma_limit,
+            scarce: AtomicBool::new(false),
         }
+    }
+
+    /// Whether new stacks are running out: under `RLIMIT_AS`, fewer than
+    /// one region's worth can still be carved or reserved, or the last
+    /// attempt failed. Then goroutines take their stack when spawned, so
+    /// that running out is the spawner's error (`sched::newproc`). Read
+    /// per spawn: one relaxed load. Any thread.
+    pub(crate) fn scarce(&self) -> bool {
+        self.scarce.load(Ordering::Relaxed)
     }
 
     /// Hands out a stack of at least `size` usable bytes (rounded up to whole
@@ -142,6 +158,7 @@ impl StackAllocator {
             slot: usable + page,
             free: Vec::new(),
             regions: Vec::new(),
+            room_after: None,
         });
         let base = match class.free.pop() {
             Some(base) => base,
@@ -161,12 +178,30 @@ impl StackAllocator {
     }
 
     /// Carves fresh slots into `class.free`, mapping a new region first if
-    /// the newest is full. Mutex held.
+    /// the newest is full, and updates `scarce`. Mutex held.
     fn grow(&self, class: &mut SizeClass) -> io::Result<()> {
+        let grown = self.carve_or_reserve(class);
+        let spare = class
+            .room_after
+            .map(|room| room + class.regions.last().map_or(0, Region::uncarved));
+        let scarce = grown.is_err() || spare.is_some_and(|spare| spare < (REGION_BYTES / class.slot).max(1));
+        // Relaxed: a hint for spawners; a stale value only delays the
+        // switch between lazy and eager stacks by a spawn or two.
+        self.scarce.store(scarce, Ordering::Relaxed);
+        grown
+    }
+
+    fn carve_or_reserve(&self, class: &mut SizeClass) -> io::Result<()> {
         if class.regions.last().is_none_or(Region::is_full) {
             let mut nslots = (REGION_BYTES / class.slot).max(1);
-            if let Some(room) = region::room_for_stacks()? {
+            let room = region::room_for_stacks();
+            class.room_after = match &room {
+                Ok(room) => *room,
+                Err(_) => Some(0),
+            };
+            if let Some(room) = room? {
                 nslots = nslots.min(room / class.slot);
+                class.room_after = Some(room / class.slot - nslots);
                 if nslots == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::OutOfMemory,

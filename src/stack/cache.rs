@@ -1,7 +1,7 @@
 //! Stack caching (Go's per-P `stackcache` in stack.go).
 //!
-//! A goroutine takes a stack when it is spawned and gives it back when it
-//! ends. Most programs spawn and finish goroutines at the same rate on the
+//! A goroutine takes a stack when it first runs (or, when stacks are
+//! scarce, when it is spawned) and gives it back when it ends. Most programs spawn and finish goroutines at the same rate on the
 //! same P, so the stack a goroutine gives back is the one the next needs:
 //! kept in its P's cache with its pages still mapped and warm, it costs no
 //! system call and no page fault to reuse. A P's cache beyond `LOCAL_MAX`
@@ -76,6 +76,11 @@ impl StackPool {
     /// costly, O(stack pages)).
     pub(crate) fn resident_bytes(&self) -> usize {
         self.allocator.resident_bytes()
+    }
+
+    /// Whether spawns should take their stacks now (`StackAllocator::scarce`).
+    pub(crate) fn scarce(&self) -> bool {
+        self.allocator.scarce()
     }
 
     /// Stacks handed out by the allocator: in use or cached for reuse.

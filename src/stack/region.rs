@@ -160,6 +160,11 @@ impl Region {
         (self.base, self.carved * self.slot)
     }
 
+    /// Slots not carved yet.
+    pub(super) fn uncarved(&self) -> usize {
+        self.nslots - self.carved
+    }
+
     /// True when every slot has been carved.
     pub(super) fn is_full(&self) -> bool {
         self.carved == self.nslots
