@@ -148,10 +148,12 @@ fn running_out_of_stacks_fails_the_spawn_and_the_runtime_goes_on() {
         // Idle threads must not exit: a new one could not be created under
         // the limit (its own stack is address space too). One P, so that
         // every stack given back is in the one cache the spawns draw from
-        // (`stack/cache.rs`, "Running out").
+        // (`stack/cache.rs`, "Running out"); no preemption, for the last
+        // check.
         let rt = gort::Runtime::builder()
             .procs(1)
             .thread_keep_alive(Duration::from_secs(3600))
+            .preempt_slice(Duration::from_secs(3600))
             .build()
             .unwrap();
         assert_eq!(rt.block_on(|| ping_pong(100)), 5050);
@@ -208,6 +210,10 @@ fn running_out_of_stacks_fails_the_spawn_and_the_runtime_goes_on() {
             again.into_iter().for_each(|h| h.join().unwrap());
             assert_eq!(ping_pong(100), 5050);
         });
+        // Stacks are still scarce, so spawns take theirs at once: a
+        // goroutine waiting for its first run has a stack it has not run
+        // on, and still dumps as not started.
+        queued_goroutine_dumps_as_not_started(&rt);
     }) else {
         return;
     };
@@ -223,19 +229,12 @@ fn running_out_of_stacks_fails_the_spawn_and_the_runtime_goes_on() {
     );
 }
 
-/// A goroutine gets its stack when spawned; until it first runs, a dump
-/// says it has not started rather than unwinding its entry frame.
-#[test]
-fn a_goroutine_not_yet_run_dumps_as_not_started() {
+/// On `rt` (one P, no preemption for an hour), spawn a goroutine that
+/// cannot run yet, because a spinner holds the P, and check that the
+/// snapshot says it has not started rather than unwinding its entry frame.
+fn queued_goroutine_dumps_as_not_started(rt: &gort::Runtime) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    // One P, kept by a spinner that a preemption will not take from it
-    // for an hour: the second goroutine waits in the queue meanwhile.
-    let rt = gort::Runtime::builder()
-        .procs(1)
-        .preempt_slice(Duration::from_secs(3600))
-        .build()
-        .unwrap();
     let (stop, running) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let (stop2, running2) = (Arc::clone(&stop), Arc::clone(&running));
     let spinner = rt.go(move || {
@@ -255,4 +254,16 @@ fn a_goroutine_not_yet_run_dumps_as_not_started() {
     assert_eq!(waiting.join().unwrap(), 7);
     assert_eq!(info.stack_note, Some("not started yet"), "{info}");
     assert!(info.stack.is_empty(), "{info}");
+}
+
+/// While stacks are plentiful a goroutine gets its stack when it first
+/// runs; until then a dump says it has not started.
+#[test]
+fn a_goroutine_not_yet_run_dumps_as_not_started() {
+    let rt = gort::Runtime::builder()
+        .procs(1)
+        .preempt_slice(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    queued_goroutine_dumps_as_not_started(&rt);
 }
