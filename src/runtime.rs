@@ -454,8 +454,8 @@ pub fn metrics() -> Metrics {
 /// Exact, and costly: it asks the kernel (`mincore`) about every page of
 /// every stack slot ever carved, so its cost grows with the stack address
 /// space, not with the number of Ps. Measured (release build, default
-/// 256 KiB stacks, a loaded 2-core machine): about 1 ms per call with
-/// 1,000 goroutines parked, 80 ms with 100,000. For diagnostics and tests, not per request: the cheap figures
+/// 256 KiB stacks, 2 shared cores): 0.3 to 2 ms per call with 1,000
+/// goroutines parked, 28 to 83 ms with 100,000. For diagnostics and tests, not per request: the cheap figures
 /// are [`Metrics::stacks_allocated`] and [`Metrics::stack_bytes_reserved`].
 ///
 /// ```
