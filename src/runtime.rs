@@ -459,10 +459,16 @@ pub fn metrics() -> Metrics {
 /// are [`Metrics::stacks_allocated`] and [`Metrics::stack_bytes_reserved`].
 ///
 /// ```
-/// let (tx, rx) = gort::chan::bounded::<()>(0);
-/// let parked = gort::go(move || rx.recv());
+/// let (started_tx, started) = gort::chan::bounded::<()>(1);
+/// let (release, rx) = gort::chan::bounded::<()>(0);
+/// let parked = gort::go(move || {
+///     started_tx.send(()).unwrap();
+///     rx.recv()
+/// });
+/// started.recv().unwrap();
+/// // The parked goroutine's stack has at least its frames resident.
 /// assert!(gort::runtime::stack_bytes_resident() > 0);
-/// drop(tx);
+/// drop(release);
 /// let _ = parked.join();
 /// ```
 pub fn stack_bytes_resident() -> usize {
