@@ -1,10 +1,11 @@
 //! Stack caching (Go's per-P `stackcache` in stack.go).
 //!
 //! A goroutine takes a stack when it first runs (or, when stacks are
-//! scarce, when it is spawned) and gives it back when it ends. Most programs spawn and finish goroutines at the same rate on the
-//! same P, so the stack a goroutine gives back is the one the next needs:
-//! kept in its P's cache with its pages still mapped and warm, it costs no
-//! system call and no page fault to reuse. A P's cache beyond `LOCAL_MAX`
+//! scarce, when it is spawned) and gives it back when it ends. Most
+//! programs spawn and finish goroutines at the same rate on the same P, so
+//! the stack a goroutine gives back is the one the next needs: kept in its
+//! P's cache with its pages still mapped and warm, it costs no system call
+//! and no page fault to reuse. A P's cache beyond `LOCAL_MAX`
 //! spills half to a runtime-wide cache (a P that only spawns refills from
 //! it).
 //!
@@ -21,12 +22,13 @@
 //! default size are cached; others are allocated and released one by one.
 //!
 //! Running out. When neither cache has a stack and the allocator cannot
-//! make one (no address space left), the spawn fails with the allocator's
-//! error (`goroutine/mod.rs`). Stacks given back later make spawning work
-//! again, but only from where they are cached: up to `LOCAL_MAX` stacks in
-//! another P's cache are reused only by spawns on that P (or once it
-//! spills them), so with several Ps a spawn may fail while a few stacks sit
-//! idle elsewhere, as Go's per-P `stackcache` may hold them.
+//! make one (no address space left), the spawn (stacks scarce) or the first
+//! run fails with the allocator's error (`goroutine/mod.rs`). Stacks given
+//! back later make spawning work again, but only from where they are
+//! cached: up to `LOCAL_MAX` stacks in another P's cache are reused only by
+//! spawns on that P (or once it spills them), so with several Ps a spawn
+//! may fail while a few stacks sit idle elsewhere, as Go's per-P
+//! `stackcache` may hold them.
 //!
 //! Ownership: a `LocalStacks` belongs to one P and is used only by the M
 //! holding that P; the global cache is behind its own mutex (a leaf lock).
