@@ -2,6 +2,8 @@
 //! counts. Every test uses a runtime of its own and asserts on differences
 //! between two readings, never on how long anything took.
 
+mod common;
+
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -162,16 +164,31 @@ fn threads_go_idle_when_the_work_is_done() {
     assert!(m.threads_idle <= m.threads_live);
 }
 
-#[test]
-fn touched_stacks_are_resident() {
-    const PARKED: usize = 32;
-    const TOUCHED: usize = 64 * 1024;
-    let rt = runtime(2);
-    rt.block_on(|| {
-        let before = gort::runtime::metrics().stack_bytes_resident;
+/// Goroutines parked by `park`.
+struct Parked {
+    release: gort::chan::Sender<()>,
+    handles: Vec<gort::JoinHandle<usize>>,
+    touched: usize,
+}
+
+impl Parked {
+    /// Release the goroutines and join them.
+    fn finish(self) {
+        drop(self.release);
+        for h in self.handles {
+            assert_eq!(h.join().unwrap(), self.touched);
+        }
+    }
+}
+
+/// `n` goroutines of `rt`, each with a `TOUCHED`-byte frame live on its
+/// stack, parked until `Parked::finish`; returns once every one has
+/// started.
+fn park<const TOUCHED: usize>(rt: &Runtime, n: usize) -> Parked {
+    rt.block_on(move || {
         let (release_tx, release_rx) = gort::chan::bounded::<()>(0);
         let wg = Arc::new(gort::sync::WaitGroup::new());
-        let hs: Vec<_> = (0..PARKED)
+        let hs: Vec<_> = (0..n)
             .map(|_| {
                 let (release, wg) = (release_rx.clone(), Arc::clone(&wg));
                 wg.add(1);
@@ -179,14 +196,126 @@ fn touched_stacks_are_resident() {
                     let frame = black_box([7u8; TOUCHED]);
                     wg.done();
                     let _ = release.recv();
-                    black_box(frame[TOUCHED - 1])
+                    black_box(frame).len()
                 })
             })
             .collect();
         wg.wait();
-        let parked = gort::runtime::metrics().stack_bytes_resident;
-        assert!(parked >= before + PARKED * TOUCHED, "{before} -> {parked}");
-        drop(release_tx);
-        hs.into_iter().for_each(|h| assert_eq!(h.join().unwrap(), 7));
-    });
+        Parked {
+            release: release_tx,
+            handles: hs,
+            touched: TOUCHED,
+        }
+    })
+}
+
+#[test]
+fn touched_stacks_are_resident() {
+    const PARKED: usize = 32;
+    const TOUCHED: usize = 64 * 1024;
+    let rt = runtime(2);
+    let before = rt.stack_bytes_resident();
+    let parked_goroutines = park::<TOUCHED>(&rt, PARKED);
+    let parked = rt.stack_bytes_resident();
+    assert!(parked >= before + PARKED * TOUCHED, "{before} -> {parked}");
+    parked_goroutines.finish();
+}
+
+/// Install a seccomp filter on the calling thread that kills the process
+/// at its first `mincore` system call. (x86_64 only, like gort, so the
+/// filter need not check the architecture.)
+fn forbid_mincore() {
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let filter = [
+        // Load the system call number (`seccomp_data.nr`, offset 0).
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        // mincore: fall through to the kill; anything else: skip it.
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_mincore as u32,
+        },
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with these options reads only `prog` and the filter it
+    // points to, both alive across the call; restricting this process is
+    // the point of the child that calls it.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &raw const prog),
+            0
+        );
+    }
+}
+
+/// `metrics()` costs O(Ps), not O(stack pages): it asks the kernel nothing
+/// about stack memory. In a child that dies at any `mincore` call, reading
+/// the metrics with goroutines parked succeeds; the costly
+/// `stack_bytes_resident` is what dies (which shows the filter works).
+#[test]
+fn metrics_make_no_mincore_call() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some((status, stderr)) = common::in_child("metrics_make_no_mincore_call", || {
+        let rt = runtime(2);
+        let parked = park::<4096>(&rt, 100);
+        forbid_mincore();
+        let m = rt.metrics();
+        assert!(m.goroutines_live >= 100 && m.stacks_allocated >= 100, "{m:?}");
+        eprintln!("metrics read");
+        let resident = rt.stack_bytes_resident();
+        eprintln!("resident read: {resident}");
+        parked.finish();
+    }) else {
+        return;
+    };
+    assert!(stderr.contains("metrics read"), "status {status:?}, stderr:\n{stderr}");
+    assert!(!stderr.contains("resident read"), "{stderr}");
+    assert_eq!(status.signal(), Some(libc::SIGSYS), "{stderr}");
+}
+
+/// Not a check but a measurement, run by hand (`cargo test --release
+/// --test metrics -- --ignored --nocapture cost`): what one `metrics()`
+/// and one `stack_bytes_resident()` call cost with 1,000 and 100,000
+/// goroutines parked. It prints the figures; the only assertions are
+/// about the goroutines it parks, never about time.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn cost_of_metrics_with_parked_goroutines() {
+    for parked in [1_000, 100_000] {
+        let rt = Runtime::builder().procs(2).build().unwrap();
+        let goroutines = park::<0>(&rt, parked);
+        let calls = 2_000;
+        let start = Instant::now();
+        let mut live = 0;
+        for _ in 0..calls {
+            live += black_box(rt.metrics()).goroutines_live;
+        }
+        let per_call = start.elapsed() / calls as u32;
+        assert!(live >= calls * parked);
+        let resident_calls = if parked > 10_000 { 20 } else { 200 };
+        let start = Instant::now();
+        let mut resident = 0;
+        for _ in 0..resident_calls {
+            resident = black_box(rt.stack_bytes_resident());
+        }
+        let per_resident = start.elapsed() / resident_calls as u32;
+        assert!(resident >= parked * 4096, "{resident}");
+        println!(
+            "{parked} parked goroutines: metrics() {per_call:?} per call ({calls} calls), \
+             stack_bytes_resident() {per_resident:?} per call ({resident_calls} calls, {resident} bytes)"
+        );
+        goroutines.finish();
+    }
 }

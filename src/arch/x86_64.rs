@@ -59,6 +59,13 @@ impl Context {
         Context { sp: 0 }
     }
 
+    /// The saved stack pointer of `for_entry(top, ..)`'s context: a
+    /// goroutine whose context still says this has never run (dumps say
+    /// "not started yet").
+    pub(crate) fn entry_sp(top: usize) -> usize {
+        top - 80
+    }
+
     /// Prepare a fresh stack whose top (16-byte aligned) is `top` so that the
     /// first `switch` to the returned context calls `entry(arg)` on it.
     ///
@@ -90,7 +97,8 @@ impl Context {
             0,
             0,
         ];
-        let sp = top - words.len() * 8;
+        let sp = Context::entry_sp(top);
+        debug_assert_eq!(sp, top - words.len() * 8);
         // SAFETY: the caller guarantees [top-80, top) is writable and unused;
         // `sp` is 16-byte aligned because `top` is and 80 is a multiple of 16.
         unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut u64, words.len()) };

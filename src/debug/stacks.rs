@@ -17,6 +17,7 @@
 use super::dump::Frame;
 use super::symbols::{self, symbolize, trim_runtime_frames};
 use super::unwind::{StackCopy, unwind_current, unwind_suspended};
+use crate::arch::Context;
 use crate::sched::{GPtr, GStatus};
 use crate::stack::Stack;
 
@@ -52,6 +53,8 @@ pub(crate) fn suspended(g: GPtr) -> Result<Vec<Frame>, &'static str> {
     // it is only used as an address range for a kernel-checked copy and
     // never dropped, and the stamp check below discards what a race made.
     let bounds = unsafe { std::ptr::read_volatile(g.stack.get().cast::<std::mem::ManuallyDrop<Option<Stack>>>()) };
+    // No stack yet, or (spawned when stacks were scarce) one it has not
+    // run on: not started.
     let Some((lo, top)) = bounds.as_ref().map(|s| (s.lo(), s.top())) else {
         return Err("not started yet");
     };
@@ -61,6 +64,9 @@ pub(crate) fn suspended(g: GPtr) -> Result<Vec<Frame>, &'static str> {
         // read of one word); validated by the range check and the stamp.
         _ => unsafe { (*g.ctx.get()).saved_sp() },
     };
+    if from_ctx && sp == Context::entry_sp(top) {
+        return Err("not started yet");
+    }
     if !(lo..top).contains(&sp) {
         return Err(CHANGED);
     }

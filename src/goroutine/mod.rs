@@ -9,6 +9,22 @@
 //! not be allocated, or its runtime shut down first), the job is abandoned:
 //! its handle gets an `Err`, so `join` never hangs.
 //!
+//! Running out of stacks. A goroutine normally gets its stack when it first
+//! runs, but once stacks are scarce — under `RLIMIT_AS`, less than a
+//! region's worth (about a thousand default stacks) can still be made —
+//! it takes it when spawned (`sched::newproc`). So a spawn that cannot have
+//! one creates nothing: the closure is dropped on the spawner's stack and
+//! the spawner is told, as std tells a thread spawner: [`Builder::spawn`]
+//! returns the `io::Error` (`OutOfMemory`, naming what ran out), and `go`,
+//! `Runtime::go`, `Runtime::block_on` and `Scope::go`, which have no
+//! `Result` to return, panic with it. The runtime itself is unaffected:
+//! goroutines already spawned keep running, and as they end their stacks
+//! are handed out again. One case still ends in abandonment (a line on
+//! stderr, `Err` from `join`): a burst of spawns queued while stacks were
+//! plentiful that outruns what is left by the time they run, or an
+//! exhaustion the allocator could not foresee (no `RLIMIT_AS`: overcommit
+//! accounting, or mprotect guards reaching `vm.max_map_count`).
+//!
 //! `scope` borrows like `std::thread::scope`: every goroutine spawned in it
 //! has finished — its closure and result dropped — before `scope` returns,
 //! so they may borrow from the enclosing stack frame.
@@ -31,14 +47,30 @@ mod job;
 mod local;
 use crate::stack::{SignalBuf, check_stack_size};
 
-/// Spawn `f` on `sched`. Used by every spawning entry point.
+/// Spawn `f` on `sched`. Used by every spawning entry point. The error:
+/// no stack could be had (see the module header).
 #[track_caller]
-pub(crate) fn spawn_on<F, T>(sched: &Sched, f: F, name: Option<Arc<str>>, stack_size: usize) -> JoinHandle<T>
+pub(crate) fn spawn_on<F, T>(
+    sched: &Sched,
+    f: F,
+    name: Option<Arc<str>>,
+    stack_size: usize,
+) -> io::Result<JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     spawn_located(sched, f, name, stack_size, Location::caller())
+}
+
+/// The spawn's handle, or the panic of a spawning function that has no
+/// `Result` to return (std's `thread::spawn` words it the same way).
+#[track_caller]
+pub(crate) fn spawned<H>(result: io::Result<H>) -> H {
+    match result {
+        Ok(handle) => handle,
+        Err(e) => panic!("failed to spawn goroutine: {e}"),
+    }
 }
 
 fn spawn_located<F, T>(
@@ -47,18 +79,18 @@ fn spawn_located<F, T>(
     name: Option<Arc<str>>,
     stack_size: usize,
     location: &'static Location<'static>,
-) -> JoinHandle<T>
+) -> io::Result<JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     // SAFETY: everything is 'static.
     let (task, job) = unsafe { job::job(f, None) };
-    let id = newproc(sched, task, name.clone(), stack_size, location);
-    JoinHandle {
+    let id = newproc(sched, task, name.clone(), stack_size, location)?;
+    Ok(JoinHandle {
         job,
         goroutine: Goroutine { id, name },
-    }
+    })
 }
 
 /// Spawn a goroutine running `f` on the current runtime (the caller's, or
@@ -68,6 +100,12 @@ where
 /// let h = gort::go(|| "hello from a goroutine".len());
 /// assert_eq!(h.join().unwrap(), 22);
 /// ```
+///
+/// # Panics
+/// If no stack can be had for the goroutine (the address space left under
+/// `RLIMIT_AS` is used up; see the module header). The message carries the
+/// allocator's error; the runtime goes on. [`Builder::spawn`] returns that
+/// error instead.
 #[track_caller]
 pub fn go<F, T>(f: F) -> JoinHandle<T>
 where
@@ -75,7 +113,7 @@ where
     T: Send + 'static,
 {
     let at = Location::caller();
-    with_current(|s| spawn_located(s, f, None, s.stack_size(), at))
+    spawned(with_current(|s| spawn_located(s, f, None, s.stack_size(), at)))
 }
 
 /// An owned permission to join a goroutine (std's `JoinHandle`). Dropping
@@ -142,7 +180,17 @@ impl Builder {
         self
     }
 
-    /// Spawn the goroutine. Fails with `InvalidInput` for a bad stack size.
+    /// Spawn the goroutine. Fails with `InvalidInput` for a bad stack size,
+    /// and with the stack allocator's error when no stack can be had (see
+    /// the module header for when that is known at the spawn): the kind is
+    /// `OutOfMemory` and the message names what ran out. On failure nothing
+    /// was spawned, `f` has been dropped, and the runtime goes on; spawning
+    /// succeeds again once ending goroutines have given back their stacks.
+    ///
+    /// ```
+    /// let err = gort::goroutine::Builder::new().stack_size(1024).spawn(|| ()).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
     #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
@@ -155,7 +203,7 @@ impl Builder {
                 Some(n) => check_stack_size(n).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?,
                 None => s.stack_size(),
             };
-            Ok(spawn_located(s, f, self.name.map(Arc::from), size, location))
+            spawn_located(s, f, self.name.map(Arc::from), size, location)
         })
     }
 }
@@ -261,8 +309,8 @@ struct ScopeState {
 
 /// Run `f` with a [`Scope`] whose goroutines may borrow non-`'static` data;
 /// returns once all of them have finished. If any of them panicked, or
-/// never ran (no stack could be allocated for it), and was not joined,
-/// `scope` panics after they all finished (std's rule).
+/// never ran (no stack could be allocated for it at its first run), and was
+/// not joined, `scope` panics after they all finished (std's rule).
 ///
 /// ```
 /// let mut words = vec!["a", "b"];
@@ -300,6 +348,10 @@ where
 
 impl<'scope> Scope<'scope, '_> {
     /// Spawn a goroutine that may borrow from outside the scope.
+    ///
+    /// # Panics
+    /// As [`go`], if no stack can be had; `scope` then waits for the
+    /// goroutines already spawned in it before passing the panic on.
     #[track_caller]
     pub fn go<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
     where
@@ -325,7 +377,7 @@ impl<'scope> Scope<'scope, '_> {
         // which only the exit hook does, after the task has run or been
         // dropped unrun. The handle's reference cannot outlive 'scope.
         let (task, job) = unsafe { job::job(f, Some(on_exit)) };
-        let id = with_current(|s| newproc(s, task, None, s.stack_size(), location));
+        let id = spawned(with_current(|s| newproc(s, task, None, s.stack_size(), location)));
         ScopedJoinHandle {
             job,
             goroutine: Goroutine { id, name: None },

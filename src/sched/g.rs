@@ -444,7 +444,8 @@ impl Sched {
             .collect()
     }
 
-    /// Allocate a brand-new G (Go's `malg`); it gets a stack when it first runs.
+    /// Allocate a brand-new G (Go's `malg`); it gets a stack from `newproc`
+    /// or when it first runs.
     fn malg(&self, stack_size: usize) -> GPtr {
         let g = Box::new(G {
             ctx: UnsafeCell::new(Context::empty()),

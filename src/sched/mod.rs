@@ -140,8 +140,10 @@
 //! - g0 never runs user code: only the runtime's own `gopark` callbacks
 //!   (which release a lock or flip a token's state, and never block) and
 //!   timer callbacks (which ready goroutines or `try_send`). User values are
-//!   dropped on goroutine stacks — with one exception: the closure of a
-//!   goroutine that cannot get a stack is dropped on g0 (`give_stack`).
+//!   dropped on goroutine stacks (or the spawner's, when `newproc` finds no
+//!   stack for a goroutine) — with one exception: the closure of a goroutine
+//!   that cannot get a stack at its first run is dropped on g0
+//!   (`give_stack`).
 
 mod blocks;
 mod chaos;
@@ -586,8 +588,18 @@ impl EventCounters {
 ///
 /// Counters only grow: compare two readings. They are read without
 /// stopping anything, so one reading is only roughly consistent with itself.
-/// Reading costs a few locks and, for `stack_bytes_resident`, one `mincore`
-/// system call per stack region: fine once in a while, not in a hot loop.
+///
+/// # Cost
+///
+/// A reading is O(Ps), whatever the number of goroutines or stacks: one
+/// pass over every P ever created (atomic loads, and each P's timer-heap
+/// lock for `timers_queued`), the scheduler lock once (`threads_idle`),
+/// two small vectors, and no system call. Measured (release build, 2 Ps,
+/// a loaded 2-core machine): 0.1 to 3 µs per reading with 1,000 or with
+/// 100,000 goroutines parked, against 380 µs and 40 ms when the reading
+/// also counted resident stack pages. Cheap enough to read per request. The resident stack memory, which
+/// costs a walk over every stack page, is a call of its own:
+/// [`stack_bytes_resident`](crate::runtime::stack_bytes_resident).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Metrics {
@@ -653,22 +665,24 @@ pub struct Metrics {
     /// was idle. Each reads every goroutine, so after one that finds none
     /// the next waits longer and longer, up to a second.
     pub deadlock_looks: u64,
+    /// Goroutines stopped by a preemption signal that took themselves back
+    /// because no P switched goroutines for four slices while they waited
+    /// (the runtime was stuck behind them: they may have been stopped
+    /// inside the allocator holding its lock). 0 in a healthy program.
+    pub preempt_escapes: u64,
     /// Time slices run on each current P, by P id.
     pub ran_per_p: Vec<u64>,
     /// Goroutines waiting in each current P's local run queue, by P id.
     pub local_run_queues: Vec<usize>,
     /// Goroutines waiting in the global run queue.
     pub global_run_queue: usize,
-    /// Address space reserved for goroutine stacks (`/memory/classes/heap/stacks:bytes` is the nearest Go name).
+    /// Address space reserved for goroutine stacks: virtual, not memory
+    /// (pages are committed on first touch; see
+    /// [`stack_bytes_resident`](crate::runtime::stack_bytes_resident)).
     pub stack_bytes_reserved: usize,
-    /// Stacks allocated: in use by goroutines or cached for reuse.
+    /// Stacks allocated: in use by goroutines (each holds one from its
+    /// spawn to its end) or cached for reuse.
     pub stacks_allocated: usize,
-    /// Stack memory resident in RAM: pages of allocated stacks that were
-    /// touched and not yet given back to the kernel, whether their
-    /// goroutine runs, waits, or has ended and left the stack cached for
-    /// reuse (measured with `mincore`; the nearest Go name is
-    /// `/memory/classes/heap/stacks:bytes`).
-    pub stack_bytes_resident: usize,
 }
 
 impl Sched {
@@ -699,13 +713,18 @@ impl Sched {
             timers_queued: self.timers_queued(),
             chaos_injections: self.events.chaos_injections.load(Ordering::Relaxed),
             deadlock_looks: self.events.deadlock_looks.load(Ordering::Relaxed),
+            preempt_escapes: self.events.preempt_escapes.load(Ordering::Relaxed),
             ran_per_p: ps.iter().map(|p| p.ran.load(Ordering::Relaxed)).collect(),
             local_run_queues: ps.iter().map(|p| p.runq.len()).collect(),
             global_run_queue: self.runqsize.load(Ordering::Relaxed),
             stack_bytes_reserved: self.stacks.reserved_bytes(),
             stacks_allocated: self.stacks.allocated(),
-            stack_bytes_resident: self.stacks.resident_bytes(),
         }
+    }
+
+    /// `runtime::stack_bytes_resident`: O(stack pages), see there.
+    pub(crate) fn stack_bytes_resident(&self) -> usize {
+        self.stacks.resident_bytes()
     }
 }
 

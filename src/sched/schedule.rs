@@ -5,6 +5,7 @@
 //! whatever goroutine or thread spawns, and `goroutine_entry`/`goexit`,
 //! which run on the new goroutine's stack.
 
+use std::io;
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -468,20 +469,16 @@ impl Sched {
         }
     }
 
-    /// Attach a stack to a G that runs for the first time. On failure the
-    /// goroutine cannot run: its closure is dropped (its JoinHandle reports
-    /// the error) and false is returned.
+    /// Attach a stack to a G that runs for the first time and was spawned
+    /// without one. On failure the goroutine cannot run: its closure is
+    /// dropped (its JoinHandle reports the error) and false is returned.
     fn give_stack(&self, p: &P, g: GPtr) -> bool {
         // SAFETY: we hold `p`, so its stack cache is ours.
         let local = unsafe { &mut *p.stacks.get() };
-        match self.stacks.get(local, g.stack_size.get() as usize) {
+        match self.stacks.get(Some(local), g.stack_size.get() as usize) {
             Ok(stack) => {
-                // SAFETY: we own g and it is not running; a stack from the
-                // cache holds no live frames; `goroutine_entry` never returns.
-                unsafe {
-                    *g.ctx.get() = Context::for_entry(stack.top(), goroutine_entry, g.as_non_null().as_ptr() as usize);
-                    *g.stack.get() = Some(stack);
-                }
+                // SAFETY: we own g and it is not running; the stack is ours.
+                unsafe { set_entry(g, stack) };
                 true
             }
             Err(e) => {
@@ -520,6 +517,19 @@ impl Sched {
         }
         P::count(&p.exited);
         self.gfput(p, g);
+    }
+}
+
+/// Give `g` its stack, set to start in `goroutine_entry`.
+///
+/// # Safety
+/// The caller owns `g`, which has never run, and `stack`, which holds no
+/// live frames (fresh or cached).
+unsafe fn set_entry(g: GPtr, stack: crate::stack::Stack) {
+    // SAFETY: by the contract; `goroutine_entry` never returns.
+    unsafe {
+        *g.ctx.get() = Context::for_entry(stack.top(), goroutine_entry, g.as_non_null().as_ptr() as usize);
+        *g.stack.get() = Some(stack);
     }
 }
 
@@ -586,13 +596,21 @@ fn runnext_grace() {
 /// Create a goroutine running `f` (Go's `newproc`): put it on the current
 /// P's `runnext` (it runs soon, on a warm cache), or on the global queue
 /// when called from outside the runtime, and wake an idle P for it.
+///
+/// Its stack. Normally it gets one when it first runs (`give_stack`), so a
+/// burst of spawns waiting to run holds no stacks, and the stack an ending
+/// goroutine leaves in its P's cache serves the next one still warm. When
+/// stacks are scarce (`StackPool::scarce`: under `RLIMIT_AS`, less than a
+/// region's worth left) it takes one here instead, as Go's `newproc1`
+/// always does, so that running out is an error the spawner sees: then
+/// nothing is created and `task` is dropped on the caller's stack.
 pub(crate) fn newproc(
     sched: &Sched,
     task: Task,
     name: Option<Arc<str>>,
     stack_size: usize,
     spawned_at: &'static Location<'static>,
-) -> u64 {
+) -> io::Result<u64> {
     let mut here = current_m();
     if here.is_none() {
         crate::debug::threads::note_user();
@@ -606,6 +624,15 @@ pub(crate) fn newproc(
     let _section = NoPreempt::on(here);
     let m = here.filter(|m| std::ptr::eq(&*m.sched, sched));
     let p: Option<PPtr> = m.and_then(|m| m.p.get());
+    let stack = if sched.stacks.scarce() {
+        // SAFETY: we hold `p` (our M's), so its stack cache is ours.
+        let local = p.as_deref().map(|p| unsafe { &mut *p.stacks.get() });
+        // On failure the section ends before `task` (a parameter) drops,
+        // so the closure's drop may be preempted like any user code.
+        Some(sched.stacks.get(local, stack_size)?)
+    } else {
+        None
+    };
     let g = sched.gfget(p.as_deref(), stack_size);
     let id = sched.goidgen.fetch_add(1, Ordering::Relaxed) + 1;
     g.set_identity(
@@ -614,8 +641,14 @@ pub(crate) fn newproc(
         spawned_at,
     );
     sched.set_g_name(g, name);
-    // SAFETY: a G fresh from the free list is owned by us.
-    unsafe { *g.entry.get() = Some(task) };
+    // SAFETY: a G fresh from the free list is owned by us, and so is the
+    // stack.
+    unsafe {
+        *g.entry.get() = Some(task);
+        if let Some(stack) = stack {
+            set_entry(g, stack);
+        }
+    }
     match p {
         Some(p) => P::count(&p.created),
         None => {
@@ -631,7 +664,7 @@ pub(crate) fn newproc(
         None => sched.globrunqput(g),
     }
     sched.wakep();
-    id
+    Ok(id)
 }
 
 /// `runtime::lock_os_thread`: wire the running goroutine to its thread

@@ -14,7 +14,8 @@
 //! Costs: reusing a free slot is a pop under the mutex, no system call.
 //! Growing a class carves [`BATCH`](super::guard::BATCH) guarded slots from
 //! its newest region (one `process_madvise`), and maps a new region of
-//! [`REGION_BYTES`] when that one is full. Releasing costs one
+//! [`REGION_BYTES`] when that one is full (smaller under `RLIMIT_AS`, whose
+//! last share is left to the rest of the process: `region.rs`). Releasing costs one
 //! `madvise(MADV_DONTNEED)` (about 2–3 µs), done outside the mutex.
 //!
 //! Lock: `classes` is guarded by its mutex, the only lock here; the two
@@ -29,11 +30,11 @@
 use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::guard::{GuardMode, vma_limit};
-use super::region::Region;
+use super::region::{self, Region};
 use super::{MAX_STACK_SIZE, page_size, round_to_pages};
 
 /// Address space per region. 256 MiB holds 1008 default stacks (256 KiB +
@@ -85,6 +86,9 @@ struct SizeClass {
     free: Vec<usize>,
     /// All regions of this class; the last is the one being carved.
     regions: Vec<Region>,
+    /// Slots that `RLIMIT_AS` left room for beyond the newest region when
+    /// it was reserved (`region::room_for_stacks`); `None`: no limit.
+    room_after: Option<usize>,
 }
 
 /// Per-runtime allocator of stacks. Any thread; internally locked.
@@ -100,6 +104,9 @@ pub(crate) struct StackAllocator {
     mode: GuardMode,
     /// Cap on the mappings mprotect guards may add (mprotect mode only).
     vma_limit: usize,
+    /// Fewer than a region's worth of new stacks can still be made, as of
+    /// the last growth (or the last growth failed): see [`Self::scarce`].
+    scarce: AtomicBool,
 }
 
 impl StackAllocator {
@@ -116,7 +123,17 @@ impl StackAllocator {
             reserved: AtomicUsize::new(0),
             mode,
             vma_limit,
+            scarce: AtomicBool::new(false),
         }
+    }
+
+    /// Whether new stacks are running out: under `RLIMIT_AS`, fewer than
+    /// one region's worth can still be carved or reserved, or the last
+    /// attempt failed. Then goroutines take their stack when spawned, so
+    /// that running out is the spawner's error (`sched::newproc`). Read
+    /// per spawn: one relaxed load. Any thread.
+    pub(crate) fn scarce(&self) -> bool {
+        self.scarce.load(Ordering::Relaxed)
     }
 
     /// Hands out a stack of at least `size` usable bytes (rounded up to whole
@@ -141,6 +158,7 @@ impl StackAllocator {
             slot: usable + page,
             free: Vec::new(),
             regions: Vec::new(),
+            room_after: None,
         });
         let base = match class.free.pop() {
             Some(base) => base,
@@ -160,10 +178,42 @@ impl StackAllocator {
     }
 
     /// Carves fresh slots into `class.free`, mapping a new region first if
-    /// the newest is full. Mutex held.
+    /// the newest is full, and updates `scarce`. Mutex held.
     fn grow(&self, class: &mut SizeClass) -> io::Result<()> {
+        let grown = self.carve_or_reserve(class);
+        let spare = class
+            .room_after
+            .map(|room| room + class.regions.last().map_or(0, Region::uncarved));
+        let scarce = grown.is_err() || spare.is_some_and(|spare| spare < (REGION_BYTES / class.slot).max(1));
+        // Relaxed: a hint for spawners; a stale value only delays the
+        // switch between lazy and eager stacks by a spawn or two.
+        self.scarce.store(scarce, Ordering::Relaxed);
+        grown
+    }
+
+    fn carve_or_reserve(&self, class: &mut SizeClass) -> io::Result<()> {
         if class.regions.last().is_none_or(Region::is_full) {
-            let region = Region::reserve(class.slot, REGION_BYTES / class.slot, self.mode)?;
+            let mut nslots = (REGION_BYTES / class.slot).max(1);
+            let room = region::room_for_stacks();
+            class.room_after = match &room {
+                Ok(room) => *room,
+                Err(_) => Some(0),
+            };
+            if let Some(room) = room? {
+                nslots = nslots.min(room / class.slot);
+                class.room_after = Some(room / class.slot - nslots);
+                if nslots == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        format!(
+                            "no address space left for goroutine stacks: {room} bytes may still be reserved under \
+                             RLIMIT_AS, a stack slot needs {}",
+                            class.slot
+                        ),
+                    ));
+                }
+            }
+            let region = Region::reserve(class.slot, nslots, self.mode)?;
             // Relaxed: a statistic.
             self.reserved.fetch_add(region.len(), Ordering::Relaxed);
             class.regions.push(region);
@@ -242,8 +292,10 @@ impl StackAllocator {
     /// Bytes of stack memory resident in RAM: the touched pages of every
     /// slot carved so far (handed out or free; a free slot's pages were
     /// released, so they count only once touched again), as `mincore`
-    /// reports them. One system call per region, made without the mutex.
-    /// Any thread.
+    /// reports them. One system call per region, made without the mutex,
+    /// but the kernel walks every page of the carved span and we count a
+    /// byte per page: O(carved address space), tens of milliseconds for
+    /// 100,000 default stacks. Hence not part of `Metrics`. Any thread.
     pub(crate) fn resident_bytes(&self) -> usize {
         let spans: Vec<(usize, usize)> = self
             .lock()

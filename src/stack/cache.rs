@@ -1,10 +1,11 @@
 //! Stack caching (Go's per-P `stackcache` in stack.go).
 //!
-//! A goroutine takes a stack when it first runs and gives it back when it
-//! ends. Most programs spawn and finish goroutines at the same rate on the
-//! same P, so the stack a goroutine gives back is the one the next needs:
-//! kept in its P's cache with its pages still mapped and warm, it costs no
-//! system call and no page fault to reuse. A P's cache beyond `LOCAL_MAX`
+//! A goroutine takes a stack when it first runs (or, when stacks are
+//! scarce, when it is spawned) and gives it back when it ends. Most
+//! programs spawn and finish goroutines at the same rate on the same P, so
+//! the stack a goroutine gives back is the one the next needs: kept in its
+//! P's cache with its pages still mapped and warm, it costs no system call
+//! and no page fault to reuse. A P's cache beyond `LOCAL_MAX`
 //! spills half to a runtime-wide cache (a P that only spawns refills from
 //! it).
 //!
@@ -19,6 +20,15 @@
 //! program that never idles keeps the stacks of its peak; one that idles
 //! returns all but `GLOBAL_KEEP` of them. Only stacks of the runtime's
 //! default size are cached; others are allocated and released one by one.
+//!
+//! Running out. When neither cache has a stack and the allocator cannot
+//! make one (no address space left), the spawn (stacks scarce) or the first
+//! run fails with the allocator's error (`goroutine/mod.rs`). Stacks given
+//! back later make spawning work again, but only from where they are
+//! cached: up to `LOCAL_MAX` stacks in another P's cache are reused only by
+//! spawns on that P (or once it spills them), so with several Ps a spawn
+//! may fail while a few stacks sit idle elsewhere, as Go's per-P
+//! `stackcache` may hold them.
 //!
 //! Ownership: a `LocalStacks` belongs to one P and is used only by the M
 //! holding that P; the global cache is behind its own mutex (a leaf lock).
@@ -64,9 +74,15 @@ impl StackPool {
         self.allocator.reserved_bytes()
     }
 
-    /// Stack memory resident in RAM (`StackAllocator::resident_bytes`).
+    /// Stack memory resident in RAM (`StackAllocator::resident_bytes`;
+    /// costly, O(stack pages)).
     pub(crate) fn resident_bytes(&self) -> usize {
         self.allocator.resident_bytes()
+    }
+
+    /// Whether spawns should take their stacks now (`StackAllocator::scarce`).
+    pub(crate) fn scarce(&self) -> bool {
+        self.allocator.scarce()
     }
 
     /// Stacks handed out by the allocator: in use or cached for reuse.
@@ -74,18 +90,27 @@ impl StackPool {
         self.allocator.live_stacks()
     }
 
-    /// A stack of `size` usable bytes, preferring `local`'s cache.
-    /// Holder of `local`'s P only.
-    pub(crate) fn get(&self, local: &mut LocalStacks, size: usize) -> io::Result<Stack> {
+    /// A stack of `size` usable bytes, preferring `local`'s cache (a P's;
+    /// `None` for a spawner without a P, which takes one from the global
+    /// cache). The error is the allocator's (`StackAllocator::alloc`): no
+    /// address space or mapping budget left for a new stack. Holder of
+    /// `local`'s P only.
+    pub(crate) fn get(&self, local: Option<&mut LocalStacks>, size: usize) -> io::Result<Stack> {
         if size != self.default_size {
             return self.allocator.alloc(size);
         }
-        if local.is_empty() {
-            let mut global = self.global.lock().unwrap_or_else(PoisonError::into_inner);
-            let at = global.len().saturating_sub(LOCAL_REFILL);
-            local.extend(global.drain(at..));
-        }
-        match local.pop() {
+        let cached = match local {
+            Some(local) => {
+                if local.is_empty() {
+                    let mut global = self.global.lock().unwrap_or_else(PoisonError::into_inner);
+                    let at = global.len().saturating_sub(LOCAL_REFILL);
+                    local.extend(global.drain(at..));
+                }
+                local.pop()
+            }
+            None => self.global.lock().unwrap_or_else(PoisonError::into_inner).pop(),
+        };
+        match cached {
             Some(s) => Ok(s),
             None => self.allocator.alloc(size),
         }
