@@ -99,6 +99,10 @@ impl Sched {
                 // them: ask for one, which the next P to be handed on will
                 // find idle (`g` jumped the queue for one turn at most).
                 self.request_m(false);
+            } else if spinning {
+                // The caller wanted a spinning M for work it published
+                // (maybe on its own P's queue): find it another.
+                self.wakep();
             }
             return;
         }
@@ -210,6 +214,7 @@ impl Sched {
                 // Release pairs with the Acquire in `is_shut_down`.
                 self.shutdown.store(true, Ordering::Release);
                 l.midle.clear();
+                l.runq.close();
                 if let Some(s) = l.sleeper {
                     self.wake_sleeper_locked(s);
                 }

@@ -25,6 +25,12 @@ pub(crate) struct GQueue {
     /// change while the queue owns the G): `take_first_locked` walks the
     /// queue only when there is one to find.
     locked: usize,
+    /// Set at shutdown (under `Sched::lock`, with the flag): nothing runs
+    /// from the queue any more, and a goroutine that runs on P-less after
+    /// the shutdown may still have an entry in it, which a second push
+    /// would corrupt; so pushes are dropped (`Sched::abandon_unstarted`
+    /// finds unstarted goroutines through `allgs`, not the queue).
+    closed: bool,
 }
 
 // SAFETY: a GQueue lives inside `Sched::lock`; the Gs it links are owned by
@@ -41,6 +47,10 @@ impl GQueue {
     }
 
     pub(crate) fn push_back(&mut self, g: GPtr) {
+        if self.closed {
+            return;
+        }
+        debug_assert!(self.tail != Some(g) && g.schedlink.get().is_none(), "a G queued twice");
         self.locked += usize::from(g.lockedm.get().is_some());
         g.schedlink.set(None);
         match self.tail {
@@ -49,6 +59,11 @@ impl GQueue {
         }
         self.tail = Some(g);
         self.len += 1;
+    }
+
+    /// Stop taking Gs (shutdown).
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
     }
 
     /// Whether the G at the head is locked to an M.

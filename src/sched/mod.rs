@@ -253,6 +253,9 @@ pub(crate) struct Sched {
     allm: Mutex<Vec<MPtr>>,
     /// sysmon and the spawner have been started (`spawner.rs`).
     helpers_started: std::sync::Once,
+    /// Ps taken by an M (`acquirep`): with `P::ran`, what a preempted
+    /// goroutine watches for progress (`preempt.rs`).
+    p_acquires: AtomicU64,
     /// Threads asked of the spawner.
     spawns: spawner::Spawns,
     /// The spawner's thread id (0 until it starts): one of the deadlock
@@ -414,6 +417,7 @@ impl Sched {
             events: EventCounters::default(),
             allm: Mutex::new(Vec::new()),
             helpers_started: std::sync::Once::new(),
+            p_acquires: AtomicU64::new(0),
             spawns: spawner::Spawns::new(),
             spawner_tid: std::sync::atomic::AtomicI32::new(0),
             sysmon_note: crate::os::Note::new(),

@@ -189,6 +189,12 @@ impl Sched {
     /// Make `m` the holder of `p` (Go's `acquirep`).
     pub(crate) fn acquirep(&self, m: &M, p: PPtr) {
         debug_assert!(m.p.get().is_none());
+        // Holding a P, `m` no longer computes without one (sysmon watches
+        // such Ms, `syscall.rs`).
+        m.syscall_since.store(0, Ordering::Relaxed);
+        // Progress as a preempted goroutine counts it: a P changing hands
+        // resumes goroutines that `execute` never sees (`preempt.rs`).
+        self.p_acquires.fetch_add(1, Ordering::Relaxed);
         p.holder.store(m as *const M as *mut M, Ordering::Release);
         p.set_status(PStatus::Running);
         m.p.set(Some(p));

@@ -418,25 +418,24 @@ impl super::Sched {
     /// that makes progress is never escaped from: some P switches
     /// goroutines at least once a slice while any goroutine waits.
     fn sleep_until_handed_p(&self, m: &M, g: super::GPtr, was_locked: bool, preempted: bool) {
-        let escape_after = (self.preempt_slice * 4).max(ESCAPE_MIN_WAIT);
+        let escape_after = self.preempt_slice.saturating_mul(4).max(ESCAPE_MIN_WAIT);
         let mut seen = self.switches();
         let p = loop {
             if self.is_shut_down() {
                 return;
             }
-            let woken = if preempted {
-                m.park.sleep_until(std::time::Instant::now() + escape_after)
-            } else {
-                m.park.sleep();
-                true
+            let woken = match std::time::Instant::now().checked_add(escape_after) {
+                Some(deadline) if preempted => m.park.sleep_until(deadline),
+                _ => {
+                    m.park.sleep();
+                    true
+                }
             };
             if !woken {
                 let now = self.switches();
-                if now != seen {
-                    seen = now;
-                    continue;
-                }
-                match self.escape(m, g) {
+                let progress = now != seen;
+                seen = now;
+                match self.escape(m, g, progress) {
                     Escape::No => continue,
                     Escape::WithP(p) => break p,
                     Escape::WithoutP => {
@@ -463,22 +462,26 @@ impl super::Sched {
         }
     }
 
-    /// Goroutine switches on every P ever made: moves whenever the
-    /// scheduler makes progress. Allocates nothing (the preemption hook's
-    /// rule).
+    /// Goroutine switches on every P ever made, and Ps changing hands
+    /// (which resume preempted and locked goroutines without a switch):
+    /// moves whenever the scheduler makes progress. Allocates nothing (the
+    /// preemption hook's rule).
     fn switches(&self) -> u64 {
-        (0..super::MAX_PROCS)
+        let ran: u64 = (0..super::MAX_PROCS)
             .map_while(|id| self.p(id))
             .map(|p| p.ran.load(Ordering::Relaxed))
-            .sum()
+            .sum();
+        ran.wrapping_add(self.p_acquires.load(Ordering::Relaxed))
     }
 
     /// A preempted goroutine `g` on `m` takes itself back from the runtime
     /// that does not run it (`sleep_until_handed_p`): from sysmon, if it has
-    /// not queued it yet (with the P it left, if any), else out of the
-    /// global queue (with an idle P, if any). `No` if someone has picked it
-    /// already: that one hands `m` a P.
-    fn escape(&self, m: &M, g: super::GPtr) -> Escape {
+    /// not queued it yet (with the P it left, if any: sysmon, woken by the
+    /// hook, has not come for it in four slices and may be the one stuck),
+    /// else, if no P made `progress`, out of the global queue (with an idle
+    /// P, if any). `No` if someone has picked it already (that one hands
+    /// `m` a P), or others are running.
+    fn escape(&self, m: &M, g: super::GPtr, progress: bool) -> Escape {
         // Acquire pairs with the hook's Release store, as in `take_preempted`.
         if m.handoff.swap(false, Ordering::Acquire) {
             self.events.preempt_escapes.fetch_add(1, Ordering::Relaxed);
@@ -486,6 +489,9 @@ impl super::Sched {
                 Some(p) => Escape::WithP(p),
                 None => Escape::WithoutP,
             };
+        }
+        if progress {
+            return Escape::No;
         }
         let mut l = lock_sched(&self.lock);
         if self.is_shut_down() || !l.runq.remove(g) {

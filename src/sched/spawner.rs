@@ -138,14 +138,19 @@ impl Sched {
 
     /// Keep the handle of a new M's thread for `join_threads`, and join the
     /// threads that have ended meanwhile (Ms that idled out): until it is
-    /// joined, an ended thread keeps its whole stack mapped. The list is
-    /// sorted outside its lock, which allows no allocation.
+    /// joined, an ended thread keeps its whole stack mapped. In one hold of
+    /// the lock, so that `join_threads` never finds the list empty while
+    /// threads run (`threads` is not a scheduler lock: this may allocate).
     fn keep_thread(&self, handle: JoinHandle<()>) {
-        let all = std::mem::take(&mut *lock(&self.threads));
-        let (ended, running): (Vec<_>, Vec<_>) = all.into_iter().partition(JoinHandle::is_finished);
-        for h in running.into_iter().chain([handle]) {
-            push_growing_unlocked(&self.threads, h);
-        }
+        let ended: Vec<JoinHandle<()>> = {
+            let mut threads = lock(&self.threads);
+            let (ended, running) = std::mem::take(&mut *threads)
+                .into_iter()
+                .partition(JoinHandle::is_finished);
+            *threads = running;
+            threads.push(handle);
+            ended
+        };
         // Each has returned from `mstart`: joining waits for its exit only.
         for h in ended {
             let _ = h.join();

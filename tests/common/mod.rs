@@ -173,7 +173,7 @@ pub fn allocation_storm(run_for: Duration, chaos: Option<u64>) -> u64 {
         builder = builder.chaos(seed);
     }
     let rt = builder.build().unwrap();
-    rt.block_on(move || {
+    let made = rt.block_on(move || {
         let stop = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (0..8u64)
             .map(|i| {
@@ -215,7 +215,11 @@ pub fn allocation_storm(run_for: Duration, chaos: Option<u64>) -> u64 {
         let made: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
         assert!(sleeper.join().unwrap() > 0, "the sleeping goroutine never woke");
         made
-    })
+    });
+    // For the parent's log: whether the runtime had to fall back on a
+    // preempted goroutine taking itself back.
+    eprintln!("storm: escapes {}", rt.metrics().preempt_escapes);
+    made
 }
 
 /// Run `allocation_storm` in `runs` children of test `test` (each for
@@ -238,7 +242,10 @@ pub fn count_storm_hangs(test: &str, runs: usize, run_for: Duration, chaos: bool
             None => return 0,
             Some(ChildEnd::Hung) => hung += 1,
             Some(ChildEnd::Exited(status, stderr)) => {
-                assert!(status.success(), "storm run {run} failed: {status}\n{stderr}")
+                assert!(status.success(), "storm run {run} failed: {status}\n{stderr}");
+                if let Some(line) = stderr.lines().find(|l| l.starts_with("storm: ")) {
+                    println!("run {run}: {line}");
+                }
             }
         }
     }
