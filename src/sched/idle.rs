@@ -52,10 +52,11 @@ impl Sched {
     /// together with that goroutine, taken out of the global queue: that M
     /// exists already, and a new thread may never come (the preempted
     /// goroutine may hold the allocator's lock that starting a thread needs;
-    /// at `max_threads` none can start). Only then does the P go idle and
-    /// the spawner start a thread for it (`spawner.rs`); the caller never
-    /// creates one itself, so nothing here allocates or waits for a lock a
-    /// goroutine may hold.
+    /// at `max_threads` none can start); the spawner is asked for a thread
+    /// all the same, for whatever else waits. Failing both, the P goes idle
+    /// and the spawner starts a thread for it (`spawner.rs`). The caller
+    /// never creates one itself, so nothing here allocates or waits for a
+    /// lock a goroutine may hold.
     fn startm(&self, p: PPtr, spinning: bool) {
         let mut l = lock_sched(&self.lock);
         if let Some(m) = l.midle.pop() {
@@ -85,25 +86,17 @@ impl Sched {
         {
             self.runqsize.store(l.runq.len(), Ordering::Relaxed);
             let owner = g.lockedm.get().expect("picked for its lockedm");
-            if spinning {
-                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
-            }
             // `owner` sleeps in `stoplockedm` or `sleep_until_handed_p` and
             // reads `nextp` after its note's Acquire.
             owner.get().nextp.set(Some(p));
             owner.get().park.wakeup();
-            let more = !l.runq.is_empty();
             drop(l);
-            if more {
-                // Others wait, maybe ahead of `g`, and no M is free for
-                // them: ask for one, which the next P to be handed on will
-                // find idle (`g` jumped the queue for one turn at most).
-                self.request_m(false);
-            } else if spinning {
-                // The caller wanted a spinning M for work it published
-                // (maybe on its own P's queue): find it another.
-                self.wakep();
-            }
+            // Others may wait — queued, maybe ahead of `g`, or for a due
+            // timer of `p`'s — and no M is free for them: ask for one,
+            // which the next P to be handed on finds idle (`g` jumped the
+            // queue for one turn at most). If the caller wanted a spinning
+            // M, that one spins.
+            self.request_m(spinning);
             return;
         }
         if p.id < self.gomaxprocs() {
