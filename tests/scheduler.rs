@@ -63,7 +63,9 @@ fn work_reaches_every_p() {
     let threads = rt.block_on(|| {
         let threads = Arc::new(Mutex::new(HashSet::new()));
         // Each goroutine blocks its thread briefly, so queued goroutines are
-        // only run if other Ms wake up and steal them.
+        // only run if other Ms wake up and take them: from the global queue
+        // while threads are being started (a P that waits for a new thread
+        // leaves its queue there), by stealing once idle Ms exist.
         for _round in 0..50 {
             let hs: Vec<_> = (0..32)
                 .map(|_| {
@@ -75,7 +77,8 @@ fn work_reaches_every_p() {
                 })
                 .collect();
             hs.into_iter().for_each(|h| h.join().unwrap());
-            if gort::runtime::metrics().ran_per_p.iter().all(|&n| n > 0) {
+            let m = gort::runtime::metrics();
+            if m.ran_per_p.iter().all(|&n| n > 0) && m.steals > 0 {
                 break;
             }
         }
