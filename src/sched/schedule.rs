@@ -304,10 +304,7 @@ impl Sched {
             }
             let (g, inherit) = match next.take() {
                 Some(g) => (g, true),
-                None => match self.find_runnable(m) {
-                    Some(found) => found,
-                    None => return None,
-                },
+                None => self.find_runnable(m)?,
             };
             self.reset_spinning(m);
             if let Some(owner) = g.lockedm.get()

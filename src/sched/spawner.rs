@@ -33,6 +33,9 @@ use super::m::{M, MPtr, set_current_m};
 use super::{Sched, lock, lock_sched, push_growing_unlocked, sysmon};
 use crate::stack::AltStack;
 
+/// The body of one of a runtime's helper threads (sysmon, the spawner).
+type HelperBody = fn(Weak<Sched>);
+
 /// Requests for new Ms, shared by the requesters and the spawner thread.
 pub(crate) struct Spawns {
     /// Threads asked for and not yet started (or refused).
@@ -80,8 +83,7 @@ impl Sched {
     /// Start sysmon and the spawner, once.
     fn start_helper_threads(&self) {
         self.helpers_started.call_once(|| {
-            let helpers: [(&str, fn(Weak<Sched>)); 2] = [("sysmon", sysmon::run), ("spawner", run)];
-            for (what, body) in helpers {
+            for (what, body) in [("sysmon", sysmon::run as HelperBody), ("spawner", run)] {
                 let watched = self.me.clone();
                 match std::thread::Builder::new()
                     .name(format!("{}-{what}", self.name))
