@@ -78,34 +78,9 @@ pub fn in_child(test: &str, body: impl FnOnce()) -> Option<(ExitStatus, String)>
 
 /// `in_child` with the child's environment extended by `env`.
 pub fn in_child_with_env(test: &str, env: &[(&str, &OsStr)], body: impl FnOnce()) -> Option<(ExitStatus, String)> {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        body();
-        return None;
-    }
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(HANG_GUARD) {
-        Ok(out) => {
-            let out = out.unwrap();
-            Some((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
-        }
-        Err(_) => {
-            // SAFETY: kill has no memory-safety preconditions; the child is
-            // not reaped yet (its waiter is still blocked), so the pid is its.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("hung: child {test} not finished after {HANG_GUARD:?}");
-        }
+    match run_child(test, env, HANG_GUARD, body)? {
+        ChildEnd::Exited(status, stderr) => Some((status, stderr)),
+        ChildEnd::Hung => panic!("hung: child {test} not finished after {HANG_GUARD:?}"),
     }
 }
 
