@@ -127,7 +127,19 @@ impl Sched {
                 if self.take_spinning_request() {
                     self.nmspinning.fetch_sub(1, Ordering::SeqCst);
                 }
-                let first = !std::mem::replace(&mut lock_sched(&self.lock).thread_limit_warned, true);
+                let (first, idle_m) = {
+                    let mut l = lock_sched(&self.lock);
+                    (
+                        !std::mem::replace(&mut l.thread_limit_warned, true),
+                        !l.midle.is_empty(),
+                    )
+                };
+                if idle_m {
+                    // An M went idle after the request's `startm` found
+                    // none (between giving its P back and parking): it can
+                    // run what the thread was asked for, on an idle P.
+                    self.wakep();
+                }
                 if first {
                     crate::os::write_stderr(&format!(
                         "gort: runtime '{}' cannot start another thread ({why}); running on the threads it has\n",
