@@ -99,12 +99,7 @@ impl Sched {
             self.request_m(spinning);
             return;
         }
-        if p.id < self.gomaxprocs() {
-            p.set_idle();
-            self.pidleput(&mut l, p);
-        } else {
-            p.set_dead();
-        }
+        self.idle_or_retire(&mut l, p);
         drop(l);
         self.request_m(spinning);
     }
@@ -132,17 +127,34 @@ impl Sched {
             drop(l);
             return self.startm(p, false);
         }
-        if p.id < self.gomaxprocs() {
-            p.set_idle();
-            self.pidleput(&mut l, p);
-        } else {
-            self.runq_to_global(&mut l, &p);
-            p.set_dead();
-        }
+        self.runq_to_global(&mut l, &p);
+        self.idle_or_retire(&mut l, p);
         drop(l);
         let next = p.timer0.load(Ordering::SeqCst);
         if next != timers::NO_TIMER {
             self.wake_for_timer(next);
+        }
+    }
+
+    /// Put `p`, held by nobody and with an empty queue, on the idle list, or
+    /// retire it if `set_procs` has made it surplus. `Sched::lock` held.
+    fn idle_or_retire(&self, l: &mut super::Locked, p: PPtr) {
+        if p.id < self.gomaxprocs() {
+            p.set_idle();
+            self.pidleput(l, p);
+        } else {
+            p.set_dead();
+        }
+    }
+
+    /// An M that sleeps for a P for its own goroutine saw the runtime shut
+    /// down: a P handed to it just before (`startlockedm`, `startm`) goes
+    /// idle rather than nowhere.
+    pub(crate) fn drop_handed_p(&self, m: &M) {
+        let mut l = lock_sched(&self.lock);
+        if let Some(p) = m.nextp.take() {
+            self.runq_to_global(&mut l, &p);
+            self.idle_or_retire(&mut l, p);
         }
     }
 

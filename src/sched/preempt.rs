@@ -422,6 +422,7 @@ impl super::Sched {
         let mut seen = self.switches();
         let p = loop {
             if self.is_shut_down() {
+                self.drop_handed_p(m);
                 return;
             }
             let woken = match std::time::Instant::now().checked_add(escape_after) {

@@ -374,6 +374,7 @@ impl Sched {
         }
         loop {
             if self.is_shut_down() {
+                self.drop_handed_p(m);
                 return false;
             }
             m.park.sleep();
