@@ -68,6 +68,17 @@ impl Sched {
             return;
         }
         self.start_helper_threads();
+        // At most `procs` threads pending: while the spawner waits (for the
+        // allocator a preempted goroutine holds, say), requests would pile
+        // up and start a crowd of threads later; those pending already
+        // take every idle P there is when they come up.
+        if self.spawns.requested.load(Ordering::SeqCst) >= self.gomaxprocs() {
+            if spinning {
+                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+            self.spawns.note.wakeup();
+            return;
+        }
         if spinning {
             self.spawns.spinning.fetch_add(1, Ordering::SeqCst);
         }
