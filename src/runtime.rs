@@ -520,7 +520,7 @@ pub fn goroutines() -> Vec<GoroutineInfo> {
 /// exits with status 2 afterwards, as Go does).
 ///
 /// Stacks of goroutines that are not running are unwound from their saved
-/// registers (DWARF call-frame information, see `README.md`); goroutines
+/// registers (DWARF call-frame information, see `docs/diagnostics.md`); goroutines
 /// running on other threads show none.
 pub fn dump(w: &mut impl Write) -> io::Result<()> {
     with_current(|s| s.dump(w))

@@ -1300,7 +1300,7 @@ fn udp_options_handles_and_conversions() {
         // Back in std's hands it blocks again: a timeout is how std reports
         // waiting. Blocking the thread inside a goroutine is detected by
         // sysmon, whose signal ends a timed socket wait early with EINTR
-        // (the kernel does not restart those; README, "Blocking calls").
+        // (the kernel does not restart those; docs/design.md, "System calls").
         std_sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
         let err = std_sock.recv_from(&mut buf).unwrap_err();
         assert!(

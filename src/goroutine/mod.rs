@@ -422,7 +422,7 @@ impl<T> ScopedJoinHandle<'_, T> {
 /// possibly waiting for one. On a plain thread, just calls `f`.
 ///
 /// Un-annotated blocking calls are detected too, a little later (see the
-/// README); `blocking` makes the hand-off prompt.
+/// docs/design.md); `blocking` makes the hand-off prompt.
 ///
 /// ```
 /// let n = gort::run(|| gort::blocking(|| std::fs::read_to_string("Cargo.toml").map(|s| s.len())))?;

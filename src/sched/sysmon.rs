@@ -65,7 +65,7 @@
 //!   sees in a new slice, and looks again `BLOCKED_AFTER` later if that
 //!   thread is asleep, which the usual probe then judges; so a blocked
 //!   thread is found within one 10 ms cycle and a bit, or two if the first
-//!   look finds it still awake (README's `detect_latency` numbers).
+//!   look finds it still awake (docs/benchmarks.md's `detect_latency` numbers).
 //!
 //! With `GORTDEBUG=schedtrace=MS` it also prints Go's `SCHED` lines every
 //! MS milliseconds (`trace.rs`).
