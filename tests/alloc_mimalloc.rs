@@ -6,29 +6,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 #[global_allocator]
 static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[test]
-fn preemption_inside_mimalloc_never_deadlocks() {
-    let hung = common::count_storm_hangs(
-        "preemption_inside_mimalloc_never_deadlocks",
-        8,
-        Duration::from_secs(3),
-        false,
-    );
-    assert_eq!(hung, 0, "runs that hung");
-}
-
-#[test]
-fn preemption_inside_mimalloc_never_deadlocks_under_chaos() {
-    let hung = common::count_storm_hangs(
-        "preemption_inside_mimalloc_never_deadlocks_under_chaos",
-        4,
-        Duration::from_secs(3),
-        true,
-    );
-    assert_eq!(hung, 0, "runs that hung");
-}
+storm_tests!(
+    preemption_inside_mimalloc_never_deadlocks,
+    preemption_inside_mimalloc_never_deadlocks_under_chaos
+);

@@ -58,27 +58,10 @@ static ALLOC: gort::runtime::AllocCheck<SpinLocked> = gort::runtime::AllocCheck:
     held: AtomicBool::new(false),
 });
 
-#[test]
-fn preemption_inside_a_spin_locked_allocator_never_deadlocks() {
-    let hung = common::count_storm_hangs(
-        "preemption_inside_a_spin_locked_allocator_never_deadlocks",
-        6,
-        Duration::from_secs(3),
-        false,
-    );
-    assert_eq!(hung, 0, "runs that hung");
-}
-
-#[test]
-fn preemption_inside_a_spin_locked_allocator_never_deadlocks_under_chaos() {
-    let hung = common::count_storm_hangs(
-        "preemption_inside_a_spin_locked_allocator_never_deadlocks_under_chaos",
-        4,
-        Duration::from_secs(3),
-        true,
-    );
-    assert_eq!(hung, 0, "runs that hung");
-}
+storm_tests!(
+    preemption_inside_a_spin_locked_allocator_never_deadlocks,
+    preemption_inside_a_spin_locked_allocator_never_deadlocks_under_chaos
+);
 
 /// The scheduler's paths that start threads, hand Ps on and queue
 /// goroutines — blocking calls, locked goroutines, timers, sockets, a

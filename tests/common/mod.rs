@@ -226,3 +226,22 @@ pub fn count_storm_hangs(test: &str, runs: usize, run_for: Duration, chaos: bool
     }
     hung
 }
+
+/// The two allocation-storm tests of an allocator's test binary: `$plain`
+/// runs 8 storms, `$chaos` 4 under chaos seeds; each asserts no run hung.
+#[macro_export]
+macro_rules! storm_tests {
+    ($plain:ident, $chaos:ident) => {
+        #[test]
+        fn $plain() {
+            let hung = common::count_storm_hangs(stringify!($plain), 8, std::time::Duration::from_secs(3), false);
+            assert_eq!(hung, 0, "runs that hung");
+        }
+
+        #[test]
+        fn $chaos() {
+            let hung = common::count_storm_hangs(stringify!($chaos), 4, std::time::Duration::from_secs(3), true);
+            assert_eq!(hung, 0, "runs that hung");
+        }
+    };
+}
