@@ -96,40 +96,54 @@ const POLLING: u8 = 0;
 const PARKED: u8 = 1;
 const NOTIFIED: u8 = 2;
 
-/// A goroutine's (or thread's) reusable `Signal`, kept with its
-/// goroutine-local values.
-pub(crate) type CachedSignal = Arc<Signal>;
+/// A goroutine's (or thread's) reusable `Signal` and the waker made of
+/// it, kept with its goroutine-local values.
+pub(crate) struct CachedSignal {
+    signal: Arc<Signal>,
+    waker: Waker,
+}
 
 /// The caller's cached `Signal`, lent to one `block_on` call and given back
 /// when it ends (even by a panic in `poll`). A nested call — `block_on`
 /// inside a future's `poll` — finds the cache empty and makes its own: two
 /// calls sharing one state word would let the inner one consume a wake
 /// meant for the outer.
-struct SignalLoan(Arc<Signal>);
+struct SignalLoan(Option<CachedSignal>);
 
 impl SignalLoan {
     fn take() -> SignalLoan {
-        match with_map(|map| map.future_signal.take()) {
-            Some(signal) => {
+        let cached = match with_map(|map| map.future_signal.take()) {
+            Some(cached) => {
                 // Wakes of earlier calls may have left NOTIFIED: the first
                 // poll comes before any park, so nothing they announced can
                 // be missed.
-                signal.state.store(POLLING, Ordering::Relaxed);
-                SignalLoan(signal)
+                cached.signal.state.store(POLLING, Ordering::Relaxed);
+                cached
             }
-            None => SignalLoan(Arc::new(Signal {
-                state: AtomicU8::new(POLLING),
-                waiter: Waiter::current(),
-            })),
-        }
+            None => {
+                let signal = Arc::new(Signal {
+                    state: AtomicU8::new(POLLING),
+                    waiter: Waiter::current(),
+                });
+                let waker = Waker::from(Arc::clone(&signal));
+                CachedSignal { signal, waker }
+            }
+        };
+        SignalLoan(Some(cached))
+    }
+
+    fn get(&self) -> &CachedSignal {
+        self.0.as_ref().expect("lent until dropped")
     }
 }
 
 impl Drop for SignalLoan {
     fn drop(&mut self) {
-        let signal = Arc::clone(&self.0);
+        let cached = self.0.take();
         with_map(|map| {
-            map.future_signal.get_or_insert(signal);
+            if map.future_signal.is_none() {
+                map.future_signal = cached;
+            }
         });
     }
 }
@@ -237,9 +251,9 @@ impl Wake for Signal {
 #[track_caller]
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
-    let signal = SignalLoan::take();
-    let waker = Waker::from(Arc::clone(&signal.0));
-    let mut cx = Context::from_waker(&waker);
+    let loan = SignalLoan::take();
+    let CachedSignal { signal, waker } = loan.get();
+    let mut cx = Context::from_waker(waker);
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return output;
@@ -247,7 +261,6 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         park_if(
             || {
                 signal
-                    .0
                     .state
                     .compare_exchange(POLLING, PARKED, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
@@ -256,7 +269,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         );
         // Woken, or the park was cancelled by an earlier wake: either way
         // the state is NOTIFIED. Acquire pairs with the waker's Release.
-        let seen = signal.0.state.swap(POLLING, Ordering::Acquire);
+        let seen = signal.state.swap(POLLING, Ordering::Acquire);
         debug_assert_eq!(seen, NOTIFIED);
     }
 }
