@@ -33,7 +33,7 @@ use std::time::Duration;
 use crate::debug;
 pub use crate::debug::{AllocCheck, Frame, GoroutineInfo, GoroutineState, Leaks};
 use crate::goroutine::{JoinHandle, spawn_on, spawned};
-pub use crate::sched::Metrics;
+pub use crate::sched::{DurationHistogram, Metrics};
 use crate::sched::{Config, MAX_PROCS, Sched, current_m};
 use crate::stack;
 
