@@ -49,6 +49,7 @@
 mod alloc_check;
 mod deadlock;
 mod dump;
+mod http;
 mod leaks;
 mod sigquit;
 mod spawn_site;

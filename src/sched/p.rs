@@ -339,3 +339,41 @@ impl Sched {
         }
     }
 }
+
+/// What the dashboard shows of one P (`debug/http/dashboard.rs`): a
+/// snapshot, each field read on its own.
+pub(crate) struct PView {
+    pub(crate) id: usize,
+    /// `idle`, `running`, `syscall` or `retired`.
+    pub(crate) status: &'static str,
+    /// The goroutine running there, 0 if none.
+    pub(crate) running: u64,
+    /// Goroutines in its local run queue.
+    pub(crate) runq: usize,
+    /// Time slices run there.
+    pub(crate) slices: u64,
+}
+
+impl Sched {
+    /// A view of each current P. O(Ps), no lock.
+    pub(crate) fn p_views(&self) -> Vec<PView> {
+        (0..self.gomaxprocs())
+            .filter_map(|i| self.p(i))
+            .map(|p| {
+                let status = p.status();
+                PView {
+                    id: p.id,
+                    status: match status {
+                        PStatus::Idle => "idle",
+                        PStatus::Running => "running",
+                        PStatus::Syscall => "syscall",
+                        PStatus::Dead => "retired",
+                    },
+                    running: if status == PStatus::Idle { 0 } else { p.running.load(Ordering::Relaxed) },
+                    runq: p.runq.len(),
+                    slices: p.ran.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+}
