@@ -65,7 +65,7 @@
 
 mod arch;
 pub mod chan;
-mod debug;
+pub mod debug;
 pub mod goroutine;
 pub mod io;
 pub mod net;

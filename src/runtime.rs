@@ -220,6 +220,7 @@ impl Builder {
             chaos: self.chaos,
         });
         debug::register(&sched);
+        debug::http::start_from_env(&sched);
         Ok(Runtime { sched })
     }
 }
