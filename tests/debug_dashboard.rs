@@ -16,6 +16,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gort::Runtime;
@@ -37,7 +38,10 @@ fn chromium() -> Option<&'static str> {
 /// of virtual time, or nothing when taking a screenshot to `shot`; the
 /// console lines of its log).
 fn browse(browser: &str, url: &str, shot: Option<&Path>) -> (String, Vec<String>) {
-    let profile = std::env::temp_dir().join(format!("gort-chromium-{}", std::process::id()));
+    // A profile directory per run: Chromium refuses to share one.
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let profile = std::env::temp_dir().join(format!("gort-chromium-{}-{run}", std::process::id()));
     let mut cmd = Command::new(browser);
     cmd.args([
         "--headless",
