@@ -34,7 +34,7 @@ fn chromium() -> Option<&'static str> {
     found
 }
 
-/// What headless Chromium printed for `url`: (the DOM after `budget_ms`
+/// What headless Chromium printed for `url`: (the DOM after 10 s
 /// of virtual time, or nothing when taking a screenshot to `shot`; the
 /// console lines of its log).
 fn browse(browser: &str, url: &str, shot: Option<&Path>) -> (String, Vec<String>) {
@@ -52,7 +52,7 @@ fn browse(browser: &str, url: &str, shot: Option<&Path>) -> (String, Vec<String>
         "--enable-logging=stderr",
         "--v=0",
         "--window-size=1280,1000",
-        "--virtual-time-budget=4000",
+        "--virtual-time-budget=10000",
     ]);
     cmd.arg(format!("--user-data-dir={}", profile.display()));
     match shot {
@@ -89,8 +89,8 @@ fn dashboard_loads_in_chromium_without_console_errors() {
             .collect();
         // Something to chart: a goroutine that sleeps in a loop.
         gort::go(|| {
-            for _ in 0..2000 {
-                gort::time::sleep(Duration::from_millis(2));
+            for i in 0..4000u64 {
+                gort::time::sleep(Duration::from_millis(1 + i % 4));
             }
         });
         hs
