@@ -23,9 +23,12 @@ use gort::Runtime;
 
 /// The Chromium binary, if installed; if not, say so (and fail under CI).
 fn chromium() -> Option<&'static str> {
-    let found = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
+    let found = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
     if found.is_none() {
         let why = "`chromium` not found: install Debian's `chromium` package (`.ci/run` does)";
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
@@ -64,7 +67,11 @@ fn browse(browser: &str, url: &str, shot: Option<&Path>) -> (String, Vec<String>
     let log = String::from_utf8_lossy(&out.stderr);
     // Chromium logs every console message, whatever its level, as
     // `[pid:tid:time:INFO:CONSOLE:line] "message", source: url (line)`.
-    let console = log.lines().filter(|l| l.contains(":CONSOLE")).map(str::to_string).collect();
+    let console = log
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
     assert!(out.status.success(), "chromium failed: {log}");
     (String::from_utf8_lossy(&out.stdout).into_owned(), console)
 }

@@ -86,7 +86,10 @@ fn promtool_accepts_the_served_metrics() {
     );
     // promtool exits non-zero on a format error and on any lint problem
     // (a counter without `_total`, a missing HELP, a unit not in the name).
-    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{body}");
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{body}"
+    );
     for family in ["gort_goroutines", "gort_context_switches_total", "gort_procs"] {
         assert!(
             body.contains(&format!("{family}{{runtime=\"prom-served\"}} ")),
@@ -131,7 +134,10 @@ fn histograms_count_parks_and_scheduling_latencies() {
         .map(|((_, a), (_, b))| a - b)
         .sum();
     let parked = after.park_durations.sum() - before.park_durations.sum();
-    assert!(long >= 10, "sleeps of 50 ms: {long} of {parks} above 16.8 ms, sum {parked:?}");
+    assert!(
+        long >= 10,
+        "sleeps of 50 ms: {long} of {parks} above 16.8 ms, sum {parked:?}"
+    );
     assert!(parked >= Duration::from_millis(10 * 20), "{parked:?}");
     // Over 110 transitions to runnable of the main goroutine (its spawn,
     // each wake-up, each yield), one in 8 of them timed.
@@ -210,7 +216,10 @@ fn scrape_cost_with_100k_parked_goroutines() {
     let (cpu0, wall0) = (process_cpu(), Instant::now());
     for _ in 0..SCRAPES {
         let (head, body) = get(addr, "/debug/gort/state.json");
-        assert!(head.starts_with("HTTP/1.1 200") && body.contains("\"chan receive\""), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 200") && body.contains("\"chan receive\""),
+            "{head}"
+        );
     }
     let (cpu, wall) = (process_cpu() - cpu0, wall0.elapsed());
     eprintln!(

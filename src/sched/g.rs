@@ -23,8 +23,8 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
-use super::m::MPtr;
 use super::histogram::LATENCY_SAMPLE;
+use super::m::MPtr;
 use super::p::P;
 use super::park::WaitToken;
 use super::timers::{TimerSlot, nanotime};

@@ -369,7 +369,11 @@ impl Sched {
                         PStatus::Syscall => "syscall",
                         PStatus::Dead => "retired",
                     },
-                    running: if status == PStatus::Idle { 0 } else { p.running.load(Ordering::Relaxed) },
+                    running: if status == PStatus::Idle {
+                        0
+                    } else {
+                        p.running.load(Ordering::Relaxed)
+                    },
                     runq: p.runq.len(),
                     slices: p.ran.load(Ordering::Relaxed),
                 }

@@ -42,7 +42,12 @@ struct Family {
 
 /// Shorthand for the table below.
 const fn family(name: &'static str, kind: &'static str, help: &'static str, value: fn(&Metrics) -> u64) -> Family {
-    Family { name, help, kind, value }
+    Family {
+        name,
+        help,
+        kind,
+        value,
+    }
 }
 
 const COUNTER: &str = "counter";
@@ -50,56 +55,135 @@ const GAUGE: &str = "gauge";
 
 /// The scalar families, in `Metrics`' order.
 const FAMILIES: &[Family] = &[
-    family("gort_goroutines_created_total", COUNTER, "Goroutines ever spawned.", |m| m.goroutines_created),
-    family("gort_goroutines", GAUGE, "Goroutines alive now.", |m| m.goroutines_live as u64),
-    family("gort_threads", GAUGE, "Ms (OS threads) alive now.", |m| m.threads_live as u64),
-    family("gort_threads_idle", GAUGE, "Ms parked with no P and no work.", |m| m.threads_idle as u64),
-    family("gort_threads_started_total", COUNTER, "Ms ever started.", |m| m.threads_started),
-    family("gort_steals_total", COUNTER, "Successful steals from another P's run queue.", |m| m.steals),
-    family("gort_context_switches_total", COUNTER, "Switches from an M's scheduler to a goroutine.", |m| {
-        m.context_switches
+    family(
+        "gort_goroutines_created_total",
+        COUNTER,
+        "Goroutines ever spawned.",
+        |m| m.goroutines_created,
+    ),
+    family("gort_goroutines", GAUGE, "Goroutines alive now.", |m| {
+        m.goroutines_live as u64
     }),
-    family("gort_preempt_requests_total", COUNTER, "Goroutines sysmon asked to yield after their slice.", |m| {
-        m.preempt_requests
+    family("gort_threads", GAUGE, "Ms (OS threads) alive now.", |m| {
+        m.threads_live as u64
     }),
-    family("gort_preempt_signals_total", COUNTER, "Preemption signals (SIGURG) sysmon sent.", |m| {
-        m.preempt_signals
+    family("gort_threads_idle", GAUGE, "Ms parked with no P and no work.", |m| {
+        m.threads_idle as u64
     }),
-    family("gort_preempts_cooperative_total", COUNTER, "Preemption requests honoured at a runtime call.", |m| {
-        m.preempts_cooperative
+    family("gort_threads_started_total", COUNTER, "Ms ever started.", |m| {
+        m.threads_started
     }),
-    family("gort_preempts_async_total", COUNTER, "Goroutines a preemption signal stopped.", |m| {
-        m.preempts_async
+    family(
+        "gort_steals_total",
+        COUNTER,
+        "Successful steals from another P's run queue.",
+        |m| m.steals,
+    ),
+    family(
+        "gort_context_switches_total",
+        COUNTER,
+        "Switches from an M's scheduler to a goroutine.",
+        |m| m.context_switches,
+    ),
+    family(
+        "gort_preempt_requests_total",
+        COUNTER,
+        "Goroutines sysmon asked to yield after their slice.",
+        |m| m.preempt_requests,
+    ),
+    family(
+        "gort_preempt_signals_total",
+        COUNTER,
+        "Preemption signals (SIGURG) sysmon sent.",
+        |m| m.preempt_signals,
+    ),
+    family(
+        "gort_preempts_cooperative_total",
+        COUNTER,
+        "Preemption requests honoured at a runtime call.",
+        |m| m.preempts_cooperative,
+    ),
+    family(
+        "gort_preempts_async_total",
+        COUNTER,
+        "Goroutines a preemption signal stopped.",
+        |m| m.preempts_async,
+    ),
+    family(
+        "gort_syscall_handoffs_total",
+        COUNTER,
+        "Ps sysmon took from goroutines in system calls.",
+        |m| m.syscall_handoffs,
+    ),
+    family(
+        "gort_blocked_detections_total",
+        COUNTER,
+        "Threads found blocked in un-annotated calls.",
+        |m| m.blocked_detections,
+    ),
+    family(
+        "gort_netpoll_polls_total",
+        COUNTER,
+        "Polls of the network poller.",
+        |m| m.netpoll_polls,
+    ),
+    family(
+        "gort_netpoll_wakeups_total",
+        COUNTER,
+        "Waiters the network poller woke.",
+        |m| m.netpoll_wakeups,
+    ),
+    family("gort_timers_fired_total", COUNTER, "Timer callbacks run.", |m| {
+        m.timers_fired
     }),
-    family("gort_syscall_handoffs_total", COUNTER, "Ps sysmon took from goroutines in system calls.", |m| {
-        m.syscall_handoffs
-    }),
-    family("gort_blocked_detections_total", COUNTER, "Threads found blocked in un-annotated calls.", |m| {
-        m.blocked_detections
-    }),
-    family("gort_netpoll_polls_total", COUNTER, "Polls of the network poller.", |m| m.netpoll_polls),
-    family("gort_netpoll_wakeups_total", COUNTER, "Waiters the network poller woke.", |m| m.netpoll_wakeups),
-    family("gort_timers_fired_total", COUNTER, "Timer callbacks run.", |m| m.timers_fired),
-    family("gort_timers_queued", GAUGE, "Timer entries queued in the Ps' heaps.", |m| m.timers_queued as u64),
-    family("gort_chaos_injections_total", COUNTER, "Decisions the chaos scheduler changed.", |m| {
-        m.chaos_injections
-    }),
-    family("gort_deadlock_looks_total", COUNTER, "Looks sysmon took for a deadlock.", |m| m.deadlock_looks),
-    family("gort_preempt_escapes_total", COUNTER, "Preempted goroutines that took themselves back.", |m| {
-        m.preempt_escapes
-    }),
-    family("gort_procs", GAUGE, "Ps: goroutines that may run in parallel (GOMAXPROCS).", |m| {
-        m.ran_per_p.len() as u64
-    }),
-    family("gort_global_run_queue", GAUGE, "Goroutines waiting in the global run queue.", |m| {
-        m.global_run_queue as u64
-    }),
-    family("gort_stack_reserved_bytes", GAUGE, "Address space reserved for goroutine stacks.", |m| {
-        m.stack_bytes_reserved as u64
-    }),
-    family("gort_stacks_allocated", GAUGE, "Stacks in use by goroutines or cached for reuse.", |m| {
-        m.stacks_allocated as u64
-    }),
+    family(
+        "gort_timers_queued",
+        GAUGE,
+        "Timer entries queued in the Ps' heaps.",
+        |m| m.timers_queued as u64,
+    ),
+    family(
+        "gort_chaos_injections_total",
+        COUNTER,
+        "Decisions the chaos scheduler changed.",
+        |m| m.chaos_injections,
+    ),
+    family(
+        "gort_deadlock_looks_total",
+        COUNTER,
+        "Looks sysmon took for a deadlock.",
+        |m| m.deadlock_looks,
+    ),
+    family(
+        "gort_preempt_escapes_total",
+        COUNTER,
+        "Preempted goroutines that took themselves back.",
+        |m| m.preempt_escapes,
+    ),
+    family(
+        "gort_procs",
+        GAUGE,
+        "Ps: goroutines that may run in parallel (GOMAXPROCS).",
+        |m| m.ran_per_p.len() as u64,
+    ),
+    family(
+        "gort_global_run_queue",
+        GAUGE,
+        "Goroutines waiting in the global run queue.",
+        |m| m.global_run_queue as u64,
+    ),
+    family(
+        "gort_stack_reserved_bytes",
+        GAUGE,
+        "Address space reserved for goroutine stacks.",
+        |m| m.stack_bytes_reserved as u64,
+    ),
+    family(
+        "gort_stacks_allocated",
+        GAUGE,
+        "Stacks in use by goroutines or cached for reuse.",
+        |m| m.stacks_allocated as u64,
+    ),
 ];
 
 /// Histogram buckets rendered: every other power of two of nanoseconds,
@@ -113,7 +197,11 @@ pub(crate) fn render(out: &mut String) {
         .iter()
         .map(|s| {
             let clash = runtimes.iter().filter(|o| o.name == s.name).count() > 1;
-            let name = if clash { format!("{}#{}", s.name, s.trace_id) } else { s.name.clone() };
+            let name = if clash {
+                format!("{}#{}", s.name, s.trace_id)
+            } else {
+                s.name.clone()
+            };
             (label_value(&name), s.metrics())
         })
         .collect();
@@ -159,7 +247,12 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 }
 
 /// One histogram family: cumulative buckets, sum and count per runtime.
-fn histogram<'a>(out: &mut String, name: &str, help: &str, per_runtime: impl Iterator<Item = (&'a str, &'a DurationHistogram)>) {
+fn histogram<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    per_runtime: impl Iterator<Item = (&'a str, &'a DurationHistogram)>,
+) {
     header(out, name, help, "histogram");
     for (rt, h) in per_runtime {
         let mut cumulative = 0u64;
@@ -167,7 +260,7 @@ fn histogram<'a>(out: &mut String, name: &str, help: &str, per_runtime: impl Ite
             cumulative = cumulative.wrapping_add(n);
             let Some(bound) = bound else { break };
             let i = i as u32;
-            if RENDERED_BOUNDS.contains(&i) && (i - RENDERED_BOUNDS.start()) % 2 == 0 {
+            if RENDERED_BOUNDS.contains(&i) && (i - RENDERED_BOUNDS.start()).is_multiple_of(2) {
                 let _ = writeln!(
                     out,
                     "{name}_bucket{{runtime=\"{rt}\",le=\"{:e}\"}} {cumulative}",
@@ -198,12 +291,20 @@ mod tests {
     #[test]
     fn every_family_has_help_type_and_a_sample_per_runtime() {
         let _rt = crate::Runtime::builder().name("prom\"test").procs(2).build().unwrap();
-        _rt.block_on(|| crate::go(|| crate::time::sleep(std::time::Duration::from_millis(2))).join().unwrap());
+        _rt.block_on(|| {
+            crate::go(|| crate::time::sleep(std::time::Duration::from_millis(2)))
+                .join()
+                .unwrap()
+        });
         let mut out = String::new();
         render(&mut out);
         for f in FAMILIES {
             assert!(out.contains(&format!("# TYPE {} {}\n", f.name, f.kind)), "{}", f.name);
-            assert!(out.contains(&format!("{}{{runtime=\"prom\\\"test\"}} ", f.name)), "{}", f.name);
+            assert!(
+                out.contains(&format!("{}{{runtime=\"prom\\\"test\"}} ", f.name)),
+                "{}",
+                f.name
+            );
         }
         assert!(out.contains("gort_p_slices_total{runtime=\"prom\\\"test\",p=\"1\"}"));
         assert!(out.contains("gort_park_duration_seconds_bucket{runtime=\"prom\\\"test\",le=\"+Inf\"} "));
