@@ -66,7 +66,7 @@
 
 mod arch;
 pub mod chan;
-mod debug;
+pub mod debug;
 pub mod future;
 pub mod goroutine;
 pub mod io;

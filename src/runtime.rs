@@ -33,8 +33,8 @@ use std::time::Duration;
 use crate::debug;
 pub use crate::debug::{AllocCheck, Frame, GoroutineInfo, GoroutineState, Leaks};
 use crate::goroutine::{JoinHandle, spawn_on, spawned};
-pub use crate::sched::Metrics;
 use crate::sched::{Config, MAX_PROCS, Sched, current_m};
+pub use crate::sched::{DurationHistogram, Metrics};
 use crate::stack;
 
 /// Default bound on OS threads per runtime (Go's default `SetMaxThreads`).
@@ -220,6 +220,7 @@ impl Builder {
             chaos: self.chaos,
         });
         debug::register(&sched);
+        debug::http::start_from_env(&sched);
         Ok(Runtime { sched })
     }
 }

@@ -12,6 +12,8 @@
 //!   the peer may write), not a sleep, and no pending timer exists (a timer
 //!   fires by itself and may wake someone — a stopped timer does not count,
 //!   unlike Go's golang/go#12734);
+//!   the debug server's waiting goroutines (`debug/http`) count neither
+//!   way: a client of theirs cannot end the program's waits;
 //! - every other runtime of the process is asleep in the same sense (its
 //!   goroutines may hold the other end of our channels), and counts in
 //!   the progress stamp;
@@ -149,6 +151,9 @@ impl Sched {
         for g in self.all_gs() {
             match g.status() {
                 GStatus::Idle | GStatus::Dead => {}
+                // The debug server's goroutines wait for clients, who cannot
+                // unblock the program: they neither hide nor make a deadlock.
+                GStatus::Waiting if super::http::is_server_goroutine(g.spawned_at()) => {}
                 GStatus::Waiting if !matches!(g.wait_reason(), WaitReason::IoWait | WaitReason::Sleep) => parked += 1,
                 _ => return None,
             }

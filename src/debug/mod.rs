@@ -49,6 +49,7 @@
 mod alloc_check;
 mod deadlock;
 mod dump;
+pub mod http;
 mod leaks;
 mod sigquit;
 mod spawn_site;
@@ -63,6 +64,7 @@ pub use alloc_check::AllocCheck;
 pub(crate) use alloc_check::NoAlloc;
 pub(crate) use deadlock::DeadlockWatch;
 pub use dump::{Frame, GoroutineInfo, GoroutineState};
+pub use http::{Access, DebugServer, serve, serve_on};
 pub use leaks::Leaks;
 pub(crate) use sigquit::install as install_sigquit;
 

@@ -23,10 +23,11 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+use super::histogram::LATENCY_SAMPLE;
 use super::m::MPtr;
 use super::p::P;
 use super::park::WaitToken;
-use super::timers::TimerSlot;
+use super::timers::{TimerSlot, nanotime};
 use super::{Sched, lock};
 use crate::arch::{Context, SuspendedRegs};
 use crate::goroutine::LocalMap;
@@ -198,6 +199,9 @@ fn stack_size_u32(bytes: usize) -> u32 {
     u32::try_from(bytes).expect("stack sizes are checked to be at most 1 GiB")
 }
 
+/// `G::wait_since`'s mark of a timed transition to runnable.
+const RUNNABLE_TIMED: u64 = 1;
+
 /// A goroutine.
 pub(crate) struct G {
     pub(crate) ctx: UnsafeCell<Context>,
@@ -218,8 +222,15 @@ pub(crate) struct G {
     /// Where the goroutine's code called the blocking function it is parked
     /// in (`#[track_caller]` through every public blocking call).
     parked_at: AtomicPtr<Location<'static>>,
-    /// When it parked, in the runtime's coarse clock (`Sched::coarse_now`).
+    /// When it parked, in the runtime's coarse clock (`Sched::coarse_now`),
+    /// its lowest bit clear. Once readied, until it runs, the same word
+    /// holds `nanotime` with the lowest bit set if this transition to
+    /// runnable is timed for the scheduling-latency histogram
+    /// (`histogram.rs`): the G has no room for another word, and nobody
+    /// reads the park stamp of a goroutine that no longer waits.
     wait_since: AtomicU64,
+    /// Transitions to runnable so far, wrapping: which are timed. Owner only.
+    runnable_seq: Cell<u8>,
     /// Where an asynchronous preemption stopped it (ip, sp, bp; ip 0: not
     /// stopped so): its stack trace starts there, not at `ctx`, which the
     /// preemption does not save into.
@@ -306,7 +317,30 @@ impl G {
     pub(crate) fn set_parked(&self, reason: WaitReason, at: &'static Location<'static>, since: u64) {
         self.set_wait_reason(reason);
         self.parked_at.store(location_ptr(at), Ordering::Relaxed);
-        self.wait_since.store(since, Ordering::Relaxed);
+        self.wait_since.store(since & !RUNNABLE_TIMED, Ordering::Relaxed);
+    }
+
+    /// The goroutine becomes runnable: stamp one transition in
+    /// `LATENCY_SAMPLE` with the clock, for `take_runnable_stamp` to time
+    /// when it runs (`histogram.rs`). Owner only.
+    #[inline]
+    pub(crate) fn stamp_runnable(&self) {
+        let seq = self.runnable_seq.get().wrapping_add(1);
+        self.runnable_seq.set(seq);
+        if u64::from(seq) % LATENCY_SAMPLE == 0 {
+            self.wait_since.store(nanotime() | RUNNABLE_TIMED, Ordering::Relaxed);
+        }
+    }
+
+    /// The clock `stamp_runnable` read, if this transition was timed, and
+    /// clear the mark. Owner only (the M about to run it).
+    #[inline]
+    pub(crate) fn take_runnable_stamp(&self) -> Option<u64> {
+        let word = self.wait_since.load(Ordering::Relaxed);
+        (word & RUNNABLE_TIMED != 0).then(|| {
+            self.wait_since.store(word & !RUNNABLE_TIMED, Ordering::Relaxed);
+            word & !RUNNABLE_TIMED
+        })
     }
 
     /// Record where an asynchronous preemption stopped the goroutine (`None`:
@@ -464,6 +498,7 @@ impl Sched {
             parent: AtomicU64::new(0),
             parked_at: AtomicPtr::new(location_ptr(Location::caller())),
             wait_since: AtomicU64::new(0),
+            runnable_seq: Cell::new(0),
             interrupted: [const { AtomicUsize::new(0) }; 3],
             wait_reason: AtomicU8::new(WaitReason::None as u8),
             locals: UnsafeCell::new(None),

@@ -148,6 +148,7 @@
 mod blocks;
 mod chaos;
 mod g;
+mod histogram;
 mod idle;
 mod links;
 mod lock;
@@ -168,6 +169,7 @@ mod wakestate;
 pub(crate) use blocks::{BlockClass, alloc_block, free_block};
 pub(crate) use chaos::point as chaos_point;
 pub(crate) use g::{GPtr, GStatus, Task, WaitReason};
+pub use histogram::DurationHistogram;
 pub(crate) use lock::{RuntimeLock, RuntimeLockGuard};
 pub(crate) use m::NoPreempt;
 pub(crate) use m::current_m;
@@ -249,6 +251,9 @@ pub(crate) struct Sched {
     chaos: Option<u64>,
     /// Counters of rare events (`Metrics`).
     pub(crate) events: EventCounters,
+    /// Scheduling latencies and park durations recorded outside any P of
+    /// this runtime (`histogram.rs`); the rest are per P.
+    pub(crate) histograms: histogram::SchedHistograms,
     /// Every live M, for sysmon; an M leaves before its struct dies.
     allm: Mutex<Vec<MPtr>>,
     /// sysmon and the spawner have been started (`spawner.rs`).
@@ -415,6 +420,7 @@ impl Sched {
             debug,
             chaos,
             events: EventCounters::default(),
+            histograms: histogram::SchedHistograms::default(),
             allm: Mutex::new(Vec::new()),
             helpers_started: std::sync::Once::new(),
             p_acquires: AtomicU64::new(0),
@@ -687,6 +693,15 @@ pub struct Metrics {
     /// Stacks allocated: in use by goroutines (each holds one from its
     /// spawn to its end) or cached for reuse.
     pub stacks_allocated: usize,
+    /// How long goroutines waited from becoming runnable (spawned, readied
+    /// or yielding) to running (Go's `/sched/latencies:seconds`). Sampled:
+    /// one in 8 of each goroutine's transitions is timed, with the real
+    /// clock.
+    pub sched_latency: DurationHistogram,
+    /// How long goroutines stayed parked before something readied them,
+    /// by sysmon's coarse clock: accurate to its pacing (20 µs to 10 ms).
+    /// Every wake-up counts; goroutines still parked do not (yet).
+    pub park_durations: DurationHistogram,
 }
 
 impl Sched {
@@ -697,6 +712,14 @@ impl Sched {
         // Its own statement: the guard of a temporary would live on through
         // the allocations below, and nothing allocates under this lock.
         let threads_idle = lock_sched(&self.lock).midle.len();
+        let mut sched_latency = DurationHistogram::default();
+        let mut park_durations = DurationHistogram::default();
+        for p in (0..MAX_PROCS).map_while(|i| self.p(i)) {
+            p.histograms.sched_latency.add_to(&mut sched_latency);
+            p.histograms.park_durations.add_to(&mut park_durations);
+        }
+        self.histograms.sched_latency.add_to(&mut sched_latency);
+        self.histograms.park_durations.add_to(&mut park_durations);
         Metrics {
             goroutines_created: self.goroutine_totals().0,
             goroutines_live: self.num_goroutine(),
@@ -723,6 +746,8 @@ impl Sched {
             global_run_queue: self.runqsize.load(Ordering::Relaxed),
             stack_bytes_reserved: self.stacks.reserved_bytes(),
             stacks_allocated: self.stacks.allocated(),
+            sched_latency,
+            park_durations,
         }
     }
 

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, O
 
 use super::blocks::BlockCache;
 use super::g::{G, GPtr};
+use super::histogram::SchedHistograms;
 use super::m::M;
 use super::runq::RunQueue;
 use super::timers::{NO_TIMER, TimerHeap};
@@ -74,6 +75,13 @@ pub(crate) struct P {
     /// cache line on every goroutine (Go derives its count the same way).
     pub(crate) created: AtomicU64,
     pub(crate) exited: AtomicU64,
+    /// The id of the goroutine running here (0: none), for the dashboard
+    /// (`debug/http/dashboard.rs`). Written by the holder at each switch,
+    /// beside `ran`; read by anyone, a snapshot.
+    pub(crate) running: AtomicU64,
+    /// Ready-to-running waits of goroutines run here, and park durations
+    /// of goroutines readied here (`histogram.rs`). Holder only.
+    pub(crate) histograms: SchedHistograms,
     /// Dead Gs kept for reuse. Holder of the P only.
     pub(crate) gfree: UnsafeCell<Vec<GPtr>>,
     /// Stacks of dead goroutines, kept warm for the next ones. Holder only.
@@ -109,6 +117,8 @@ impl P {
             ran: AtomicU64::new(0),
             created: AtomicU64::new(0),
             exited: AtomicU64::new(0),
+            running: AtomicU64::new(0),
+            histograms: SchedHistograms::default(),
             trace: crate::trace::PTrace::new(runtime, id),
         }
     }
@@ -327,5 +337,47 @@ impl Sched {
                 drop(unsafe { Box::from_raw(p) });
             }
         }
+    }
+}
+
+/// What the dashboard shows of one P (`debug/http/dashboard.rs`): a
+/// snapshot, each field read on its own.
+pub(crate) struct PView {
+    pub(crate) id: usize,
+    /// `idle`, `running`, `syscall` or `retired`.
+    pub(crate) status: &'static str,
+    /// The goroutine running there, 0 if none.
+    pub(crate) running: u64,
+    /// Goroutines in its local run queue.
+    pub(crate) runq: usize,
+    /// Time slices run there.
+    pub(crate) slices: u64,
+}
+
+impl Sched {
+    /// A view of each current P. O(Ps), no lock.
+    pub(crate) fn p_views(&self) -> Vec<PView> {
+        (0..self.gomaxprocs())
+            .filter_map(|i| self.p(i))
+            .map(|p| {
+                let status = p.status();
+                PView {
+                    id: p.id,
+                    status: match status {
+                        PStatus::Idle => "idle",
+                        PStatus::Running => "running",
+                        PStatus::Syscall => "syscall",
+                        PStatus::Dead => "retired",
+                    },
+                    running: if status == PStatus::Idle {
+                        0
+                    } else {
+                        p.running.load(Ordering::Relaxed)
+                    },
+                    runq: p.runq.len(),
+                    slices: p.ran.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 }

@@ -82,6 +82,15 @@ pub(crate) fn goready(g: GPtr) {
     // The P's run queue is touched below.
     let _section = NoPreempt::on(here);
     let m = here.filter(|m| std::ptr::eq(&*m.sched, sched));
+    let p = m.and_then(|m| m.p.get());
+    // How long it was parked, by the coarse clock its park was stamped
+    // with: two loads, no clock read (`histogram.rs`).
+    let parked_ns = sched.coarse_now.load(Ordering::Relaxed).saturating_sub(g.parked().1);
+    match p {
+        Some(p) => p.histograms.park_durations.record_owned(parked_ns),
+        None => sched.histograms.park_durations.record_shared(parked_ns),
+    }
+    g.stamp_runnable();
     // A goroutine waking a goroutine tests one M field here, whether or not
     // the tracer exists (`M::detoured`).
     if m.is_none_or(M::detoured) {
@@ -104,7 +113,7 @@ pub(crate) fn goready(g: GPtr) {
             return;
         }
     }
-    let stealable = match m.and_then(|m| m.p.get()) {
+    let stealable = match p {
         Some(p) => sched.runqput(&p, g, true),
         None => {
             sched.globrunqput(g);

@@ -402,6 +402,10 @@ impl Sched {
             self.goexit0(&p, g);
             return After::Schedule;
         }
+        if let Some(at) = g.take_runnable_stamp() {
+            p.histograms.sched_latency.record_owned(nanotime().saturating_sub(at));
+        }
+        p.running.store(g.id(), Ordering::Relaxed);
         g.set_status(GStatus::Running);
         m.curg.set(Some(g));
         if TRACED {
@@ -421,12 +425,16 @@ impl Sched {
         // one after a preemption or a system call): read it again. At
         // shutdown it may have come back with none (`sleep_until_handed_p`).
         let p = m.p.get();
+        if let Some(p) = p {
+            p.running.store(0, Ordering::Relaxed);
+        }
         let pending = m.pending.replace(Pending::None);
         if TRACED && let Some(p) = p.as_deref() {
             trace::slice_end(p, g, &pending);
         }
         match pending {
             Pending::Yield => {
+                g.stamp_runnable();
                 g.set_status(GStatus::Runnable);
                 self.globrunqput(g);
                 After::Schedule
@@ -653,6 +661,7 @@ pub(crate) fn newproc(
             sched.created_outside.fetch_add(1, Ordering::Relaxed);
         }
     }
+    g.stamp_runnable();
     g.set_status(GStatus::Runnable);
     trace::spawn(sched, m, g);
     match p {

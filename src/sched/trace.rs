@@ -41,11 +41,13 @@ pub(crate) struct DebugFlags {
     /// `sigquitexit=1`: after the SIGQUIT dump, exit with status 2 as Go does.
     pub(crate) sigquit_exit: bool,
     pub(crate) chaos: Option<u64>,
+    /// `http=ADDR`: serve the diagnostics endpoints there (`debug/http`).
+    pub(crate) http: Option<std::net::SocketAddr>,
 }
 
 /// The items `GORTDEBUG` accepts, for the warning about those it cannot use.
-const GORTDEBUG_FORMS: &str =
-    "comma-separated schedtrace=MS (0: off), scheddetail=0|1, deadlock=0|1, sigquitexit=0|1, chaos=SEED";
+const GORTDEBUG_FORMS: &str = "comma-separated schedtrace=MS (0: off), scheddetail=0|1, deadlock=0|1, sigquitexit=0|1, chaos=SEED, \
+     http=ADDR (a loopback IP:PORT, or a PORT)";
 
 impl DebugFlags {
     /// Parse a `GORTDEBUG` value: comma-separated `key=value`, each value a
@@ -55,6 +57,13 @@ impl DebugFlags {
         let mut d = DebugFlags::default();
         let mut unusable = Vec::new();
         for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if let Some(addr) = item.strip_prefix("http=") {
+                match http_addr(addr.trim()) {
+                    Some(addr) => d.http = Some(addr),
+                    None => unusable.push(item),
+                }
+                continue;
+            }
             let parsed = item
                 .split_once('=')
                 .and_then(|(key, val)| Some((key.trim(), val.trim().parse::<u64>().ok()?)));
@@ -86,6 +95,17 @@ impl DebugFlags {
         }
         flags
     }
+}
+
+/// `GORTDEBUG`'s `http=` value: `IP:PORT`, `localhost:PORT`, or a bare
+/// `PORT` on 127.0.0.1. Whether the address may be bound is the server's
+/// call (loopback only).
+fn http_addr(value: &str) -> Option<std::net::SocketAddr> {
+    let loopback = |port: &str| Some(std::net::SocketAddr::from(([127, 0, 0, 1], port.parse().ok()?)));
+    if let Some(port) = value.strip_prefix("localhost:") {
+        return loopback(port);
+    }
+    value.parse().ok().or_else(|| loopback(value))
 }
 
 impl Sched {
@@ -156,6 +176,12 @@ mod tests {
         assert_eq!(flags("schedtrace=5, chaos=42").chaos, Some(42));
         assert_eq!(flags("chaos=0").chaos, Some(0));
         assert_eq!(flags("chaos=18446744073709551615").chaos, Some(u64::MAX));
+        let lo = |port| Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        assert_eq!(flags("http=127.0.0.1:6060").http, lo(6060));
+        assert_eq!(flags("http=6060").http, lo(6060));
+        assert_eq!(flags("http=localhost:0,chaos=1").http, lo(0));
+        assert_eq!(flags("http=[::1]:7").http, "[::1]:7".parse().ok());
+        assert_eq!(DebugFlags::parse("http=nowhere").1, ["http=nowhere"]);
     }
 
     #[test]
