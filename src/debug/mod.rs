@@ -47,10 +47,12 @@
 //! signal handler.
 
 mod alloc_check;
+mod cpuprof;
 mod deadlock;
 mod dump;
 pub mod http;
 mod leaks;
+mod profile;
 mod sigquit;
 mod spawn_site;
 mod stacks;
