@@ -15,8 +15,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Burns CPU without calling into the runtime (only preemption stops it).
@@ -25,7 +25,10 @@ fn hot_spin(rounds: &AtomicU64) {
     let mut x = 1u64;
     loop {
         for _ in 0..1_000_000 {
-            x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407));
+            x = black_box(
+                x.wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407),
+            );
         }
         rounds.fetch_add(1, Ordering::Relaxed);
     }
@@ -41,8 +44,9 @@ fn parked_forever(rx: gort::chan::Receiver<()>) {
 fn server() -> SocketAddr {
     static ADDR: OnceLock<SocketAddr> = OnceLock::new();
     *ADDR.get_or_init(|| {
-        let rt: &'static gort::Runtime =
-            Box::leak(Box::new(gort::Runtime::builder().name("workload").procs(2).build().unwrap()));
+        let rt: &'static gort::Runtime = Box::leak(Box::new(
+            gort::Runtime::builder().name("workload").procs(2).build().unwrap(),
+        ));
         static ROUNDS: AtomicU64 = AtomicU64::new(0);
         rt.go(|| hot_spin(&ROUNDS));
         let (tx, rx) = gort::chan::bounded::<()>(0);
@@ -82,7 +86,9 @@ fn response(mut conn: TcpStream) -> (u16, Vec<u8>) {
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&raw)));
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let status = head[9..12].parse().unwrap_or_else(|_| panic!("bad status line in {head:?}"));
+    let status = head[9..12]
+        .parse()
+        .unwrap_or_else(|_| panic!("bad status line in {head:?}"));
     (status, raw[end + 4..].to_vec())
 }
 
@@ -96,14 +102,23 @@ fn every_endpoint_answers() {
     let (status, body) = get(addr, "/debug/pprof/goroutine?debug=1");
     let grouped = text(&body);
     assert_eq!(status, 200, "{grouped}");
-    assert!(grouped.contains("parked_forever") && grouped.contains("chan receive"), "{grouped}");
+    assert!(
+        grouped.contains("parked_forever") && grouped.contains("chan receive"),
+        "{grouped}"
+    );
 
     let (status, body) = get(addr, "/debug/pprof/goroutine?debug=2");
     let full = text(&body);
     assert_eq!(status, 200, "{full}");
     assert!(full.contains("goroutine ") && full.contains("parked_forever"), "{full}");
-    assert!(full.contains("\"debug/http\" [IO wait"), "the accept loop waits for clients: {full}");
-    assert!(full.contains("\"debug/http conn\" [running]"), "the server's goroutines are named: {full}");
+    assert!(
+        full.contains("\"debug/http\" [IO wait"),
+        "the accept loop waits for clients: {full}"
+    );
+    assert!(
+        full.contains("\"debug/http conn\" [running]"),
+        "the server's goroutines are named: {full}"
+    );
 
     let (status, body) = get(addr, "/debug/pprof/goroutine");
     assert_eq!(status, 200);
@@ -112,7 +127,10 @@ fn every_endpoint_answers() {
     let (status, body) = get(addr, "/debug/pprof/trace?seconds=1");
     let trace = text(&body);
     assert_eq!(status, 200, "{trace}");
-    assert!(trace.starts_with("{\"traceEvents\":[") && trace.contains("\"ph\":\"X\""), "{trace:.300}");
+    assert!(
+        trace.starts_with("{\"traceEvents\":[") && trace.contains("\"ph\":\"X\""),
+        "{trace:.300}"
+    );
 
     let one_at_a_time = CPU_PROFILE.lock().unwrap_or_else(|e| e.into_inner());
     let (status, body) = get(addr, "/debug/pprof/profile?seconds=1");
@@ -121,7 +139,11 @@ fn every_endpoint_answers() {
 
     let (status, body) = get(addr, "/metrics");
     assert_eq!(status, 200);
-    assert!(text(&body).contains("gort_goroutines{runtime=\"workload\"}"), "{}", text(&body));
+    assert!(
+        text(&body).contains("gort_goroutines{runtime=\"workload\"}"),
+        "{}",
+        text(&body)
+    );
 
     let (status, body) = get(addr, "/debug/gort/");
     assert_eq!(status, 200);
@@ -129,7 +151,12 @@ fn every_endpoint_answers() {
 
     let (status, body) = get(addr, "/debug/pprof/");
     assert_eq!(status, 200);
-    for path in ["/debug/pprof/goroutine", "/debug/pprof/profile", "/debug/pprof/trace", "/metrics"] {
+    for path in [
+        "/debug/pprof/goroutine",
+        "/debug/pprof/profile",
+        "/debug/pprof/trace",
+        "/metrics",
+    ] {
         assert!(text(&body).contains(path), "index lacks {path}: {}", text(&body));
     }
 
@@ -140,7 +167,10 @@ fn every_endpoint_answers() {
 /// `go tool pprof`, or `None` (said loudly) where Go is not installed
 /// outside CI.
 fn go() -> Option<PathBuf> {
-    let on_path = Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
+    let on_path = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if on_path {
         return Some(PathBuf::from("go"));
     }
@@ -213,7 +243,11 @@ fn requests_are_bounded() {
     // An oversized head: 431, whatever else it would have asked.
     let mut conn = TcpStream::connect(addr).unwrap();
     let filler = "x".repeat(16 * 1024);
-    write!(conn, "GET /metrics HTTP/1.1\r\nHost: test\r\nX-Filler: {filler}\r\n\r\n").unwrap();
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: test\r\nX-Filler: {filler}\r\n\r\n"
+    )
+    .unwrap();
     let (status, body) = response(conn);
     assert_eq!(status, 431, "{}", text(&body));
 
@@ -271,5 +305,69 @@ fn the_server_neither_hides_nor_causes_a_deadlock() {
         assert!(stderr.contains("still alive"), "{stderr}");
         assert!(stderr.contains("all goroutines are asleep - deadlock!"), "{stderr}");
         assert_eq!(status.code(), Some(2), "{stderr}");
+    }
+}
+
+#[test]
+fn gortdebug_http_serves_an_unchanged_program() {
+    // A port free a moment ago, for the child to serve on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let value = format!("http={port}");
+    let child = common::in_child_with_env(
+        "gortdebug_http_serves_an_unchanged_program",
+        &[("GORTDEBUG", value.as_ref())],
+        || {
+            // This child computed a port of its own above: the one to ask
+            // is the one it was given.
+            let given = std::env::var("GORTDEBUG").unwrap();
+            let port: u16 = given.trim_start_matches("http=").parse().unwrap();
+            let dump = gort::run(move || {
+                // The server binds on a goroutine of its own: wait for it.
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                for _ in 0..100 {
+                    if TcpStream::connect(addr).is_ok() {
+                        break;
+                    }
+                    gort::time::sleep(Duration::from_millis(50));
+                }
+                gort::blocking(|| get(addr, "/debug/pprof/goroutine?debug=2"))
+            });
+            eprintln!("child got {}:\n{}", dump.0, text(&dump.1));
+        },
+    );
+    if let Some((status, stderr)) = child {
+        assert!(status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "gort: GORTDEBUG=http: diagnostics on http://127.0.0.1:{port}/debug/pprof/"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("child got 200") && stderr.contains("\"debug/http\""),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn gortdebug_http_refuses_a_remote_address() {
+    let child = common::in_child_with_env(
+        "gortdebug_http_refuses_a_remote_address",
+        &[("GORTDEBUG", "http=0.0.0.0:0".as_ref())],
+        || {
+            gort::run(|| gort::time::sleep(Duration::from_millis(200)));
+        },
+    );
+    if let Some((status, stderr)) = child {
+        assert!(status.success(), "the program runs on: {stderr}");
+        assert!(
+            stderr.contains("GORTDEBUG=http=0.0.0.0:0") && stderr.contains("not a loopback address"),
+            "{stderr}"
+        );
     }
 }

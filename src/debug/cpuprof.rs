@@ -164,7 +164,11 @@ impl CpuProfile {
             // SAFETY: READY hands the slot's cells to us (see `Ring`).
             let (regs, base, words) = unsafe {
                 let len = *slot.len.get();
-                (*slot.regs.get(), *slot.base.get(), (&*slot.words.get())[..len / 8].to_vec())
+                (
+                    *slot.regs.get(),
+                    *slot.base.get(),
+                    (&*slot.words.get())[..len / 8].to_vec(),
+                )
             };
             slot.state.store(FREE, Ordering::Release);
             ips.clear();

@@ -41,9 +41,12 @@ pub(crate) struct Profile {
     /// (address, lines as (function id, line)); id = index + 1.
     locations: Vec<(u64, Vec<(u64, i64)>)>,
     location_ids: HashMap<(u64, Vec<(u64, i64)>), u64>,
-    /// (location ids, values, labels as (key, value) string indexes).
-    samples: Vec<(Vec<u64>, Vec<i64>, Vec<(i64, i64)>)>,
+    samples: Vec<Sample>,
 }
+
+/// A sample: location ids (leaf first), values, and labels as (key,
+/// value) string indexes.
+type Sample = (Vec<u64>, Vec<i64>, Vec<(i64, i64)>);
 
 impl Profile {
     pub(crate) fn new() -> Profile {
@@ -118,7 +121,9 @@ impl Profile {
             message(&mut out, 2, &s);
         }
         // One mapping covering every address, symbolized already.
-        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let exe = self.string(&exe);
         let mut m = Vec::new();
         int(&mut m, 1, 1);

@@ -89,7 +89,10 @@ pub(super) fn cpu_profile(req: &Request) -> Response {
     let mut profile = match CpuProfile::start() {
         Ok(p) => p,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Response::error(409, format!("{e}: try again when it ends (at most {} s)", super::MAX_SECONDS));
+            return Response::error(
+                409,
+                format!("{e}: try again when it ends (at most {} s)", super::MAX_SECONDS),
+            );
         }
         Err(e) => return Response::error(500, format!("cannot start a CPU profile: {e}")),
     };
@@ -129,7 +132,10 @@ pub(super) fn cpu_profile(req: &Request) -> Response {
     }
     let mut comments = Vec::new();
     if samples.dropped > 0 {
-        comments.push(format!("{} samples dropped: the collector fell behind", samples.dropped));
+        comments.push(format!(
+            "{} samples dropped: the collector fell behind",
+            samples.dropped
+        ));
     }
     profile_response(p.encode(&Header {
         sample_types: &[("samples", "count"), ("cpu", "nanoseconds")],
