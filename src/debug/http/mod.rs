@@ -116,7 +116,7 @@ impl Drop for DebugServer {
 /// use std::io::{Read, Write};
 /// let server = gort::debug::serve("127.0.0.1:0")?;
 /// let mut conn = std::net::TcpStream::connect(server.local_addr())?;
-/// conn.write_all(b"GET /debug/pprof/goroutine?debug=1 HTTP/1.1\r\nHost: x\r\n\r\n")?;
+/// conn.write_all(b"GET /debug/pprof/goroutine?debug=2 HTTP/1.1\r\nHost: x\r\n\r\n")?;
 /// let mut answer = String::new();
 /// conn.read_to_string(&mut answer)?;
 /// assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
