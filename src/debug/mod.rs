@@ -2,7 +2,9 @@
 //! in `stacks.rs`, the function that spawned each in `spawn_site.rs`), the
 //! deadlock check sysmon runs (`deadlock.rs`, with the plain-thread
 //! bookkeeping it needs in `threads.rs`), leak checks for tests
-//! (`leaks.rs`) and the SIGQUIT dump (`sigquit.rs`).
+//! (`leaks.rs`), the SIGQUIT dump (`sigquit.rs`), and the live diagnostics
+//! server (`http/`: pprof endpoints, metrics, dashboard) with the CPU
+//! profiler (`cpuprof.rs`) and the pprof encoding (`profile.rs`) it serves.
 //!
 //! A registry of live runtimes lets process-wide requests (SIGQUIT) reach
 //! every runtime; the `runtime::` functions act on one runtime each.
@@ -47,10 +49,12 @@
 //! signal handler.
 
 mod alloc_check;
+mod cpuprof;
 mod deadlock;
 mod dump;
 pub mod http;
 mod leaks;
+mod profile;
 mod sigquit;
 mod spawn_site;
 mod stacks;

@@ -85,6 +85,12 @@ impl StackCopy {
         })
     }
 
+    /// A copy made elsewhere (the CPU profiler's signal handler): `words`
+    /// read from `base` up.
+    pub(crate) fn from_words(base: usize, words: Vec<u64>) -> StackCopy {
+        StackCopy { base, words }
+    }
+
     /// The word at `addr`, if it is 8-aligned and inside the copy.
     pub(crate) fn word(&self, addr: usize) -> Option<usize> {
         let offset = addr.checked_sub(self.base)?;

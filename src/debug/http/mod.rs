@@ -36,6 +36,7 @@
 //! causes one. Dumps and profiles cover every runtime of the process.
 
 mod dashboard;
+mod pprof;
 mod prometheus;
 mod server;
 
@@ -115,7 +116,7 @@ impl Drop for DebugServer {
 /// use std::io::{Read, Write};
 /// let server = gort::debug::serve("127.0.0.1:0")?;
 /// let mut conn = std::net::TcpStream::connect(server.local_addr())?;
-/// conn.write_all(b"GET /debug/pprof/goroutine?debug=1 HTTP/1.1\r\nHost: x\r\n\r\n")?;
+/// conn.write_all(b"GET /debug/pprof/goroutine?debug=2 HTTP/1.1\r\nHost: x\r\n\r\n")?;
 /// let mut answer = String::new();
 /// conn.read_to_string(&mut answer)?;
 /// assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
@@ -221,6 +222,11 @@ const ROUTES: &[Route] = &[
         handler: goroutine,
     },
     Route {
+        path: "/debug/pprof/profile",
+        about: "CPU profile of the process for ?seconds=N (default 30): go tool pprof",
+        handler: pprof::cpu_profile,
+    },
+    Route {
         path: "/debug/pprof/trace",
         about: "execution trace of ?seconds=N (default 1), Chrome JSON for Perfetto UI",
         handler: trace,
@@ -268,6 +274,12 @@ fn index(_: &Request) -> Response {
 }
 
 fn goroutine(req: &Request) -> Response {
+    let grouped = match req.param("debug") {
+        None | Some("0") => return pprof::goroutine_profile(),
+        Some("1") => true,
+        Some("2") => false,
+        Some(other) => return Response::error(400, format!("debug={other:?}: accepted debug=1 or debug=2")),
+    };
     let mut out = Vec::new();
     let runtimes = super::live_runtimes();
     let many = runtimes.len() > 1;
@@ -275,11 +287,10 @@ fn goroutine(req: &Request) -> Response {
         if many {
             let _ = writeln!(out, "runtime \"{}\":\n", sched.name);
         }
-        let written = match req.param("debug") {
-            Some("1") => sched.dump_grouped(&mut out),
-            Some("2") => sched.dump(&mut out),
-            Some(other) => return Response::error(400, format!("debug={other:?}: accepted debug=1 or debug=2")),
-            None => return Response::error(404, "the pprof form comes next; use ?debug=1 or ?debug=2"),
+        let written = if grouped {
+            sched.dump_grouped(&mut out)
+        } else {
+            sched.dump(&mut out)
         };
         if let Err(e) = written {
             return Response::error(500, format!("dump failed: {e}"));
