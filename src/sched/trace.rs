@@ -30,6 +30,7 @@ use std::time::Duration;
 use super::Sched;
 use super::lock;
 use super::p::PStatus;
+pub(crate) use crate::debug::SigquitDump;
 
 /// What `GORTDEBUG` asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,12 +41,13 @@ pub(crate) struct DebugFlags {
     pub(crate) deadlock_off: bool,
     /// `sigquitexit=1`: after the SIGQUIT dump, exit with status 2 as Go does.
     pub(crate) sigquit_exit: bool,
+    /// `sigquit=none|grouped|all|auto`: what the SIGQUIT dump prints.
+    pub(crate) sigquit: SigquitDump,
     pub(crate) chaos: Option<u64>,
 }
 
 /// The items `GORTDEBUG` accepts, for the warning about those it cannot use.
-const GORTDEBUG_FORMS: &str =
-    "comma-separated schedtrace=MS (0: off), scheddetail=0|1, deadlock=0|1, sigquitexit=0|1, chaos=SEED";
+const GORTDEBUG_FORMS: &str = "comma-separated schedtrace=MS (0: off), scheddetail=0|1, deadlock=0|1, sigquit=none|grouped|all|auto, sigquitexit=0|1, chaos=SEED";
 
 impl DebugFlags {
     /// Parse a `GORTDEBUG` value: comma-separated `key=value`, each value a
@@ -55,6 +57,13 @@ impl DebugFlags {
         let mut d = DebugFlags::default();
         let mut unusable = Vec::new();
         for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if let Some(("sigquit", level)) = item.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                match SigquitDump::parse(level) {
+                    Some(level) => d.sigquit = level,
+                    None => unusable.push(item),
+                }
+                continue;
+            }
             let parsed = item
                 .split_once('=')
                 .and_then(|(key, val)| Some((key.trim(), val.trim().parse::<u64>().ok()?)));
@@ -156,14 +165,21 @@ mod tests {
         assert_eq!(flags("schedtrace=5, chaos=42").chaos, Some(42));
         assert_eq!(flags("chaos=0").chaos, Some(0));
         assert_eq!(flags("chaos=18446744073709551615").chaos, Some(u64::MAX));
+        // The SIGQUIT dump's level is a word; auto by default.
+        assert_eq!(DebugFlags::default().sigquit, SigquitDump::Auto);
+        assert_eq!(flags("sigquit=grouped").sigquit, SigquitDump::Grouped);
+        assert_eq!(flags("sigquit=none,sigquitexit=1").sigquit, SigquitDump::None);
+        assert_eq!(flags(" sigquit = all ").sigquit, SigquitDump::All);
+        assert_eq!(flags("sigquit=all,sigquit=auto").sigquit, SigquitDump::Auto);
     }
 
     #[test]
     fn gortdebug_items_it_cannot_use_are_named() {
         // Unknown keys, malformed values and items without `=` are ignored
         // and reported; the others still apply.
-        let (d, unusable) =
-            DebugFlags::parse("madeup=7, schedtrace=1s,scheddetail=1,schedtrace:1000,chaos=-1,deadlock");
+        let (d, unusable) = DebugFlags::parse(
+            "madeup=7, schedtrace=1s,scheddetail=1,schedtrace:1000,chaos=-1,deadlock,sigquit=2,sigquit=single",
+        );
         assert_eq!(
             d,
             DebugFlags {
@@ -173,7 +189,15 @@ mod tests {
         );
         assert_eq!(
             unusable,
-            ["madeup=7", "schedtrace=1s", "schedtrace:1000", "chaos=-1", "deadlock"]
+            [
+                "madeup=7",
+                "schedtrace=1s",
+                "schedtrace:1000",
+                "chaos=-1",
+                "deadlock",
+                "sigquit=2",
+                "sigquit=single"
+            ]
         );
     }
 }
