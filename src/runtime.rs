@@ -518,7 +518,9 @@ pub fn goroutines() -> Vec<GoroutineInfo> {
 /// format (`goroutine 7 [chan receive, 2 minutes]:`, frames, `created by`),
 /// one blank-line separated entry each. SIGQUIT writes the same dump of
 /// every runtime to stderr and the program goes on (`GORTDEBUG=sigquitexit=1`
-/// exits with status 2 afterwards, as Go does).
+/// exits with status 2 afterwards, as Go does; `GORTDEBUG=sigquit=grouped`
+/// prints [`dump_grouped`]'s form, `none` only counts, see
+/// `docs/diagnostics.md`).
 ///
 /// Stacks of goroutines that are not running are unwound from their saved
 /// registers (DWARF call-frame information, see `docs/diagnostics.md`); goroutines

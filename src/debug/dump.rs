@@ -24,17 +24,20 @@
 //!
 //! Nothing is stopped while a dump is taken (Go stops the world). Each G's
 //! fields are read with relaxed loads, and its stack is *copied* by the
-//! kernel (`os::read_own_memory`) before it is unwound, so a goroutine that
+//! kernel (`os::read_own_memory_many`) before it is unwound, so a goroutine that
 //! resumes meanwhile can only make its own entry stale, never make the
 //! dump fault or race: after the copy the dump re-reads the goroutine's
 //! status and park stamp, and drops a stack that changed under it.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Write};
 use std::panic::Location;
 use std::time::Duration;
 
+use super::{stacks, symbols};
 use crate::sched::{GPtr, GStatus, Sched, current_m, nanotime};
 
 /// What a goroutine is doing (Go's `_Grunnable`, `_Grunning`, ...).
@@ -174,55 +177,93 @@ fn format_wait(d: Duration) -> String {
     }
 }
 
+/// A goroutine as a snapshot reads it, before any symbol is looked up: its
+/// entry without frames, and its stack's code addresses or why there are
+/// none.
+struct Seen {
+    info: GoroutineInfo,
+    ips: Result<Vec<usize>, &'static str>,
+}
+
+impl Seen {
+    /// The entry with its frames (symbolized through the process's cache).
+    fn symbolized(self) -> GoroutineInfo {
+        let mut info = self.info;
+        match self.ips {
+            Ok(ips) => info.stack = stacks::frames_of(&ips),
+            Err(note) => info.stack_note = Some(note),
+        }
+        info
+    }
+}
+
 impl Sched {
     /// A snapshot of every live goroutine of this runtime, by id.
     pub(crate) fn goroutines(&self, with_stacks: bool) -> Vec<GoroutineInfo> {
+        let _symbols = symbols::Session::begin();
+        self.snapshot(with_stacks).into_iter().map(Seen::symbolized).collect()
+    }
+
+    /// Every live goroutine of this runtime, by id, stacks as addresses.
+    fn snapshot(&self, with_stacks: bool) -> Vec<Seen> {
         let me = current_m()
             .filter(|m| std::ptr::eq(&*m.sched, self))
             .and_then(|m| m.curg.get());
         let now = nanotime();
-        let mut out: Vec<GoroutineInfo> = self
-            .all_gs_named()
-            .into_iter()
-            .filter_map(|(g, name)| {
-                let state = match g.status() {
-                    GStatus::Idle | GStatus::Dead => return None,
-                    GStatus::Runnable => GoroutineState::Runnable,
-                    GStatus::Running => GoroutineState::Running,
-                    GStatus::Syscall => GoroutineState::Syscall,
-                    GStatus::Waiting => GoroutineState::Waiting,
-                    GStatus::Preempted => GoroutineState::Preempted,
-                };
-                let waiting = state == GoroutineState::Waiting;
-                let (parked_at, since) = g.parked();
-                let mut info = GoroutineInfo {
-                    id: g.id(),
-                    name: name.map(|n| n.to_string()),
-                    state,
-                    wait_reason: waiting.then(|| g.wait_reason().as_str()),
-                    waiting_for: (waiting && since > 0).then(|| Duration::from_nanos(now.saturating_sub(since))),
-                    parked_at: waiting.then_some(parked_at),
-                    spawned_at: g.spawned_at(),
-                    parent: Some(g.parent()).filter(|&p| p != 0),
-                    stack: Vec::new(),
-                    stack_note: None,
-                };
-                if with_stacks {
-                    let is_me = me == Some(g);
-                    match stack_of(g, is_me, state) {
-                        Ok(stack) => info.stack = stack,
-                        Err(note) => info.stack_note = Some(note),
-                    }
+        let mut out: Vec<Seen> = Vec::new();
+        // Where in `out`, which G and in which stay, each stack to copy is.
+        let mut suspended: Vec<(usize, (GPtr, stacks::Stamp))> = Vec::new();
+        for (g, name) in self.all_gs_named() {
+            let stamp = stacks::stamp(g);
+            let (status, _, (parked_at, since), _) = stamp;
+            let state = match status {
+                GStatus::Idle | GStatus::Dead => continue,
+                GStatus::Runnable => GoroutineState::Runnable,
+                GStatus::Running => GoroutineState::Running,
+                GStatus::Syscall => GoroutineState::Syscall,
+                GStatus::Waiting => GoroutineState::Waiting,
+                GStatus::Preempted => GoroutineState::Preempted,
+            };
+            let waiting = state == GoroutineState::Waiting;
+            let info = GoroutineInfo {
+                id: g.id(),
+                name: name.map(|n| n.to_string()),
+                state,
+                wait_reason: waiting.then(|| g.wait_reason().as_str()),
+                waiting_for: (waiting && since > 0).then(|| Duration::from_nanos(now.saturating_sub(since))),
+                parked_at: waiting.then_some(parked_at),
+                spawned_at: g.spawned_at(),
+                parent: Some(g.parent()).filter(|&p| p != 0),
+                stack: Vec::new(),
+                stack_note: None,
+            };
+            // The stacks of goroutines that are not running are copied
+            // below, all in one go.
+            let ips = match state {
+                _ if !with_stacks => Ok(Vec::new()),
+                _ if me == Some(g) => Ok(stacks::current_ips()),
+                GoroutineState::Running | GoroutineState::Syscall => {
+                    Err("running on another thread; stack unavailable")
                 }
-                Some(info)
-            })
-            .collect();
-        out.sort_by_key(|i| i.id);
+                GoroutineState::Runnable | GoroutineState::Waiting | GoroutineState::Preempted => {
+                    suspended.push((out.len(), (g, stamp)));
+                    Ok(Vec::new())
+                }
+            };
+            out.push(Seen { info, ips });
+        }
+        let (at, gs): (Vec<usize>, Vec<_>) = suspended.into_iter().unzip();
+        for (i, ips) in at.into_iter().zip(stacks::suspended_ips(&gs)) {
+            out[i].ips = ips;
+        }
+        out.sort_by_key(|s| s.info.id);
         out
     }
 
     /// Write every goroutine's entry, Go's format, blank-line separated.
     pub(crate) fn dump(&self, w: &mut dyn Write) -> io::Result<()> {
+        // One session for the frames and the `created by` names.
+        let _symbols = symbols::Session::begin();
         for info in self.goroutines(true) {
             writeln!(w, "{info}")?;
         }
@@ -232,19 +273,26 @@ impl Sched {
     /// Write goroutines grouped by identical state, wait reason, stack and
     /// spawn site, largest group first (for huge programs: a million
     /// goroutines parked in the same place print as one entry).
+    ///
+    /// Linear in the goroutines: they are grouped by their stacks' code
+    /// addresses with a hash map, each distinct stack is symbolized once,
+    /// and groups whose addresses differ but whose frames print the same
+    /// (different call sites inside trimmed runtime frames, two addresses on
+    /// one line) are merged after.
     pub(crate) fn dump_grouped(&self, w: &mut dyn Write) -> io::Result<()> {
-        let all = self.goroutines(true);
+        let _symbols = symbols::Session::begin();
+        let all = self.snapshot(true);
         let total = all.len();
-        let mut groups: HashMap<GroupKey, Group> = HashMap::new();
-        for info in all {
-            let key = GroupKey {
+        let mut by_address: HashMap<AddressKey, Group, BuildHasherDefault<WordHasher>> = HashMap::default();
+        for Seen { info, ips } in all {
+            let key = AddressKey {
                 state: info.state,
-                wait_reason: info.wait_reason,
-                parked_at: info.parked_at.map(|l| (l.file(), l.line(), l.column())),
-                spawned_at: (info.spawned_at.file(), info.spawned_at.line(), info.spawned_at.column()),
-                stack: info.stack.clone(),
+                wait_reason: info.wait_reason.map(str::as_ptr),
+                parked_at: info.parked_at.map(std::ptr::from_ref),
+                spawned_at: std::ptr::from_ref(info.spawned_at),
+                ips,
             };
-            let group = groups.entry(key).or_insert_with(|| Group {
+            let group = by_address.entry(key).or_insert_with(|| Group {
                 ids: Vec::new(),
                 longest_wait: None,
                 sample: info.clone(),
@@ -252,7 +300,24 @@ impl Sched {
             group.ids.push(info.id);
             group.longest_wait = group.longest_wait.max(info.waiting_for);
         }
+        let mut groups: HashMap<GroupKey, Group> = HashMap::new();
+        for (AddressKey { ips, .. }, mut group) in by_address {
+            group.sample = Seen {
+                info: group.sample,
+                ips,
+            }
+            .symbolized();
+            match groups.entry(GroupKey::of(&group.sample)) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(group);
+                }
+                Entry::Occupied(mut same) => same.get_mut().absorb(group),
+            }
+        }
         let mut groups: Vec<Group> = groups.into_values().collect();
+        for group in &mut groups {
+            group.ids.sort_unstable();
+        }
         groups.sort_by(|a, b| b.ids.len().cmp(&a.ids.len()).then(a.ids[0].cmp(&b.ids[0])));
         writeln!(w, "goroutines: total {total}, {} distinct\n", groups.len())?;
         for group in groups {
@@ -262,6 +327,50 @@ impl Sched {
     }
 }
 
+/// What the goroutines of a first-pass group share: [`GroupKey`]'s fields
+/// by identity (a `Location` or wait reason by address, which two equal
+/// ones may not share: the second pass merges them), and the stack's code
+/// addresses. Cheap to hash, unlike names and paths.
+#[derive(PartialEq, Eq, Hash)]
+struct AddressKey {
+    state: GoroutineState,
+    wait_reason: Option<*const u8>,
+    parked_at: Option<*const Location<'static>>,
+    spawned_at: *const Location<'static>,
+    ips: Result<Vec<usize>, &'static str>,
+}
+
+/// A hasher for keys made of words (addresses, small integers): one
+/// multiply and rotate per word (as rustc's FxHasher), where SipHash's
+/// resistance to chosen keys buys nothing and cost a tenth of a grouped
+/// dump.
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_ne_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// What the goroutines of one group share; `stack` is empty until their
+/// sample is symbolized.
 #[derive(PartialEq, Eq, Hash)]
 struct GroupKey {
     state: GoroutineState,
@@ -271,10 +380,34 @@ struct GroupKey {
     stack: Vec<Frame>,
 }
 
+impl GroupKey {
+    fn of(info: &GoroutineInfo) -> GroupKey {
+        GroupKey {
+            state: info.state,
+            wait_reason: info.wait_reason,
+            parked_at: info.parked_at.map(|l| (l.file(), l.line(), l.column())),
+            spawned_at: (info.spawned_at.file(), info.spawned_at.line(), info.spawned_at.column()),
+            stack: info.stack.clone(),
+        }
+    }
+}
+
 struct Group {
     ids: Vec<u64>,
     longest_wait: Option<Duration>,
+    /// The entry of the group's first goroutine, the one printed.
     sample: GoroutineInfo,
+}
+
+impl Group {
+    /// Take in the goroutines of `other`, which print the same.
+    fn absorb(&mut self, other: Group) {
+        if other.sample.id < self.sample.id {
+            self.sample = other.sample;
+        }
+        self.ids.extend(other.ids);
+        self.longest_wait = self.longest_wait.max(other.longest_wait);
+    }
 }
 
 impl fmt::Display for Group {
@@ -295,16 +428,6 @@ impl fmt::Display for Group {
             shown.join(", ")
         )?;
         sample.write_body(f)
-    }
-}
-
-/// The stack of goroutine `g`, seen in `state`: the caller's own, or one
-/// unwound from its saved registers.
-fn stack_of(g: GPtr, is_me: bool, state: GoroutineState) -> Result<Vec<Frame>, &'static str> {
-    match state {
-        _ if is_me => Ok(super::stacks::current()),
-        GoroutineState::Running | GoroutineState::Syscall => Err("running on another thread; stack unavailable"),
-        GoroutineState::Runnable | GoroutineState::Waiting | GoroutineState::Preempted => super::stacks::suspended(g),
     }
 }
 

@@ -70,7 +70,7 @@ pub(crate) use deadlock::DeadlockWatch;
 pub use dump::{Frame, GoroutineInfo, GoroutineState};
 pub use http::{Access, DebugServer, serve, serve_on};
 pub use leaks::Leaks;
-pub(crate) use sigquit::install as install_sigquit;
+pub(crate) use sigquit::{SigquitDump, install as install_sigquit};
 
 use crate::sched::Sched;
 

@@ -11,14 +11,66 @@
 //! installed before gort's first runtime still runs after ours (chained,
 //! as for SIGURG); a handler installed later replaces ours, which is the
 //! program's call.
-//! Runtimes with more than `GROUP_ABOVE` goroutines are dumped grouped.
+//!
+//! What the dump prints is `GORTDEBUG=sigquit=LEVEL`, in the spirit of Go's
+//! `GOTRACEBACK` levels ([`SigquitDump`]): `all` is Go's dump, every
+//! goroutine; `grouped` counts identical goroutines together (the
+//! goroutine profile's `debug=1`); `none` prints one line per runtime with
+//! its goroutine count. The default, `auto`, is `all` for a runtime of up
+//! to `GROUP_ABOVE` goroutines and `grouped` beyond: Go prints all, and so
+//! does gort for any program a person reads the dump of, but 100,000
+//! goroutines make 36 MB of near-identical entries, which a live server
+//! should not pour into its log for one keystroke. Go's `single` (only the
+//! current goroutine) has no meaning here, since a signal has no current
+//! goroutine, and is refused like any unknown value.
 
 use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Past this many goroutines a runtime's SIGQUIT dump is the grouped form.
+use crate::sched::Sched;
+
+/// Past this many goroutines a runtime's `auto` SIGQUIT dump is grouped.
 const GROUP_ABOVE: usize = 10_000;
+
+/// What the SIGQUIT dump prints of each runtime (`GORTDEBUG=sigquit=...`,
+/// module header).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum SigquitDump {
+    /// A line with the goroutine count, no traces.
+    None,
+    /// Identical goroutines counted together (`runtime::dump_grouped`).
+    Grouped,
+    /// Every goroutine (`runtime::dump`), Go's dump.
+    All,
+    /// `All` up to `GROUP_ABOVE` goroutines, `Grouped` beyond.
+    #[default]
+    Auto,
+}
+
+impl SigquitDump {
+    /// The level a `GORTDEBUG` value names, if any.
+    pub(crate) fn parse(value: &str) -> Option<SigquitDump> {
+        match value {
+            "none" => Some(SigquitDump::None),
+            "grouped" => Some(SigquitDump::Grouped),
+            "all" => Some(SigquitDump::All),
+            "auto" => Some(SigquitDump::Auto),
+            _ => None,
+        }
+    }
+
+    /// Write the dump of `sched` at this level.
+    fn write(self, sched: &Sched, w: &mut dyn Write) -> std::io::Result<()> {
+        let n = sched.num_goroutine();
+        match self {
+            SigquitDump::None => writeln!(w, "{n} goroutines (traces omitted: GORTDEBUG=sigquit=none)\n"),
+            SigquitDump::Grouped => sched.dump_grouped(w),
+            SigquitDump::Auto if n > GROUP_ABOVE => sched.dump_grouped(w),
+            SigquitDump::All | SigquitDump::Auto => sched.dump(w),
+        }
+    }
+}
 
 /// The pipe's write end, for the handler.
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
@@ -91,11 +143,7 @@ fn dump_on_signal(read_end: libc::c_int) {
         let _ = writeln!(err, "SIGQUIT: goroutine dump\n");
         for sched in super::live_runtimes() {
             let _ = writeln!(err, "runtime \"{}\":\n", sched.name);
-            let _ = if sched.num_goroutine() > GROUP_ABOVE {
-                sched.dump_grouped(&mut err)
-            } else {
-                sched.dump(&mut err)
-            };
+            let _ = sched.debug_flags().sigquit.write(&sched, &mut err);
             exit |= sched.debug_flags().sigquit_exit;
         }
         let _ = err.flush();

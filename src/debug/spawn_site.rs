@@ -31,12 +31,15 @@
 //!    names `main.main.func1`.
 //!
 //! Names are demangled without their hash, as `symbols.rs` prints a dump's
-//! frames. The debug info is read once, from a read-only mapping of
-//! `/proc/self/exe` (the running file, even if its path was replaced since),
-//! the first time a dump needs a name; each spawn site is looked up once
-//! and its answer, found or not, cached for the rest of the process (a
-//! program has finitely many spawn sites, so the cache and the names it
-//! leaks are bounded). Without debug info (a stripped binary, compressed
+//! frames. The debug info is read from a read-only mapping of
+//! `/proc/self/exe` (the running file, even if its path was replaced since,
+//! mapped once), when a dump needs a name it has not looked up before, and
+//! parsed state is kept only until the dump's symbol session ends
+//! (`symbols::Session`): then it is dropped and the mapping's pages leave
+//! the resident set. Each spawn site is looked up once and its answer,
+//! found or not, cached for the rest of the process (a program has
+//! finitely many spawn sites, so the cache and the names it leaks are
+//! bounded). Without debug info (a stripped binary, compressed
 //! debug sections, which this reader does not inflate) or for a spawn site
 //! outside the executable (a shared library), there is no name and the
 //! dump says `gort::go`, as it did before names were looked up.
@@ -44,12 +47,12 @@
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
 use std::panic::Location;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use addr2line::gimli;
 use object::{Object, ObjectSection};
 
-use super::symbols::owning_crate;
+use super::symbols::{Session, owning_crate};
 
 type Slice = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 
@@ -58,20 +61,24 @@ type Slice = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 const MAX_ADDRESSES: usize = 64;
 
 /// The name of the function the `go(..)` call at `site` is written in, if
-/// the executable's debug info says; the first call reads the debug info.
+/// the executable's debug info says; a site not asked about before reads
+/// the debug info, which stays loaded until the symbol session ends.
 pub(crate) fn spawning_function(site: &'static Location<'static>) -> Option<&'static str> {
-    static RESOLVER: LazyLock<Mutex<Resolver>> = LazyLock::new(|| {
-        Mutex::new(Resolver {
-            debug: DebugInfo::load(),
-            files: HashMap::new(),
-            names: HashMap::new(),
-        })
-    });
-    let mut resolver = RESOLVER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(&name) = resolver().names.get(site) {
+        return name;
+    }
+    // Begun before the resolver is locked, so it ends after it is unlocked
+    // (the lock order of `symbols::Session`).
+    let _session = Session::begin();
+    let mut resolver = resolver();
     if let Some(&name) = resolver.names.get(site) {
         return name;
     }
     let Resolver { debug, files, names } = &mut *resolver;
+    let debug = debug.get_or_insert_with(|| {
+        Session::note_parsed();
+        DebugInfo::load()
+    });
     let name = debug.as_ref().and_then(|debug| {
         let spots = files.entry(site.file()).or_insert_with(|| debug.spots_in(site.file()));
         debug.function_at(site, spots)
@@ -81,13 +88,46 @@ pub(crate) fn spawning_function(site: &'static Location<'static>) -> Option<&'st
     name
 }
 
+/// Drop the parsed debug info and the scans of files, and let the pages of
+/// the executable they read leave the resident set; the answers stay. Called
+/// when the last symbol session ends (`symbols::Session`).
+pub(crate) fn release() {
+    let mut resolver = resolver();
+    resolver.debug = None;
+    resolver.files = HashMap::new();
+    if let Some(Some(image)) = IMAGE.get() {
+        // SAFETY: `image` is our own read-only private file mapping, never
+        // written: dropping its pages loses nothing, the next read faults
+        // them back in from the file. Nothing borrows them meanwhile: the
+        // parsed debug info that did is gone.
+        unsafe { libc::madvise(image.as_ptr().cast_mut().cast(), image.len(), libc::MADV_DONTNEED) };
+    }
+}
+
+fn resolver() -> MutexGuard<'static, Resolver> {
+    static RESOLVER: LazyLock<Mutex<Resolver>> = LazyLock::new(|| {
+        Mutex::new(Resolver {
+            debug: None,
+            files: HashMap::new(),
+            names: HashMap::new(),
+        })
+    });
+    RESOLVER.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The running executable, mapped once (`map_own_executable`).
+static IMAGE: OnceLock<Option<&'static [u8]>> = OnceLock::new();
+
 struct Resolver {
-    /// `None` when the executable has no usable debug info.
-    debug: Option<DebugInfo>,
+    /// Loaded in a symbol session (`None` outside one); `Some(None)` when
+    /// the executable has no usable debug info.
+    debug: Option<Option<DebugInfo>>,
     /// The code spots of each source file a spawn site was looked up in,
-    /// so the debug info is scanned once per file, not once per site.
+    /// so the debug info is scanned once per file and session, not once
+    /// per site.
     files: HashMap<&'static str, Vec<Spot>>,
-    /// Answers so far, by spawn site (compared by file, line and column).
+    /// Answers so far, by spawn site (compared by file, line and column),
+    /// kept for the rest of the process.
     names: HashMap<&'static Location<'static>, Option<&'static str>>,
 }
 
@@ -110,7 +150,7 @@ struct DebugInfo {
 
 impl DebugInfo {
     fn load() -> Option<DebugInfo> {
-        let image = map_own_executable()?;
+        let image = (*IMAGE.get_or_init(map_own_executable))?;
         let file = object::File::parse(image).ok()?;
         file.section_by_name(".debug_line")?;
         let endian = if file.is_little_endian() {

@@ -63,7 +63,7 @@ fn tables() -> &'static Tables {
 }
 
 /// The part of a suspended goroutine's stack a walk may read, copied by
-/// the kernel (`os::read_own_memory`): the goroutine may resume and rewrite
+/// the kernel (`os::read_own_memory_many`): the goroutine may resume and rewrite
 /// its stack, or end and have it unmapped, while a dump walks it, so the
 /// walk reads this copy instead — stale at worst, never a fault or a race.
 pub(crate) struct StackCopy {
@@ -73,16 +73,54 @@ pub(crate) struct StackCopy {
 
 impl StackCopy {
     /// Copy `range` (8-byte aligned ends); fails if any of it is unmapped.
+    #[cfg(test)]
     pub(crate) fn take(range: Range<usize>) -> std::io::Result<StackCopy> {
-        let bytes = crate::os::read_own_memory(range.start, range.len())?;
-        let words = bytes
-            .chunks_exact(8)
-            .map(|w| u64::from_ne_bytes(w.try_into().expect("chunks of 8")))
-            .collect();
-        Ok(StackCopy {
-            base: range.start,
-            words,
-        })
+        let mut taken = None;
+        StackCopy::take_many(&[range], |_, copy| {
+            taken = copy.map(|c| StackCopy {
+                base: c.base,
+                words: c.words.clone(),
+            })
+        });
+        taken.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EFAULT))
+    }
+
+    /// Copy each of `ranges` (8-byte aligned ends) with few system calls
+    /// (`os::read_own_memory_many`) and call `each` with its index and its
+    /// copy, `None` if any of it is unmapped, in order. The ranges are
+    /// copied a chunk at a time into one buffer, which stays in the cache,
+    /// and every copy handed out reuses the same memory: a dump of 100,000
+    /// stacks allocates no more than a dump of one.
+    pub(crate) fn take_many(ranges: &[Range<usize>], mut each: impl FnMut(usize, Option<&StackCopy>)) {
+        /// Ranges copied per chunk: a few hundred KiB of a typical stack.
+        const CHUNK: usize = 256;
+        let mut buf: Vec<u64> = Vec::new();
+        let mut copy = StackCopy {
+            base: 0,
+            words: Vec::new(),
+        };
+        for (c, chunk) in ranges.chunks(CHUNK).enumerate() {
+            let words = |r: &Range<usize>| r.len().div_ceil(8);
+            buf.clear();
+            buf.resize(chunk.iter().map(words).sum(), 0);
+            let bytes: Vec<Range<usize>> = chunk.iter().map(|r| r.start..r.start + words(r) * 8).collect();
+            // SAFETY: the memory of `buf`, viewed as bytes: any byte
+            // pattern is a valid u64, and `buf` is not used meanwhile.
+            let view = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8) };
+            let copied = crate::os::read_own_memory_many(&bytes, view);
+            let mut at = 0;
+            for (i, (range, copied)) in chunk.iter().zip(copied).enumerate() {
+                let n = words(range);
+                let whole = copied.then(|| {
+                    copy.base = range.start;
+                    copy.words.clear();
+                    copy.words.extend_from_slice(&buf[at..at + n]);
+                    &copy
+                });
+                each(c * CHUNK + i, whole);
+                at += n;
+            }
+        }
     }
 
     /// A copy made elsewhere (the CPU profiler's signal handler): `words`
@@ -441,6 +479,31 @@ mod tests {
         let mut short = Vec::new();
         unwind_suspended(regs, &short_copy, &mut short);
         assert!(short.len() <= 2, "{short:x?}");
+    }
+
+    #[test]
+    fn many_copies_skip_only_the_unmapped_ranges() {
+        let words: Vec<u64> = (0..64).map(|i| 0x1000 + i).collect();
+        let at = |i: usize| words.as_ptr() as usize + 8 * i;
+        // Page 0 is never mapped; the kernel's copy stops there, and the
+        // ranges after it must still be copied, each whole and in place.
+        let ranges = [at(0)..at(8), 0..64, at(8)..at(8), at(10)..at(64), 8..16, at(1)..at(3)];
+        let mut seen = Vec::new();
+        StackCopy::take_many(&ranges, |i, copy| {
+            seen.push((i, copy.map(|c| (c.base, c.words.clone()))));
+        });
+        let expect = |r: &Range<usize>| Some((r.start, words[(r.start - at(0)) / 8..(r.end - at(0)) / 8].to_vec()));
+        assert_eq!(
+            seen,
+            [
+                (0, expect(&ranges[0])),
+                (1, None),
+                (2, expect(&ranges[2])),
+                (3, expect(&ranges[3])),
+                (4, None),
+                (5, expect(&ranges[5])),
+            ]
+        );
     }
 
     #[test]

@@ -15,6 +15,6 @@ pub(crate) use linux::{Note, SavedErrno, futex_wait, futex_wake, write_stderr, w
 pub(crate) use signal::{call_previous, install_handler};
 pub(crate) use socket::{recv, send, send_vectored};
 pub(crate) use thread::{
-    ThreadStat, code_segment_containing, current_tid, gettid, process_threads, read_own_memory, tgkill,
+    ThreadStat, code_segment_containing, current_tid, gettid, process_threads, read_own_memory_many, tgkill,
 };
 pub(crate) use thread::{process_barrier, register_process_barrier};

@@ -46,28 +46,76 @@ pub(crate) fn process_threads() -> io::Result<Vec<libc::pid_t>> {
     Ok(tids)
 }
 
-/// Copy `len` bytes at `addr` of this process's memory, or fail (`EFAULT`)
-/// where it is unmapped, instead of faulting. The kernel does the copy, so
-/// memory another thread writes meanwhile yields stale bytes, not a data race.
-pub(crate) fn read_own_memory(addr: usize, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: len,
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: len,
-    };
-    // SAFETY: `local` describes `buf`, which we own and which is `len`
-    // bytes long; the kernel checks `remote` and reports EFAULT instead of
-    // faulting.
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    match usize::try_from(n) {
-        Ok(n) if n == len => Ok(buf),
-        Ok(_) => Err(io::Error::from_raw_os_error(libc::EFAULT)),
-        Err(_) => Err(io::Error::last_os_error()),
+/// Copy each of `ranges` of this process's memory into consecutive parts
+/// of `buf` (as long as all of them): whether each range was copied whole,
+/// or failed (`EFAULT`) where it is unmapped, instead of faulting. The
+/// kernel does the copy, so memory another thread writes meanwhile yields
+/// stale bytes, not a data race.
+/// A dump copies a stack per goroutine, and one system call per range
+/// cost more than the rest of the dump: this makes one per `IOV_MAX`
+/// ranges, plus one more after each range that fails (the kernel copies
+/// whole elements in order and stops at the first it cannot read).
+pub(crate) fn read_own_memory_many(ranges: &[Range<usize>], buf: &mut [u8]) -> Vec<bool> {
+    /// Linux's `IOV_MAX`: the most elements one call takes.
+    const IOV_MAX: usize = 1024;
+    assert_eq!(
+        buf.len(),
+        ranges.iter().map(|r| r.len()).sum::<usize>(),
+        "one buffer part per range"
+    );
+    let mut copied = vec![false; ranges.len()];
+    let mut local = Vec::with_capacity(ranges.len().min(IOV_MAX));
+    let mut remote = Vec::with_capacity(ranges.len().min(IOV_MAX));
+    let (mut next, mut offset) = (0, 0);
+    while next < ranges.len() {
+        let batch = &ranges[next..ranges.len().min(next + IOV_MAX)];
+        local.clear();
+        remote.clear();
+        let mut at = offset;
+        for range in batch {
+            local.push(libc::iovec {
+                // SAFETY: in bounds: the parts of `buf` add up to its length.
+                iov_base: unsafe { buf.as_mut_ptr().add(at) }.cast(),
+                iov_len: range.len(),
+            });
+            remote.push(libc::iovec {
+                iov_base: range.start as *mut libc::c_void,
+                iov_len: range.len(),
+            });
+            at += range.len();
+        }
+        // SAFETY: every `local` element is a distinct part of `buf`, which
+        // we own mutably; the kernel checks `remote` and stops (or reports
+        // EFAULT) at an element it cannot read, instead of faulting.
+        let n = unsafe {
+            libc::process_vm_readv(
+                libc::getpid(),
+                local.as_ptr(),
+                local.len() as libc::c_ulong,
+                remote.as_ptr(),
+                remote.len() as libc::c_ulong,
+                0,
+            )
+        };
+        // -1: the first element failed, nothing was copied.
+        let mut done = usize::try_from(n).unwrap_or(0);
+        let whole = done == batch.iter().map(|r| r.len()).sum::<usize>();
+        for range in batch {
+            if done < range.len() {
+                break;
+            }
+            done -= range.len();
+            copied[next] = true;
+            offset += range.len();
+            next += 1;
+        }
+        if !whole {
+            // The element the kernel stopped at: unreadable, skipped.
+            offset += ranges[next].len();
+            next += 1;
+        }
     }
+    copied
 }
 
 /// The executable segment, among those of every loaded object (the program

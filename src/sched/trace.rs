@@ -30,6 +30,7 @@ use std::time::Duration;
 use super::Sched;
 use super::lock;
 use super::p::PStatus;
+pub(crate) use crate::debug::SigquitDump;
 
 /// What `GORTDEBUG` asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,14 +41,16 @@ pub(crate) struct DebugFlags {
     pub(crate) deadlock_off: bool,
     /// `sigquitexit=1`: after the SIGQUIT dump, exit with status 2 as Go does.
     pub(crate) sigquit_exit: bool,
+    /// `sigquit=none|grouped|all|auto`: what the SIGQUIT dump prints.
+    pub(crate) sigquit: SigquitDump,
     pub(crate) chaos: Option<u64>,
     /// `http=ADDR`: serve the diagnostics endpoints there (`debug/http`).
     pub(crate) http: Option<std::net::SocketAddr>,
 }
 
 /// The items `GORTDEBUG` accepts, for the warning about those it cannot use.
-const GORTDEBUG_FORMS: &str = "comma-separated schedtrace=MS (0: off), scheddetail=0|1, deadlock=0|1, sigquitexit=0|1, chaos=SEED, \
-     http=ADDR (a loopback IP:PORT, or a PORT)";
+const GORTDEBUG_FORMS: &str = "comma-separated schedtrace=MS (0: off), scheddetail=0|1, deadlock=0|1, \
+     sigquit=none|grouped|all|auto, sigquitexit=0|1, chaos=SEED, http=ADDR (a loopback IP:PORT, or a PORT)";
 
 impl DebugFlags {
     /// Parse a `GORTDEBUG` value: comma-separated `key=value`, each value a
@@ -60,6 +63,13 @@ impl DebugFlags {
             if let Some(addr) = item.strip_prefix("http=") {
                 match http_addr(addr.trim()) {
                     Some(addr) => d.http = Some(addr),
+                    None => unusable.push(item),
+                }
+                continue;
+            }
+            if let Some(("sigquit", level)) = item.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                match SigquitDump::parse(level) {
+                    Some(level) => d.sigquit = level,
                     None => unusable.push(item),
                 }
                 continue;
@@ -182,14 +192,21 @@ mod tests {
         assert_eq!(flags("http=localhost:0,chaos=1").http, lo(0));
         assert_eq!(flags("http=[::1]:7").http, "[::1]:7".parse().ok());
         assert_eq!(DebugFlags::parse("http=nowhere").1, ["http=nowhere"]);
+        // The SIGQUIT dump's level is a word; auto by default.
+        assert_eq!(DebugFlags::default().sigquit, SigquitDump::Auto);
+        assert_eq!(flags("sigquit=grouped").sigquit, SigquitDump::Grouped);
+        assert_eq!(flags("sigquit=none,sigquitexit=1").sigquit, SigquitDump::None);
+        assert_eq!(flags(" sigquit = all ").sigquit, SigquitDump::All);
+        assert_eq!(flags("sigquit=all,sigquit=auto").sigquit, SigquitDump::Auto);
     }
 
     #[test]
     fn gortdebug_items_it_cannot_use_are_named() {
         // Unknown keys, malformed values and items without `=` are ignored
         // and reported; the others still apply.
-        let (d, unusable) =
-            DebugFlags::parse("madeup=7, schedtrace=1s,scheddetail=1,schedtrace:1000,chaos=-1,deadlock");
+        let (d, unusable) = DebugFlags::parse(
+            "madeup=7, schedtrace=1s,scheddetail=1,schedtrace:1000,chaos=-1,deadlock,sigquit=2,sigquit=single",
+        );
         assert_eq!(
             d,
             DebugFlags {
@@ -199,7 +216,15 @@ mod tests {
         );
         assert_eq!(
             unusable,
-            ["madeup=7", "schedtrace=1s", "schedtrace:1000", "chaos=-1", "deadlock"]
+            [
+                "madeup=7",
+                "schedtrace=1s",
+                "schedtrace:1000",
+                "chaos=-1",
+                "deadlock",
+                "sigquit=2",
+                "sigquit=single"
+            ]
         );
     }
 }
