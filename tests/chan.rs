@@ -1427,7 +1427,10 @@ fn a_select_loop_switches_closed_inputs_off_with_never() {
 fn never_is_never_ready() {
     let rx = gort::chan::never::<u8>();
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
-    assert_eq!(rx.recv_timeout(Duration::from_millis(5)), Err(RecvTimeoutError::Timeout));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(5)),
+        Err(RecvTimeoutError::Timeout)
+    );
     assert!(!rx.is_closed());
     assert_eq!(rx.capacity(), Some(0));
     let rx2 = rx.clone();

@@ -326,7 +326,11 @@ fn recv_futures_dropped_at_random_points_lose_no_value() {
             });
             let mut got = std::mem::take(&mut *received.lock().unwrap());
             got.sort_unstable();
-            assert_eq!(got, (0..TOTAL).collect::<Vec<_>>(), "cap {cap}: a value lost or doubled");
+            assert_eq!(
+                got,
+                (0..TOTAL).collect::<Vec<_>>(),
+                "cap {cap}: a value lost or doubled"
+            );
             assert!(drops.load(Ordering::Relaxed) > 0, "no future was dropped pending");
         });
     }
@@ -480,8 +484,14 @@ fn close_as_futures_see_it() {
     assert!(poll_with(&mut s, &w).is_pending());
     assert!(tx.close());
     assert_eq!(wakes(&c), 1);
-    assert_eq!(poll_with(&mut s, &w), Poll::Ready(Err(SendError("waiting".to_string()))));
-    assert_eq!(futures::executor::block_on(tx.send_async("late".into())), Err(SendError("late".into())));
+    assert_eq!(
+        poll_with(&mut s, &w),
+        Poll::Ready(Err(SendError("waiting".to_string())))
+    );
+    assert_eq!(
+        futures::executor::block_on(tx.send_async("late".into())),
+        Err(SendError("late".into()))
+    );
     assert_eq!(futures::executor::block_on(rx.recv_async()), Ok("buffered".to_string()));
     assert_eq!(futures::executor::block_on(rx.recv_async()), Err(RecvError));
 
@@ -541,9 +551,7 @@ fn never_is_never_ready_for_a_future() {
     let mut f = rx.recv_async();
     assert!(poll_with(&mut f, &w).is_pending());
     assert!(rx.recv_async().now_or_never().is_none());
-    let r = tokio_rt(1).block_on(async {
-        tokio::time::timeout(Duration::from_millis(5), rx.recv_async()).await
-    });
+    let r = tokio_rt(1).block_on(async { tokio::time::timeout(Duration::from_millis(5), rx.recv_async()).await });
     assert!(r.is_err(), "never() resolved: {r:?}");
     assert_eq!(wakes(&c), 0);
 }

@@ -17,12 +17,19 @@
 //! dropped with it — or a receiver took it, in which case the send happened.
 //! Both can sit in a `select!` loop or under a timeout.
 //!
+//! With the cargo feature `stream`, [`Receiver::into_stream`] turns a
+//! receiver into a `futures_core::Stream` (`RecvStream`) on the same
+//! machinery.
+//!
 //! Either future may be polled from any thread, by any executor, and the
 //! two ends of one channel may be any mix of goroutines, plain threads and
 //! tasks. One limit: a [`Select`](super::Select) *builder* send case (its
 //! value given after the selection) pairs on an unbuffered channel only with
 //! receivers that park, not with a receive future (as with `try_recv`);
-//! `select!` send arms have no such limit.
+//! `select!` send arms have no such limit. And when a freed buffer slot
+//! can go to a parked goroutine sender or to a send future, the goroutine
+//! goes first: a send future can wait behind a stream of goroutine senders
+//! that keep the buffer full.
 
 use std::fmt;
 use std::future::Future;
@@ -154,5 +161,78 @@ impl<T> Drop for SendFut<'_, T> {
 impl<T> fmt::Debug for SendFut<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad("SendFut { .. }")
+    }
+}
+
+/// A [`Receiver`] as a `futures_core::Stream` (cargo feature `stream`), from
+/// [`Receiver::into_stream`]: yields each value, and ends once the channel
+/// is empty and closed. Like [`RecvFut`], dropping it while it waits loses
+/// no value.
+///
+/// ```
+/// use futures::StreamExt;
+/// let (tx, rx) = gort::chan::unbounded();
+/// gort::go(move || (1..=3).for_each(|i| tx.send(i).unwrap()));
+/// let all: Vec<i32> = futures::executor::block_on(rx.into_stream().collect());
+/// assert_eq!(all, [1, 2, 3]);
+/// ```
+#[cfg(feature = "stream")]
+#[must_use = "streams do nothing unless polled"]
+pub struct RecvStream<T> {
+    rx: Receiver<T>,
+    /// As `RecvFut::key`, for the receive under way.
+    key: Option<u64>,
+    ended: bool,
+}
+
+#[cfg(feature = "stream")]
+impl<T> RecvStream<T> {
+    pub(super) fn new(rx: Receiver<T>) -> RecvStream<T> {
+        RecvStream {
+            rx,
+            key: None,
+            ended: false,
+        }
+    }
+}
+
+#[cfg(feature = "stream")]
+impl<T> futures_core::Stream for RecvStream<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        this.rx.chan.poll_recv(&mut this.key, cx.waker()).map(|r| {
+            this.ended = r.is_err();
+            r.ok()
+        })
+    }
+}
+
+#[cfg(feature = "stream")]
+impl<T> futures_core::FusedStream for RecvStream<T> {
+    fn is_terminated(&self) -> bool {
+        self.ended
+    }
+}
+
+#[cfg(feature = "stream")]
+impl<T> Drop for RecvStream<T> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.rx.chan.cancel_recv(key);
+        }
+    }
+}
+
+#[cfg(feature = "stream")]
+impl<T> fmt::Debug for RecvStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvStream")
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
     }
 }

@@ -59,6 +59,8 @@ pub use error::{
     RecvError, RecvTimeoutError, SelectTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySelectError,
     TrySendError,
 };
+#[cfg(feature = "stream")]
+pub use future::RecvStream;
 pub use future::{RecvFut, SendFut};
 #[doc(hidden)]
 pub use select::__private;
@@ -400,6 +402,24 @@ impl<T> Receiver<T> {
     /// ```
     pub fn recv_async(&self) -> RecvFut<'_, T> {
         RecvFut::new(self)
+    }
+
+    /// This receiver as a `futures_core::Stream` of its values, ending once
+    /// the channel is empty and closed (cargo feature `stream`).
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// let (tx, rx) = gort::chan::bounded(0);
+    /// gort::go(move || tx.send("only").unwrap());
+    /// let mut s = rx.into_stream();
+    /// futures::executor::block_on(async {
+    ///     assert_eq!(s.next().await, Some("only"));
+    ///     assert_eq!(s.next().await, None);
+    /// });
+    /// ```
+    #[cfg(feature = "stream")]
+    pub fn into_stream(self) -> RecvStream<T> {
+        RecvStream::new(self)
     }
 
     /// Whether the channel is closed ([`Sender::close`], or every sender

@@ -97,7 +97,12 @@ impl<T> Packet<T> {
         match self.state.load(Ordering::Acquire) {
             DONE => return Poll::Ready(self.take()),
             // Take the slot back from the goroutine, unless it finished.
-            WAITING if self.state.compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Acquire).is_err() => {
+            WAITING
+                if self
+                    .state
+                    .compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Acquire)
+                    .is_err() =>
+            {
                 return Poll::Ready(self.take());
             }
             _ => {}

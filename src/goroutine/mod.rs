@@ -216,7 +216,9 @@ impl<T> Drop for JoinFuture<T> {
 
 impl<T> fmt::Debug for JoinFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinFuture").field("done", &self.done).finish_non_exhaustive()
+        f.debug_struct("JoinFuture")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
     }
 }
 
