@@ -293,15 +293,9 @@ fn recv_futures_dropped_at_random_points_lose_no_value() {
                                 // timeout, a select! that takes the other arm,
                                 // and a single poll.
                                 let r = match rng.below(4) {
-                                    0 => match tokio::time::timeout(
-                                        Duration::from_micros(rng.below(50)),
-                                        rx.recv_async(),
-                                    )
-                                    .await
-                                    {
-                                        Ok(r) => Some(r),
-                                        Err(_) => None,
-                                    },
+                                    0 => tokio::time::timeout(Duration::from_micros(rng.below(50)), rx.recv_async())
+                                        .await
+                                        .ok(),
                                     1 => tokio::select! {
                                         r = rx.recv_async() => Some(r),
                                         () = tokio::task::yield_now() => None,

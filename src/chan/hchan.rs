@@ -62,8 +62,9 @@
 //!   receive, under the lock of that look. Every event that makes one value
 //!   available — a value buffered, a sender with its value parked, an offer
 //!   made — wakes (and unregisters) the first registered one, after
-//!   unlocking; `close` wakes them all. A registered future is thus woken
-//!   for every value that arrives after it looked (one per value).
+//!   unlocking; `close` wakes them all. So a value that arrives after a
+//!   future looked wakes a future, and one woken future that drops out
+//!   passes the wake on (`tasks.rs`).
 //! - Once `receivers_gone` is set, `sendq` and `buf` are empty and stay so;
 //!   once `closed` is set, `sendq` and `recvq` are empty and stay so, and
 //!   no receiver takes an offer. Every waiter that was queued has been

@@ -111,11 +111,7 @@ impl<T> Tasks<T> {
 
     /// One value became available to receivers: the first registered
     /// receive future's waker, removed from the line.
-    #[inline]
     pub(super) fn notify_recv(&mut self) -> Option<Waker> {
-        if self.recv.is_empty() {
-            return None;
-        }
         self.recv.pop_front().map(|(_, w)| w)
     }
 
@@ -146,11 +142,7 @@ impl<T> Tasks<T> {
     }
 
     /// Take the oldest offered value, with its future's waker to wake.
-    #[inline]
     pub(super) fn take_offer(&mut self) -> Option<(T, Waker)> {
-        if self.offers.is_empty() {
-            return None;
-        }
         self.offers.pop_front().map(|o| (o.value, o.waker))
     }
 
