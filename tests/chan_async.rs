@@ -581,3 +581,66 @@ fn a_futures_select_loop_over_two_channels_switches_closed_inputs_off() {
         assert_eq!(iterations, 82);
     });
 }
+
+#[test]
+fn goroutines_await_channel_and_join_futures_through_gort_block_on() {
+    // Consumers are goroutines parked in `gort::block_on` on `recv_async`;
+    // producers are Tokio tasks (`send_async`) and goroutines (`send`).
+    guarded(|| {
+        let (tx, rx) = bounded::<(u64, u64)>(0);
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let rx = rx.clone();
+                gort::go(move || {
+                    gort::block_on(async {
+                        let mut got = Vec::new();
+                        while let Ok(v) = rx.recv_async().await {
+                            got.push(v);
+                        }
+                        got
+                    })
+                })
+            })
+            .collect();
+        drop(rx);
+        for s in 2..SENDERS {
+            let tx = tx.clone();
+            gort::go(move || (0..PER_SENDER).for_each(|i| tx.send((s, i)).unwrap()));
+        }
+        tokio_rt(2).block_on(async move {
+            let tasks: Vec<_> = (0..2)
+                .map(|s| {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        for i in 0..PER_SENDER {
+                            tx.send_async((s, i)).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let mut all = Vec::new();
+        for c in consumers {
+            let got = c.join().unwrap();
+            let mut last = HashMap::new();
+            for &(s, i) in &got {
+                if let Some(prev) = last.insert(s, i) {
+                    assert!(prev < i, "sender {s}: {prev} then {i}");
+                }
+            }
+            all.extend(got);
+        }
+        all.sort();
+        check_per_sender_order(&all);
+
+        // A goroutine awaits another's JoinHandle.
+        let (go_tx, go_rx) = bounded::<u32>(0);
+        let inner = gort::go(move || go_rx.recv().unwrap() + 1);
+        let outer = gort::go(move || gort::block_on(inner.into_future()).unwrap());
+        go_tx.send(1).unwrap();
+        assert_eq!(outer.join().unwrap(), 2);
+    });
+}
