@@ -644,3 +644,44 @@ fn goroutines_await_channel_and_join_futures_through_gort_block_on() {
         assert_eq!(outer.join().unwrap(), 2);
     });
 }
+
+#[test]
+fn parked_goroutine_senders_do_not_starve_a_send_future() {
+    // Goroutines that send without end keep a one-slot channel full and
+    // re-park as soon as a slot frees; a send future waiting beside them
+    // still gets the second freed slot (they take turns).
+    guarded(|| {
+        let (tx, rx) = bounded::<u64>(1);
+        tx.send(0).unwrap();
+        let senders: Vec<_> = (1..=2)
+            .map(|s| {
+                let tx = tx.clone();
+                gort::go(move || {
+                    let mut i = 0;
+                    while tx.send(s * 1_000 + i).is_ok() {
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        gort::go(move || {
+            for s in &senders {
+                common::wait_until_parked(s, "chan send");
+            }
+        })
+        .join()
+        .unwrap();
+        let (c, w) = counting();
+        let mut f = tx.send_async(7);
+        assert!(poll_with(&mut f, &w).is_pending());
+        let first: Vec<u64> = (0..3).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(first[0], 0);
+        assert_eq!(
+            first[2], 7,
+            "the future's value waited behind the goroutines: {first:?}"
+        );
+        assert_eq!(wakes(&c), 1);
+        assert_eq!(poll_with(&mut f, &w), Poll::Ready(Ok(())));
+        drop(rx); // the goroutines' sends fail and they end
+    });
+}

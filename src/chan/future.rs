@@ -26,10 +26,9 @@
 //! tasks. One limit: a [`Select`](super::Select) *builder* send case (its
 //! value given after the selection) pairs on an unbuffered channel only with
 //! receivers that park, not with a receive future (as with `try_recv`);
-//! `select!` send arms have no such limit. And when a freed buffer slot
-//! can go to a parked goroutine sender or to a send future, the goroutine
-//! goes first: a send future can wait behind a stream of goroutine senders
-//! that keep the buffer full.
+//! `select!` send arms have no such limit. Parked goroutine senders and
+//! send futures take turns at freed slots and receivers, so neither kind
+//! starves the other.
 
 use std::fmt;
 use std::future::Future;

@@ -57,7 +57,8 @@
 //! - A live receiver in `recvq` implies an empty buffer and no offer; a
 //!   sender serves the first live receiver before touching the buffer.
 //! - An offer (a send future's value) implies a full buffer, as a parked
-//!   sender does, and goes after the parked senders with a value.
+//!   sender does. Parked senders with a value and offers take turns when
+//!   both wait (`offer_turn`); each kind is served in its own FIFO order.
 //! - A receive future is registered only by a poll that found nothing to
 //!   receive, under the lock of that look. Every event that makes one value
 //!   available — a value buffered, a sender with its value parked, an offer
@@ -261,6 +262,8 @@ struct State<T> {
     /// No value will come any more: `close`, or the last sender dropped.
     closed: bool,
     receivers_gone: bool,
+    /// An offer goes before the next parked sender (`take_waiting_value`).
+    offer_turn: bool,
     sendq: VecDeque<Sudog>,
     recvq: VecDeque<Sudog>,
     /// Futures waiting (`tasks.rs`).
@@ -275,13 +278,30 @@ impl<T> State<T> {
         }
     }
 
-    /// The oldest value a send future offered, unless the channel is
-    /// closed (the offers then wait to be taken back by their futures).
-    fn take_offer(&mut self) -> Option<(T, Waker)> {
-        if self.closed {
+    /// The next value a waiting sender has for a receiver, with that
+    /// sender to resume: the first live parked sender's, or the oldest
+    /// offer. When both kinds wait they take turns, so a stream of
+    /// goroutines re-parking as fast as slots free cannot starve a send
+    /// future, nor the reverse. Offers are left alone once the channel is
+    /// closed (their futures take them back).
+    fn take_waiting_value(&mut self) -> Option<(T, Peer)> {
+        let offers = !self.closed && self.tasks.has_offers();
+        if offers && self.offer_turn {
+            self.offer_turn = false;
+            return self.tasks.take_offer().map(|(v, w)| (v, Peer::Task(w)));
+        }
+        if let Some((won, slot)) = pop_live_send(&mut self.sendq, true) {
+            if offers {
+                self.offer_turn = true;
+            }
+            // SAFETY: a value-carrying send sudog of this channel, claimed
+            // just now.
+            return Some((unsafe { take_sent(slot) }, Peer::Waiter(won)));
+        }
+        if !offers {
             return None;
         }
-        self.tasks.take_offer()
+        self.tasks.take_offer().map(|(v, w)| (v, Peer::Task(w)))
     }
 
     /// A value became available to receivers: the receive future to wake.
@@ -324,6 +344,7 @@ impl<T> Chan<T> {
                 reserved: 0,
                 closed: false,
                 receivers_gone: false,
+                offer_turn: false,
                 sendq: VecDeque::new(),
                 recvq: VecDeque::new(),
                 tasks: Tasks::new(),
@@ -391,7 +412,8 @@ impl<T> Chan<T> {
     /// sender to resume once the lock is released — the one whose value
     /// was taken or admitted to the buffer, or, when only `Select` sends
     /// wait, one of those woken to come back (it has no value to take).
-    /// Parked senders go before send futures' offers (`tasks.rs`).
+    /// Parked senders and send futures' offers take turns
+    /// (`take_waiting_value`).
     ///
     /// Senders with a value go first, ahead of `Select` sends queued
     /// earlier: a woken `Select` may pick another case, and a sender with a
@@ -402,13 +424,8 @@ impl<T> Chan<T> {
         if let Some(v) = st.buf.pop_front() {
             return (Some(Ok(v)), self.admit(st));
         }
-        if let Some((won, slot)) = pop_live_send(&mut st.sendq, true) {
-            // SAFETY: a value-carrying send sudog of this channel, claimed
-            // just now.
-            return (Some(Ok(unsafe { take_sent(slot) })), Some(Peer::Waiter(won)));
-        }
-        if let Some((v, w)) = st.take_offer() {
-            return (Some(Ok(v)), Some(Peer::Task(w)));
+        if let Some((v, peer)) = st.take_waiting_value() {
+            return (Some(Ok(v)), Some(peer));
         }
         match pop_live(&mut st.sendq) {
             Some((won, _)) => (None, Some(Peer::Waiter(won))),
@@ -417,19 +434,13 @@ impl<T> Chan<T> {
         }
     }
 
-    /// A buffer slot was just freed: let the first live waiting sender
-    /// with a value in, else the oldest offer, else wake a `Select` send
-    /// (see `try_recv_locked`).
+    /// A buffer slot was just freed: let a waiting sender's value in
+    /// (`take_waiting_value`), else wake a `Select` send (see
+    /// `try_recv_locked`).
     fn admit(&self, st: &mut State<T>) -> Option<Peer> {
-        if let Some((won, slot)) = pop_live_send(&mut st.sendq, true) {
-            // SAFETY: a value-carrying send sudog of this channel, claimed
-            // just now.
-            st.buf.push_back(unsafe { take_sent(slot) });
-            return Some(Peer::Waiter(won));
-        }
-        if let Some((v, w)) = st.take_offer() {
+        if let Some((v, peer)) = st.take_waiting_value() {
             st.buf.push_back(v);
-            return Some(Peer::Task(w));
+            return Some(peer);
         }
         pop_live(&mut st.sendq).map(|(won, _)| Peer::Waiter(won))
     }

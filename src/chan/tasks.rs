@@ -135,6 +135,11 @@ impl<T> Tasks<T> {
         std::mem::take(&mut self.recv)
     }
 
+    /// Whether any send future's value waits here.
+    pub(super) fn has_offers(&self) -> bool {
+        !self.offers.is_empty()
+    }
+
     /// Leave a send future's value to be taken; the caller then notifies
     /// a receive future.
     pub(super) fn offer(&mut self, key: u64, value: T, waker: Waker) {
