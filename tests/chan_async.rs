@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures::FutureExt;
-use gort::chan::{RecvError, SendError, bounded, never, unbounded};
+use gort::chan::{RecvError, SendError, Sender, bounded, never, unbounded};
 
 mod common;
 use common::guarded;
@@ -80,6 +80,43 @@ fn check_per_sender_order(got: &[(u64, u64)]) {
     assert!(next.values().all(|&n| n == PER_SENDER));
 }
 
+/// Send `PER_SENDER` values `(s, i)` from a Tokio task per sender `s`.
+fn send_from_tokio_tasks(tx: Sender<(u64, u64)>, senders: std::ops::Range<u64>) {
+    tokio_rt(2).block_on(async move {
+        let tasks: Vec<_> = senders
+            .map(|s| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    for i in 0..PER_SENDER {
+                        tx.send_async((s, i)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+/// Join the consuming goroutines and check what they received: each saw
+/// each sender's values in order, and together every value once.
+fn check_consumers(consumers: Vec<gort::JoinHandle<Vec<(u64, u64)>>>) {
+    let mut all = Vec::new();
+    for c in consumers {
+        let got = c.join().unwrap();
+        let mut last = HashMap::new();
+        for &(s, i) in &got {
+            if let Some(prev) = last.insert(s, i) {
+                assert!(prev < i, "sender {s}: {prev} then {i}");
+            }
+        }
+        all.extend(got);
+    }
+    all.sort();
+    check_per_sender_order(&all);
+}
+
 #[test]
 fn a_tokio_task_consumes_a_channel_fed_by_goroutines() {
     for cap in [0, 1, 64] {
@@ -118,35 +155,8 @@ fn send_async_from_tokio_tasks_into_goroutines() {
                 })
                 .collect();
             drop(rx);
-            tokio_rt(2).block_on(async move {
-                let tasks: Vec<_> = (0..SENDERS)
-                    .map(|s| {
-                        let tx = tx.clone();
-                        tokio::spawn(async move {
-                            for i in 0..PER_SENDER {
-                                tx.send_async((s, i)).await.unwrap();
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-            });
-            let mut all = Vec::new();
-            for r in receivers {
-                let got = r.join().unwrap();
-                // Each receiver sees each sender's values in order.
-                let mut last = HashMap::new();
-                for &(s, i) in &got {
-                    if let Some(prev) = last.insert(s, i) {
-                        assert!(prev < i, "sender {s}: {prev} then {i}");
-                    }
-                }
-                all.extend(got);
-            }
-            all.sort();
-            check_per_sender_order(&all);
+            send_from_tokio_tasks(tx, 0..SENDERS);
+            check_consumers(receivers);
         });
     }
 }
@@ -607,34 +617,8 @@ fn goroutines_await_channel_and_join_futures_through_gort_block_on() {
             let tx = tx.clone();
             gort::go(move || (0..PER_SENDER).for_each(|i| tx.send((s, i)).unwrap()));
         }
-        tokio_rt(2).block_on(async move {
-            let tasks: Vec<_> = (0..2)
-                .map(|s| {
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        for i in 0..PER_SENDER {
-                            tx.send_async((s, i)).await.unwrap();
-                        }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                t.await.unwrap();
-            }
-        });
-        let mut all = Vec::new();
-        for c in consumers {
-            let got = c.join().unwrap();
-            let mut last = HashMap::new();
-            for &(s, i) in &got {
-                if let Some(prev) = last.insert(s, i) {
-                    assert!(prev < i, "sender {s}: {prev} then {i}");
-                }
-            }
-            all.extend(got);
-        }
-        all.sort();
-        check_per_sender_order(&all);
+        send_from_tokio_tasks(tx, 0..2);
+        check_consumers(consumers);
 
         // A goroutine awaits another's JoinHandle.
         let (go_tx, go_rx) = bounded::<u32>(0);
