@@ -1274,3 +1274,168 @@ fn a_freed_slot_goes_to_a_sender_with_a_value_before_a_select_send() {
         })
     });
 }
+
+#[test]
+fn close_fails_later_sends_and_lets_receivers_drain() {
+    let (tx, rx) = bounded::<u32>(4);
+    let tx2 = tx.clone();
+    tx.send(1).unwrap();
+    tx2.send(2).unwrap();
+    assert!(!rx.is_closed());
+    assert!(tx.close());
+    assert!(!tx2.close(), "a second close reports it was closed already");
+    assert!(rx.is_closed() && tx2.is_closed());
+    assert_eq!(tx2.send(3), Err(SendError(3)));
+    assert_eq!(tx.try_send(4), Err(TrySendError::Disconnected(4)));
+    assert_eq!(
+        tx.send_timeout(5, Duration::from_secs(1)),
+        Err(SendTimeoutError::Disconnected(5))
+    );
+    assert_eq!(rx.recv(), Ok(1));
+    assert_eq!(rx.try_recv(), Ok(2));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(rx.recv(), Err(RecvError));
+    // Dropping the senders after a close changes nothing.
+    drop((tx, tx2));
+    assert_eq!(rx.recv(), Err(RecvError));
+}
+
+#[test]
+fn close_wakes_parked_senders_with_their_values_and_parked_receivers() {
+    on_procs(2, || {
+        // Senders parked on a full channel get their own values back.
+        let (tx, rx) = bounded::<String>(1);
+        tx.send("kept".into()).unwrap();
+        let senders: Vec<_> = (0..3)
+            .map(|i| {
+                let tx = tx.clone();
+                gort::go(move || tx.send(format!("v{i}")))
+            })
+            .collect();
+        for s in &senders {
+            wait_until_parked(s, "chan send");
+        }
+        assert!(tx.close());
+        let mut back: Vec<String> = senders.into_iter().map(|s| s.join().unwrap().unwrap_err().0).collect();
+        back.sort();
+        assert_eq!(back, ["v0", "v1", "v2"]);
+        assert_eq!(rx.recv(), Ok("kept".to_string()));
+        assert_eq!(rx.recv(), Err(RecvError));
+
+        // Receivers parked on an empty channel wake with Err, while
+        // senders still exist.
+        let (tx, rx) = bounded::<u8>(0);
+        let receivers: Vec<_> = (0..3)
+            .map(|_| {
+                let rx = rx.clone();
+                gort::go(move || rx.recv())
+            })
+            .collect();
+        for r in &receivers {
+            wait_until_parked(r, "chan receive");
+        }
+        let keep = tx.clone();
+        tx.close();
+        for r in receivers {
+            assert_eq!(r.join().unwrap(), Err(RecvError));
+        }
+        drop(keep);
+    });
+}
+
+#[test]
+fn close_wakes_parked_selects() {
+    on_procs(2, || {
+        let (tx, rx) = bounded::<u32>(0);
+        let (out_tx, out_rx) = bounded::<u32>(0);
+        let (_quiet_tx, quiet_rx) = bounded::<u32>(0);
+        let receiving = gort::go(move || {
+            gort::select! {
+                recv(quiet_rx) -> m => panic!("{m:?}"),
+                recv(rx) -> m => m,
+            }
+        });
+        let out = out_tx.clone();
+        let sending = gort::go(move || {
+            gort::select! {
+                send(out, 8) -> r => r,
+            }
+        });
+        wait_until_parked(&receiving, "select");
+        wait_until_parked(&sending, "select");
+        tx.close();
+        out_tx.close();
+        assert_eq!(receiving.join().unwrap(), Err(RecvError));
+        assert_eq!(sending.join().unwrap(), Err(SendError(8)));
+        drop(out_rx);
+    });
+}
+
+#[test]
+fn a_select_loop_switches_closed_inputs_off_with_never() {
+    // Each input closes after its values; replacing it by `never()` turns
+    // its arm off, so the loop runs once per value and once per close —
+    // where a closed input left in place is ready again at every turn
+    // (the spinning loop of issue 27).
+    on_procs(2, || {
+        let (t1, r1) = bounded::<u32>(2);
+        let (t2, r2) = bounded::<u32>(0);
+        gort::go(move || (0..100).for_each(|i| t1.send(i).unwrap()));
+        gort::go(move || {
+            (0..60).for_each(|i| t2.send(i).unwrap());
+            t2.close();
+        });
+        let (mut a, mut b) = (r1, r2);
+        let (mut iterations, mut got, mut closed) = (0, 0, 0);
+        while closed < 2 {
+            iterations += 1;
+            gort::select! {
+                recv(a) -> v => match v {
+                    Ok(_) => got += 1,
+                    Err(_) => { a = gort::chan::never(); closed += 1; }
+                },
+                recv(b) -> v => match v {
+                    Ok(_) => got += 1,
+                    Err(_) => { b = gort::chan::never(); closed += 1; }
+                },
+            }
+        }
+        assert_eq!((got, iterations), (160, 162));
+        // Both arms off: only the default can be taken.
+        let r = gort::select! {
+            recv(a) -> v => Some(v),
+            recv(b) -> v => Some(v),
+            default(Duration::from_millis(5)) => None,
+        };
+        assert_eq!(r, None);
+        // Left in place, a closed input is ready at every turn.
+        let (t, closed_rx) = bounded::<u32>(0);
+        drop(t);
+        let spins = (0..1_000)
+            .filter(|_| {
+                gort::select! {
+                    recv(closed_rx) -> v => v.is_err(),
+                    default(Duration::from_secs(60)) => false,
+                }
+            })
+            .count();
+        assert_eq!(spins, 1_000);
+    });
+}
+
+#[test]
+fn never_is_never_ready() {
+    let rx = gort::chan::never::<u8>();
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(5)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(!rx.is_closed());
+    assert_eq!(rx.capacity(), Some(0));
+    let rx2 = rx.clone();
+    let mut sel = Select::new();
+    sel.recv(&rx);
+    sel.recv(&rx2);
+    assert!(sel.select_timeout(Duration::from_millis(5)).is_err());
+}

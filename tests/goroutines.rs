@@ -300,3 +300,69 @@ fn a_scoped_goroutine_that_never_ran_does_not_cancel_an_unjoined_panic() {
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("stack allocation failed"), "{stderr}");
 }
+
+#[test]
+fn is_finished_says_when_join_would_not_wait() {
+    let (tx, rx) = gort::chan::bounded::<()>(0);
+    let h = gort::go(move || rx.recv());
+    common::guarded(move || {
+        assert!(!h.is_finished());
+        tx.send(()).unwrap();
+        while !h.is_finished() {
+            std::thread::yield_now();
+        }
+        assert_eq!(h.join().unwrap(), Ok(()));
+    });
+    quietly(|| {
+        let h = gort::go(|| panic!("counted as finished"));
+        while !h.is_finished() {
+            std::thread::yield_now();
+        }
+        assert!(h.join().is_err());
+    });
+}
+
+/// A waker that counts its wake-ups.
+struct Counter(AtomicUsize);
+
+impl std::task::Wake for Counter {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_join_future_dropped_pending_is_never_woken_and_detaches() {
+    use std::future::{Future, IntoFuture};
+    let (tx, rx) = gort::chan::bounded::<()>(0);
+    let (done_tx, done_rx) = gort::chan::bounded::<&str>(1);
+    let mut fut = gort::go(move || {
+        rx.recv().unwrap();
+        done_tx.send("ran to the end").unwrap();
+    })
+    .into_future();
+    let counter = Arc::new(Counter(AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(Arc::clone(&counter));
+    let pending = std::pin::Pin::new(&mut fut).poll(&mut std::task::Context::from_waker(&waker));
+    assert!(pending.is_pending());
+    drop(fut);
+    tx.send(()).unwrap();
+    assert_eq!(done_rx.recv(), Ok("ran to the end"));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+    // Only the test's own reference is left: the goroutine let go of it.
+    drop(waker);
+    assert_eq!(Arc::strong_count(&counter), 1);
+}
+
+#[test]
+fn a_join_handle_is_awaited_from_futures_block_on() {
+    let handles: Vec<_> = (0..100u32).map(|i| gort::go(move || i * 2)).collect();
+    let sum = futures::executor::block_on(async {
+        let mut sum = 0;
+        for h in handles {
+            sum += h.await.unwrap();
+        }
+        sum
+    });
+    assert_eq!(sum, (0..100).map(|i| i * 2).sum::<u32>());
+}

@@ -14,9 +14,20 @@
 //!
 //! Guarded by `lock`: everything in `State` — the ring buffer `buf`, the
 //! buffer slots `reserved` by a `Select` that will send later, the FIFO
-//! queues `sendq`/`recvq` of parked operations, and the two disconnection
-//! flags. Lock-free: `cap` (immutable) and the handle counts `senders` /
+//! queues `sendq`/`recvq` of parked operations, the flags `closed` and
+//! `receivers_gone`, and `tasks`, the futures waiting (`tasks.rs`): the
+//! wakers of receive futures and the values offered by send futures.
+//! Lock-free: `cap` (immutable) and the handle counts `senders` /
 //! `receivers`, which only decide who runs the disconnection.
+//!
+//! # Closing
+//!
+//! `closed` means no value will come any more: set by `Sender::close` or by
+//! the last sender's drop, both `close` here (Go's `closechan`), once. From
+//! then on sends fail (`target`), parked senders have been resumed with
+//! their values, receivers drain the buffer and then get `Err`. The last
+//! receiver's drop sets `receivers_gone` instead: sends fail, the buffer is
+//! dropped.
 //!
 //! # Sudogs and the hand-off
 //!
@@ -43,26 +54,45 @@
 //!   slot admits the first live sender's value at the tail (Go's `recv` on a
 //!   full buffered channel), and a receiver finding an empty buffer takes a
 //!   waiting sender's value directly (an unbuffered channel).
-//! - A live receiver in `recvq` implies an empty buffer; a sender serves the
-//!   first live receiver before touching the buffer.
+//! - A live receiver in `recvq` implies an empty buffer and no offer; a
+//!   sender serves the first live receiver before touching the buffer.
+//! - An offer (a send future's value) implies a full buffer, as a parked
+//!   sender does. Parked senders with a value and offers take turns when
+//!   both wait (`offer_turn`); each kind is served in its own FIFO order.
+//! - A receive future is registered only by a poll that found nothing to
+//!   receive, under the lock of that look. Every event that makes one value
+//!   available — a value buffered, a sender with its value parked, an offer
+//!   made — wakes (and unregisters) the first registered one, after
+//!   unlocking; `close` wakes them all. So a value that arrives after a
+//!   future looked wakes a future, and one woken future that drops out
+//!   passes the wake on (`tasks.rs`).
 //! - Once `receivers_gone` is set, `sendq` and `buf` are empty and stay so;
-//!   once `senders_gone` is set, `recvq` is empty and stays so. Every waiter
-//!   that was queued has been claimed and resumed: senders keep their value
-//!   (and get it back in the error), receivers get `Err(RecvError)`.
+//!   once `closed` is set, `sendq` and `recvq` are empty and stay so, and
+//!   no receiver takes an offer. Every waiter that was queued has been
+//!   claimed and resumed: senders keep their value (and get it back in the
+//!   error), receivers get `Err(RecvError)`; every future has been woken
+//!   (a send future takes its offer back when polled).
+//!
+//! The async side costs code that never uses it one branch per buffered
+//! send (`notify_recv`: is any receive future registered?) and a test of
+//! the empty offer queue on receives that find nothing else.
 //!
 //! Values of `T` are never dropped under the lock (a drop could run user
 //! code that touches this channel again): disconnection moves the buffer out
-//! and drops it after unlocking.
+//! and drops it after unlocking. Likewise wakers are cloned, woken and
+//! dropped only outside it.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{self, Waker};
 use std::time::{Duration, Instant};
 
 use super::error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError};
 use super::select::{Poll, Port, Reservation};
+use super::tasks::{Cancelled, Tasks};
 use crate::sched::{Claim, RuntimeLock, RuntimeLockGuard, TIMED_OUT, WaitReason, WaitToken};
 
 /// `cap` of an unbounded channel.
@@ -134,10 +164,21 @@ impl Sudog {
     }
 }
 
-/// Resume a claimed waiter, if there is one.
-pub(super) fn wake(won: Option<Claim>) {
-    if let Some(w) = won {
-        w.done();
+/// Whom an operation resumes once the lock is released.
+pub(super) enum Peer {
+    /// A parked goroutine or thread, claimed.
+    Waiter(Claim),
+    /// A future's task (`tasks.rs`): a receive future told a value is
+    /// there, or a send future whose value was taken.
+    Task(Waker),
+}
+
+/// Resume a peer, if there is one.
+pub(super) fn wake(peer: Option<Peer>) {
+    match peer {
+        Some(Peer::Waiter(won)) => won.done(),
+        Some(Peer::Task(w)) => w.wake(),
+        None => {}
     }
 }
 
@@ -218,10 +259,15 @@ struct State<T> {
     buf: VecDeque<T>,
     /// Buffer slots promised to `Select` sends not completed yet.
     reserved: usize,
-    senders_gone: bool,
+    /// No value will come any more: `close`, or the last sender dropped.
+    closed: bool,
     receivers_gone: bool,
+    /// An offer goes before the next parked sender (`take_waiting_value`).
+    offer_turn: bool,
     sendq: VecDeque<Sudog>,
     recvq: VecDeque<Sudog>,
+    /// Futures waiting (`tasks.rs`).
+    tasks: Tasks<T>,
 }
 
 impl<T> State<T> {
@@ -230,6 +276,41 @@ impl<T> State<T> {
             Kind::Recv => &mut self.recvq,
             Kind::Send | Kind::SendLater => &mut self.sendq,
         }
+    }
+
+    /// The next value a waiting sender has for a receiver, with that
+    /// sender to resume: the first live parked sender's, or the oldest
+    /// offer. When both kinds wait they take turns, so a stream of
+    /// goroutines re-parking as fast as slots free cannot starve a send
+    /// future, nor the reverse. Offers are left alone once the channel is
+    /// closed (their futures take them back).
+    fn take_waiting_value(&mut self) -> Option<(T, Peer)> {
+        let offers = !self.closed && self.tasks.has_offers();
+        if offers && self.offer_turn {
+            self.offer_turn = false;
+            return self.tasks.take_offer().map(|(v, w)| (v, Peer::Task(w)));
+        }
+        if let Some((won, slot)) = pop_live_send(&mut self.sendq, true) {
+            if offers {
+                self.offer_turn = true;
+            }
+            // SAFETY: a value-carrying send sudog of this channel, claimed
+            // just now.
+            return Some((unsafe { take_sent(slot) }, Peer::Waiter(won)));
+        }
+        if !offers {
+            return None;
+        }
+        self.tasks.take_offer().map(|(v, w)| (v, Peer::Task(w)))
+    }
+
+    /// A value became available to receivers: the receive future to wake.
+    #[inline]
+    fn notify_recv(&mut self) -> Option<Peer> {
+        if !self.tasks.has_recv() {
+            return None;
+        }
+        self.tasks.notify_recv().map(Peer::Task)
     }
 }
 
@@ -261,10 +342,12 @@ impl<T> Chan<T> {
             state: UnsafeCell::new(State {
                 buf: VecDeque::new(),
                 reserved: 0,
-                senders_gone: false,
+                closed: false,
                 receivers_gone: false,
+                offer_turn: false,
                 sendq: VecDeque::new(),
                 recvq: VecDeque::new(),
+                tasks: Tasks::new(),
             }),
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
@@ -296,7 +379,7 @@ impl<T> Chan<T> {
     /// Where a send would go now (Go's `chansend` order: closed, a waiting
     /// receiver, buffer room). `None`: it would block.
     fn target(&self, st: &mut State<T>) -> Option<Reservation> {
-        if st.receivers_gone {
+        if st.receivers_gone || st.closed {
             return Some(Reservation::Disconnected);
         }
         if let Some((won, slot)) = pop_live(&mut st.recvq) {
@@ -306,17 +389,18 @@ impl<T> Chan<T> {
     }
 
     /// Send without blocking; on success, the receiver to resume once the
-    /// lock is released. `Timeout` means "would block".
-    fn try_send_locked(&self, st: &mut State<T>, v: T) -> Result<Option<Claim>, SendTimeoutError<T>> {
+    /// lock is released (a parked one that got the value, or a receive
+    /// future told a value is buffered). `Timeout` means "would block".
+    fn try_send_locked(&self, st: &mut State<T>, v: T) -> Result<Option<Peer>, SendTimeoutError<T>> {
         match self.target(st) {
             Some(Reservation::Receiver(won, slot)) => {
                 // SAFETY: a receive sudog of this channel, claimed just now.
                 unsafe { deliver(slot, Ok(v)) };
-                Ok(Some(won))
+                Ok(Some(Peer::Waiter(won)))
             }
             Some(Reservation::Buffer) => {
                 st.buf.push_back(v);
-                Ok(None)
+                Ok(st.notify_recv())
             }
             Some(Reservation::Disconnected) => Err(SendTimeoutError::Disconnected(v)),
             None => Err(SendTimeoutError::Timeout(v)),
@@ -328,38 +412,37 @@ impl<T> Chan<T> {
     /// sender to resume once the lock is released — the one whose value
     /// was taken or admitted to the buffer, or, when only `Select` sends
     /// wait, one of those woken to come back (it has no value to take).
+    /// Parked senders and send futures' offers take turns
+    /// (`take_waiting_value`).
     ///
     /// Senders with a value go first, ahead of `Select` sends queued
     /// earlier: a woken `Select` may pick another case, and a sender with a
     /// value left behind it would then wait beside a receiver or a free
     /// slot. A `Select` send is only woken, never admitted, so it loses no
     /// place it held.
-    fn try_recv_locked(&self, st: &mut State<T>) -> (Option<Result<T, RecvError>>, Option<Claim>) {
+    fn try_recv_locked(&self, st: &mut State<T>) -> (Option<Result<T, RecvError>>, Option<Peer>) {
         if let Some(v) = st.buf.pop_front() {
             return (Some(Ok(v)), self.admit(st));
         }
-        if let Some((won, slot)) = pop_live_send(&mut st.sendq, true) {
-            // SAFETY: a value-carrying send sudog of this channel, claimed
-            // just now.
-            return (Some(Ok(unsafe { take_sent(slot) })), Some(won));
+        if let Some((v, peer)) = st.take_waiting_value() {
+            return (Some(Ok(v)), Some(peer));
         }
         match pop_live(&mut st.sendq) {
-            Some((won, _)) => (None, Some(won)),
-            None if st.senders_gone => (Some(Err(RecvError)), None),
+            Some((won, _)) => (None, Some(Peer::Waiter(won))),
+            None if st.closed => (Some(Err(RecvError)), None),
             None => (None, None),
         }
     }
 
-    /// A buffer slot was just freed: let the first live waiting sender
-    /// with a value in, else wake a `Select` send (see `try_recv_locked`).
-    fn admit(&self, st: &mut State<T>) -> Option<Claim> {
-        if let Some((won, slot)) = pop_live_send(&mut st.sendq, true) {
-            // SAFETY: a value-carrying send sudog of this channel, claimed
-            // just now.
-            st.buf.push_back(unsafe { take_sent(slot) });
-            return Some(won);
+    /// A buffer slot was just freed: let a waiting sender's value in
+    /// (`take_waiting_value`), else wake a `Select` send (see
+    /// `try_recv_locked`).
+    fn admit(&self, st: &mut State<T>) -> Option<Peer> {
+        if let Some((v, peer)) = st.take_waiting_value() {
+            st.buf.push_back(v);
+            return Some(peer);
         }
-        pop_live(&mut st.sendq).map(|(won, _)| won)
+        pop_live(&mut st.sendq).map(|(won, _)| Peer::Waiter(won))
     }
 
     /// `send`, `try_send`, `send_timeout`: one lock round trip on the fast
@@ -387,7 +470,10 @@ impl<T> Chan<T> {
             case: 0,
             slot: (&raw mut slot).cast(),
         });
+        // A receive future can take our value now.
+        let task = st.notify_recv();
         drop(st);
+        wake(task);
         let tag = token.wait(deadline, WaitReason::ChanSend);
         if tag == TIMED_OUT {
             self.withdraw(Kind::Send, &token, 0);
@@ -465,7 +551,8 @@ impl<T> Chan<T> {
                 let mut st = self.lock();
                 st.reserved -= 1;
                 // The slot just unreserved guarantees room, so this fails
-                // only if every receiver has gone meanwhile.
+                // only if every receiver has gone, or the channel was
+                // closed, meanwhile.
                 match self.try_send_locked(&mut st, v) {
                     Ok(won) => {
                         drop(st);
@@ -488,26 +575,54 @@ impl<T> Chan<T> {
         self.receivers.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A `Sender` is dropped; the last one wakes every parked receiver with
-    /// `Err(RecvError)` (Go's `closechan`).
+    /// A `Sender` is dropped; the last one closes the channel.
     pub(super) fn release_sender(&self) {
         // AcqRel pairs with the other senders' decrements, as in Arc's drop:
         // the last one disconnects after every other sender is done.
-        if self.senders.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
+        if self.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.close();
         }
-        let waiters = {
+    }
+
+    /// Close the channel (Go's `closechan`): sends fail from now on, parked
+    /// senders resume with their values (send futures take theirs back),
+    /// parked receivers get `Err(RecvError)`, receive futures are all woken
+    /// (the buffer is left to drain). False if it was closed already.
+    pub(super) fn close(&self) -> bool {
+        let (receivers, senders, recv_tasks, send_tasks) = {
             let mut st = self.lock();
-            st.senders_gone = true;
-            std::mem::take(&mut st.recvq)
+            if st.closed {
+                return false;
+            }
+            st.closed = true;
+            (
+                std::mem::take(&mut st.recvq),
+                std::mem::take(&mut st.sendq),
+                st.tasks.take_recv(),
+                st.tasks.wake_offers(),
+            )
         };
-        for sg in waiters {
+        for sg in receivers {
             if let Some((won, slot)) = sg.claim() {
                 // SAFETY: a receive sudog of this channel, claimed just now.
                 unsafe { deliver::<T>(slot, Err(RecvError)) };
                 won.done();
             }
         }
+        // Their values stay in their slots: `send` reports them back.
+        for sg in senders {
+            if let Some((won, _)) = sg.claim() {
+                won.done();
+            }
+        }
+        recv_tasks.into_iter().for_each(|(_, w)| w.wake());
+        send_tasks.into_iter().for_each(Waker::wake);
+        true
+    }
+
+    /// Whether the channel is closed (`close`, or every sender gone).
+    pub(super) fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     /// Whether a `Receiver` is left. Once false, false for good (a
@@ -523,17 +638,102 @@ impl<T> Chan<T> {
         if self.receivers.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        let (waiters, buffered) = {
+        let (waiters, buffered, send_tasks) = {
             let mut st = self.lock();
             st.receivers_gone = true;
-            (std::mem::take(&mut st.sendq), std::mem::take(&mut st.buf))
+            (
+                std::mem::take(&mut st.sendq),
+                std::mem::take(&mut st.buf),
+                st.tasks.wake_offers(),
+            )
         };
         for sg in waiters {
             if let Some((won, _)) = sg.claim() {
                 won.done();
             }
         }
+        // Send futures take their values back when polled.
+        send_tasks.into_iter().for_each(Waker::wake);
         drop(buffered);
+    }
+
+    /// `RecvFut::poll`: receive now, or register the task under the same
+    /// lock — so a value arriving after this look finds it registered and
+    /// wakes it. `key` is the future's entry in `tasks` (`None`: never
+    /// registered; reset once the future is done).
+    pub(super) fn poll_recv(&self, key: &mut Option<u64>, waker: &Waker) -> task::Poll<Result<T, RecvError>> {
+        // Cloned (and the replaced waker dropped) outside the lock: a
+        // waker's code may use this channel.
+        let new = waker.clone();
+        let mut st = self.lock();
+        let (got, peer) = self.try_recv_locked(&mut st);
+        let (result, stale) = match got {
+            Some(r) => (task::Poll::Ready(r), key.take().and_then(|k| st.tasks.done_recv(k))),
+            None => (task::Poll::Pending, st.tasks.register_recv(key, new)),
+        };
+        drop(st);
+        wake(peer);
+        drop(stale);
+        result
+    }
+
+    /// A `RecvFut` registered as `key` is dropped unfinished: a wake it got
+    /// and did not use goes to the next receive future (`tasks.rs`).
+    pub(super) fn cancel_recv(&self, key: u64) {
+        let left = self.lock().tasks.cancel_recv(key);
+        match left {
+            Cancelled::Registered(w) => drop(w),
+            Cancelled::HandOn(next) => next.into_iter().for_each(Waker::wake),
+        }
+    }
+
+    /// A `SendFut`'s first poll: send now (`Ok`, with the outcome), or
+    /// leave the value as an offer under the same lock (`Err`, the offer's
+    /// key) and tell a receive future.
+    pub(super) fn start_send(&self, v: T, waker: &Waker) -> Result<Result<(), SendError<T>>, u64> {
+        // As in `poll_recv`.
+        let new = waker.clone();
+        let mut st = self.lock();
+        let (outcome, peer) = match self.try_send_locked(&mut st, v) {
+            Ok(peer) => (Ok(Ok(())), peer),
+            Err(SendTimeoutError::Disconnected(v)) => (Ok(Err(SendError(v))), None),
+            Err(SendTimeoutError::Timeout(v)) => {
+                let key = st.tasks.key();
+                st.tasks.offer(key, v, new);
+                (Err(key), st.notify_recv())
+            }
+        };
+        drop(st);
+        wake(peer);
+        outcome
+    }
+
+    /// A `SendFut` with an offer polled again: `Ok` if a receiver took the
+    /// value, `Err` with it if the channel closed or lost its receivers
+    /// first; else it waits on, with `waker`.
+    pub(super) fn poll_offer(&self, key: u64, waker: &Waker) -> task::Poll<Result<(), SendError<T>>> {
+        let new = waker.clone();
+        let mut st = self.lock();
+        if st.closed || st.receivers_gone {
+            let back = st.tasks.withdraw_offer(key);
+            drop(st);
+            drop(new);
+            return task::Poll::Ready(back.map_or(Ok(()), |(v, _)| Err(SendError(v))));
+        }
+        let renewed = st.tasks.renew_offer(key, new);
+        drop(st);
+        // The waker left over is dropped here, unlocked.
+        match renewed {
+            Ok(_replaced) => task::Poll::Pending,
+            Err(_unused) => task::Poll::Ready(Ok(())),
+        }
+    }
+
+    /// A `SendFut` with an offer is dropped: take the value back (dropped
+    /// here, after unlocking) unless a receiver has it.
+    pub(super) fn cancel_offer(&self, key: u64) {
+        let back = self.lock().tasks.withdraw_offer(key);
+        drop(back);
     }
 }
 
@@ -583,10 +783,12 @@ impl<T> Port for Chan<T> {
         }
     }
 
-    unsafe fn enqueue(&self, kind: Kind, sudog: Sudog) {
+    unsafe fn enqueue(&self, kind: Kind, sudog: Sudog) -> Option<Peer> {
         // SAFETY: as in `poll`.
         let st = unsafe { &mut *self.state.get() };
         st.queue(kind).push_back(sudog);
+        // A receive future can take a parked `select!` send's value.
+        if kind == Kind::Send { st.notify_recv() } else { None }
     }
 
     fn withdraw(&self, kind: Kind, token: &Arc<WaitToken>, case: usize) {
@@ -608,7 +810,7 @@ impl<T> Port for Chan<T> {
     }
 
     fn wake_next_select_send(&self) {
-        let won = pop_live_send(&mut self.lock().sendq, false).map(|(won, _)| won);
+        let won = pop_live_send(&mut self.lock().sendq, false).map(|(won, _)| Peer::Waiter(won));
         wake(won);
     }
 }

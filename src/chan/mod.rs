@@ -21,8 +21,9 @@
 //!   unbounded too.)
 //! - Each channel is FIFO: values leave in the order their sends completed,
 //!   and parked senders and receivers are served first come, first served.
-//! - Dropping every [`Sender`] disconnects the channel for receivers: they
-//!   drain the buffer, then get `Err`. Dropping every [`Receiver`]
+//! - Dropping every [`Sender`], or [`Sender::close`] (Go's `close(ch)`),
+//!   closes the channel: sends fail, receivers drain the buffer, then get
+//!   `Err`, and parked senders resume with their values. Dropping every [`Receiver`]
 //!   disconnects it for senders: `send` fails at once with the value in the
 //!   error, parked senders resume with their values back, and buffered
 //!   values are dropped. Nobody stays parked on a channel nobody can use.
@@ -32,25 +33,35 @@
 //!   end of the clock (`Duration::MAX`) waits forever, with no timer (the
 //!   `time` module's rule).
 //! - [`select!`](crate::select) and [`Select`] wait on several operations at
-//!   once and choose among ready ones uniformly at random.
+//!   once and choose among ready ones uniformly at random. [`never`] is a
+//!   receiver that is never ready (Go's nil channel), to switch an arm off.
+//! - Async code awaits [`Receiver::recv_async`] and [`Sender::send_async`]
+//!   without blocking its executor's thread; both are cancel-safe
+//!   (`future.rs`).
 //!
 //! # Structure
 //!
 //! `hchan.rs` is the channel (buffer, wait queues, hand-off, its locking
 //! and invariants); `select.rs` the select engine, the `Select` builder and
-//! the `select!` macro (lock order for several channels); `error.rs` the
-//! error types. This file holds the handles: a `Sender` or `Receiver` is one
+//! the `select!` macro (lock order for several channels); `tasks.rs` the
+//! channel's waiting futures and `future.rs` the futures themselves;
+//! `error.rs` the error types. This file holds the handles: a `Sender` or `Receiver` is one
 //! `Arc` of the channel; the channel counts the handles of each side to know
 //! when a side is gone. The handles have no state of their own.
 
 mod error;
+mod future;
 mod hchan;
 mod select;
+mod tasks;
 
 pub use error::{
     RecvError, RecvTimeoutError, SelectTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySelectError,
     TrySendError,
 };
+#[cfg(feature = "stream")]
+pub use future::RecvStream;
+pub use future::{RecvFut, SendFut};
 #[doc(hidden)]
 pub use select::__private;
 pub use select::{Select, SelectedOperation};
@@ -96,6 +107,32 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
 /// ```
 pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
     bounded(UNBOUNDED)
+}
+
+/// A receiver that is never ready: no value ever arrives and it never
+/// closes (crossbeam's `never`, Go's nil channel). Put it in place of a
+/// closed input to switch a [`select!`](crate::select) arm off. A plain
+/// `recv` on it waits forever (a goroutine doing so with nothing else to
+/// wait for is reported by the deadlock check, as in Go).
+///
+/// ```
+/// use std::time::Duration;
+/// let (tx, rx) = gort::chan::unbounded::<u8>();
+/// drop(tx);
+/// let mut rx = rx;
+/// assert!(rx.recv().is_err()); // closed: ready at once, forever
+/// rx = gort::chan::never();
+/// let got = gort::select! {
+///     recv(rx) -> v => panic!("never() was ready: {v:?}"),
+///     default(Duration::from_millis(5)) => "switched off",
+/// };
+/// assert_eq!(got, "switched off");
+/// ```
+pub fn never<T>() -> Receiver<T> {
+    // The channel counts one sender that is never made, so it never closes.
+    Receiver {
+        chan: Arc::new(Chan::new(0)),
+    }
 }
 
 /// The sending end of a channel. Clone it for more producers; the channel
@@ -191,6 +228,59 @@ impl<T> Sender<T> {
     #[track_caller]
     pub fn send_deadline(&self, v: T, deadline: Instant) -> Result<(), SendTimeoutError<T>> {
         self.chan.send(v, Wait::Until(deadline))
+    }
+
+    /// Send `v` from async code: the returned future resolves as
+    /// [`send`](Sender::send) returns, without blocking the executor's
+    /// thread. Dropping it before it resolves drops `v` unless a receiver
+    /// already took it (see [`SendFut`]).
+    ///
+    /// ```
+    /// let (tx, rx) = gort::chan::bounded(1);
+    /// futures::executor::block_on(async {
+    ///     tx.send_async(1).await.unwrap();
+    ///     let full = tx.send_async(2); // no room until `rx` receives
+    ///     let (sent, got) = futures::join!(full, async { rx.recv_async().await });
+    ///     assert_eq!((sent, got), (Ok(()), Ok(1)));
+    /// });
+    /// assert_eq!(rx.try_recv(), Ok(2));
+    /// ```
+    pub fn send_async(&self, v: T) -> SendFut<'_, T> {
+        SendFut::new(self, v)
+    }
+
+    /// Close the channel for every sender (Go's `close(ch)`): later sends
+    /// fail with [`SendError`], senders waiting (parked or in a
+    /// [`SendFut`]) resume with their values back, and receivers drain what
+    /// is buffered, then get `Err(RecvError)`. Returns `false` if the channel
+    /// was already closed (then it does nothing; Go would panic). Dropping
+    /// the last sender closes the channel too.
+    ///
+    /// ```
+    /// let (tx, rx) = gort::chan::unbounded();
+    /// let tx2 = tx.clone();
+    /// tx.send(1).unwrap();
+    /// assert!(tx.close());
+    /// assert!(!tx2.close());
+    /// assert_eq!(tx2.send(2), Err(gort::chan::SendError(2)));
+    /// assert_eq!(rx.recv(), Ok(1));
+    /// assert!(rx.recv().is_err());
+    /// ```
+    pub fn close(&self) -> bool {
+        self.chan.close()
+    }
+
+    /// Whether the channel is closed by [`close`](Sender::close) (while a
+    /// sender exists, nothing else closes it).
+    ///
+    /// ```
+    /// let (tx, _rx) = gort::chan::bounded::<u8>(0);
+    /// assert!(!tx.is_closed());
+    /// tx.close();
+    /// assert!(tx.is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.chan.is_closed()
     }
 
     /// Values buffered now.
@@ -292,6 +382,58 @@ impl<T> Receiver<T> {
     #[track_caller]
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
         self.chan.recv(Wait::Until(deadline))
+    }
+
+    /// Receive from async code: the returned future resolves as
+    /// [`recv`](Receiver::recv) returns, without blocking the executor's
+    /// thread. Dropping it unfinished loses no value (see [`RecvFut`]).
+    ///
+    /// ```
+    /// let (tx, rx) = gort::chan::unbounded();
+    /// gort::go(move || (1..=3).for_each(|i| tx.send(i).unwrap()));
+    /// let sum = futures::executor::block_on(async {
+    ///     let mut sum = 0;
+    ///     while let Ok(v) = rx.recv_async().await {
+    ///         sum += v;
+    ///     }
+    ///     sum
+    /// });
+    /// assert_eq!(sum, 6);
+    /// ```
+    pub fn recv_async(&self) -> RecvFut<'_, T> {
+        RecvFut::new(self)
+    }
+
+    /// This receiver as a `futures_core::Stream` of its values, ending once
+    /// the channel is empty and closed (cargo feature `stream`).
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// let (tx, rx) = gort::chan::bounded(0);
+    /// gort::go(move || tx.send("only").unwrap());
+    /// let mut s = rx.into_stream();
+    /// futures::executor::block_on(async {
+    ///     assert_eq!(s.next().await, Some("only"));
+    ///     assert_eq!(s.next().await, None);
+    /// });
+    /// ```
+    #[cfg(feature = "stream")]
+    pub fn into_stream(self) -> RecvStream<T> {
+        RecvStream::new(self)
+    }
+
+    /// Whether the channel is closed ([`Sender::close`], or every sender
+    /// gone). Values may still be buffered.
+    ///
+    /// ```
+    /// let (tx, rx) = gort::chan::unbounded();
+    /// tx.send(1).unwrap();
+    /// drop(tx);
+    /// assert!(rx.is_closed());
+    /// assert_eq!(rx.recv(), Ok(1));
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.chan.is_closed()
     }
 
     /// A blocking iterator: `recv` until the channel is disconnected.

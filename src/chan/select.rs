@@ -62,7 +62,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{RecvError, SelectTimeoutError, SendError, TrySelectError};
-use super::hchan::{Chan, Kind, RecvSlot, Sudog, Wait, wake};
+use super::hchan::{Chan, Kind, Peer, RecvSlot, Sudog, Wait, wake};
 use super::{Receiver, Sender};
 use crate::sched::{Claim, RuntimeLock, RuntimeLockGuard};
 use crate::sched::{TIMED_OUT, WaitReason, WaitToken};
@@ -79,12 +79,13 @@ pub(super) trait Port {
     /// channel's element type (see `Sudog::slot`).
     unsafe fn poll(&self, kind: Kind, slot: *mut ()) -> Poll;
 
-    /// Park a case on this channel.
+    /// Park a case on this channel; returns a receive future to wake once
+    /// unlocked (a parked send's value is there for it to take).
     ///
     /// # Safety
     /// The caller holds `mutex()`; the sudog's slot is as for `poll`, and
     /// stays valid until the sudog is claimed or withdrawn.
-    unsafe fn enqueue(&self, kind: Kind, sudog: Sudog);
+    unsafe fn enqueue(&self, kind: Kind, sudog: Sudog) -> Option<Peer>;
 
     /// Remove a waiter's sudog for `case`, if still queued. Takes the lock.
     fn withdraw(&self, kind: Kind, token: &Arc<WaitToken>, case: usize);
@@ -110,9 +111,9 @@ pub(super) trait Port {
 pub(super) enum Poll {
     /// Done (a value moved, or the channel is disconnected); resume this
     /// peer, if any, once unlocked.
-    Ready(Option<Claim>),
+    Ready(Option<Peer>),
     /// Not ready; resume this peer (a `Select` send to come back) anyway.
-    Pending(Option<Claim>),
+    Pending(Option<Peer>),
     /// A `SendLater` case is ready and reserved.
     Reserved(Reservation),
 }
@@ -139,8 +140,9 @@ pub struct Case<'a> {
     /// This channel's lock while the select holds it; only the first case
     /// of each channel (in lock order) holds it.
     guard: Option<RuntimeLockGuard<'a>>,
-    /// A peer claimed while polling, to resume after unlocking.
-    wake: Option<Claim>,
+    /// A peer claimed (or a task to wake) while polling or parking, to
+    /// resume after unlocking.
+    wake: Option<Peer>,
 }
 
 impl<'a> Case<'a> {
@@ -246,7 +248,7 @@ fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>
 
         // Pass 2: park on every channel with one token.
         let token = WaitToken::lend();
-        for (pos, c) in cases.iter().enumerate() {
+        for (pos, c) in cases.iter_mut().enumerate() {
             let sudog = Sudog {
                 token: Arc::clone(&token),
                 case: pos,
@@ -254,7 +256,13 @@ fn run(cases: &mut [Case<'_>], wait: Wait) -> Option<(usize, Option<Reservation>
             };
             // SAFETY: locked; the slot outlives the wait (it is the
             // caller's, and pass 3 withdraws what no waker dequeued).
-            unsafe { c.port.enqueue(c.kind, sudog) };
+            if let Some(task) = unsafe { c.port.enqueue(c.kind, sudog) } {
+                // Only a send case gives one, and polling a send case that
+                // was not ready left no peer to resume (pass 1's `wake`s
+                // are still due).
+                debug_assert!(c.wake.is_none());
+                c.wake = Some(task);
+            }
         }
         unlock_all(cases);
         let tag = token.wait(deadline, WaitReason::Select);

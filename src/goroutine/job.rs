@@ -14,6 +14,15 @@
 //! — unless the result is already there. Exactly one of them sees the
 //! other, so the joiner is woken exactly once, or never parks.
 //!
+//! An async joiner (`JoinFuture`, polled by an executor) stores its task's
+//! `Waker` the same way. Polled again, maybe with another waker, it first
+//! takes the slot back by moving `WAITING` to `EMPTY`: whoever of it and
+//! the goroutine moves the state first owns the slot, so the goroutine
+//! either wakes the waker it found or never looks at the slot, and the new
+//! waker is stored and published by `EMPTY -> WAITING` again. A wake is
+//! never lost (a failed CAS means `DONE`: the poll returns the result), and
+//! a replaced waker is never woken.
+//!
 //! The exit hook (used by `scope`) runs after the goroutine has released
 //! its reference, so when it signals "finished", nothing of the closure or
 //! (if the handle is gone) the result remains.
@@ -23,6 +32,7 @@ use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+use std::task::{Poll, Waker};
 
 use crate::sched::{BlockClass, Task, WaitReason, Waiter, alloc_block, free_block, park_if};
 
@@ -37,7 +47,15 @@ const DONE: u8 = 2;
 pub(crate) struct Packet<T> {
     state: AtomicU8,
     result: UnsafeCell<Option<std::thread::Result<T>>>,
-    waiter: UnsafeCell<Option<Waiter>>,
+    waiter: UnsafeCell<Option<Joiner>>,
+}
+
+/// Who waits for a goroutine's result.
+enum Joiner {
+    /// `join`: a parked goroutine or a blocked thread.
+    Parked(Waiter),
+    /// A `JoinFuture`'s task.
+    Task(Waker),
 }
 
 impl<T> Packet<T> {
@@ -60,8 +78,74 @@ impl<T> Packet<T> {
             // SAFETY: WAITING means the joiner stored its waiter and will
             // not touch it again until woken.
             let waiter = unsafe { (*self.waiter.get()).take() };
-            waiter.expect("WAITING without a waiter").wake();
+            match waiter.expect("WAITING without a waiter") {
+                Joiner::Parked(w) => w.wake(),
+                Joiner::Task(w) => w.wake(),
+            }
         }
+    }
+
+    /// Whether the result is there (std's `is_finished`).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
+    /// Handle side, from a `JoinFuture`'s polls (see the module header).
+    pub(crate) fn poll_join(&self, waker: &Waker) -> Poll<std::thread::Result<T>> {
+        // Acquire (every load and CAS here) pairs with `complete`'s swap,
+        // for the result.
+        match self.state.load(Ordering::Acquire) {
+            DONE => return Poll::Ready(self.take()),
+            // Take the slot back from the goroutine, unless it finished.
+            WAITING
+                if self
+                    .state
+                    .compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Acquire)
+                    .is_err() =>
+            {
+                return Poll::Ready(self.take());
+            }
+            _ => {}
+        }
+        // SAFETY: the state is EMPTY and only we move it to WAITING, so
+        // the goroutine does not touch `waiter` before our CAS below.
+        let slot = unsafe { &mut *self.waiter.get() };
+        if !matches!(slot, Some(Joiner::Task(w)) if w.will_wake(waker)) {
+            *slot = Some(Joiner::Task(waker.clone()));
+        }
+        // AcqRel: Release publishes `waiter`; Acquire (on failure too)
+        // pairs with `complete`'s swap.
+        if self
+            .state
+            .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return Poll::Pending;
+        }
+        // Finished before seeing our waker; it is still ours to drop.
+        // SAFETY: the goroutine swapped EMPTY to DONE, so never reads it.
+        unsafe { *self.waiter.get() = None };
+        Poll::Ready(self.take())
+    }
+
+    /// A `JoinFuture` is dropped unfinished: take its waker back, so the
+    /// task it belongs to is not kept alive (or woken) by the goroutine.
+    pub(crate) fn forget_join(&self) {
+        if self
+            .state
+            .compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            // SAFETY: EMPTY again, by our CAS: the goroutine will not read it.
+            unsafe { *self.waiter.get() = None };
+        }
+    }
+
+    /// The result, once `DONE` has been seen with Acquire.
+    fn take(&self) -> std::thread::Result<T> {
+        // SAFETY: DONE was published with Release after the write, and the
+        // caller read it with Acquire; only the handle side takes it, once.
+        unsafe { (*self.result.get()).take() }.expect("goroutine result taken twice")
     }
 
     /// Handle side, once (the handle is consumed by `join`).
@@ -70,7 +154,7 @@ impl<T> Packet<T> {
         if self.state.load(Ordering::Acquire) != DONE {
             // SAFETY: before our CAS succeeds the goroutine side never reads
             // `waiter`; if the CAS fails it never will.
-            unsafe { *self.waiter.get() = Some(Waiter::current()) };
+            unsafe { *self.waiter.get() = Some(Joiner::Parked(Waiter::current())) };
             park_if(
                 // AcqRel: Release publishes `waiter`; Acquire (on failure
                 // too) pairs with `complete`'s swap.
@@ -82,10 +166,9 @@ impl<T> Packet<T> {
                 WaitReason::Join,
             );
         }
-        // SAFETY: DONE was published with Release after the write, and we
-        // read it with Acquire (above, in the failed CAS, or through the
-        // wake-up, which orders like a lock hand-off).
-        unsafe { (*self.result.get()).take() }.expect("goroutine result taken twice")
+        // DONE was read with Acquire above, in the failed CAS, or through
+        // the wake-up, which orders like a lock hand-off.
+        self.take()
     }
 }
 
@@ -209,6 +292,10 @@ impl<T> JobHandle<'_, T> {
     #[track_caller]
     pub(crate) fn join(&self) -> std::thread::Result<T> {
         self.get().packet().join()
+    }
+
+    pub(crate) fn packet(&self) -> &Packet<T> {
+        self.get().packet()
     }
 }
 

@@ -136,6 +136,90 @@ impl<T> JoinHandle<T> {
     pub fn goroutine(&self) -> &Goroutine {
         &self.goroutine
     }
+
+    /// Whether the goroutine has finished (returned or panicked), so that
+    /// `join` would not wait (std's `JoinHandle::is_finished`).
+    ///
+    /// ```
+    /// let (tx, rx) = gort::chan::bounded::<()>(0);
+    /// let h = gort::go(move || rx.recv());
+    /// assert!(!h.is_finished());
+    /// drop(tx);
+    /// while !h.is_finished() {
+    ///     gort::yield_now();
+    /// }
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.job.packet().is_finished()
+    }
+}
+
+/// Awaiting a `JoinHandle` joins the goroutine from async code without
+/// blocking the executor's thread: `handle.await` gives what
+/// [`join`](JoinHandle::join) returns. The handle is consumed, as by `join`
+/// (so this is `IntoFuture`, not `Future` on the handle itself).
+///
+/// ```
+/// let h = gort::go(|| 6 * 7);
+/// assert_eq!(futures::executor::block_on(async { h.await.unwrap() }), 42);
+/// ```
+impl<T> std::future::IntoFuture for JoinHandle<T> {
+    type Output = Result<T, Box<dyn Any + Send + 'static>>;
+    type IntoFuture = JoinFuture<T>;
+
+    fn into_future(self) -> JoinFuture<T> {
+        JoinFuture {
+            job: self.job,
+            done: false,
+        }
+    }
+}
+
+/// A [`JoinHandle`] being awaited (its `IntoFuture`): resolves to the
+/// goroutine's result, `Err` carrying its panic payload. Polling only
+/// registers the task's waker, which the goroutine wakes when it finishes;
+/// polled again with another waker, the new one replaces the old. Dropping
+/// it detaches the goroutine, like dropping the handle. Polling it after it
+/// resolved panics.
+///
+/// ```
+/// use std::future::IntoFuture;
+/// let mut fut = gort::go(|| "done").into_future();
+/// let r = futures::executor::block_on(&mut fut);
+/// assert_eq!(r.unwrap(), "done");
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct JoinFuture<T> {
+    job: JobHandle<'static, T>,
+    done: bool,
+}
+
+impl<T> std::future::Future for JoinFuture<T> {
+    type Output = Result<T, Box<dyn Any + Send + 'static>>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        assert!(!self.done, "`JoinFuture` polled after completion");
+        let r = self.job.packet().poll_join(cx.waker());
+        self.done = r.is_ready();
+        r
+    }
+}
+
+impl<T> Drop for JoinFuture<T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.job.packet().forget_join();
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinFuture")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> fmt::Debug for JoinHandle<T> {
