@@ -65,6 +65,7 @@
 
 mod arch;
 pub mod chan;
+pub mod context;
 mod debug;
 pub mod goroutine;
 pub mod io;
