@@ -12,6 +12,10 @@
 //! - `err` goes from `LIVE` to a reason once, under `state`'s lock, and
 //!   before anything is told: whoever sees `done` disconnected, or is
 //!   woken by a cancellation, reads the reason with `err` (lock-free).
+//!   The converse holds too (golang/go#75533): `err` that finds a reason
+//!   but a `done` channel not yet disconnected — the canceller is between
+//!   marking and dropping the sender — waits on the channel for the drop,
+//!   so "`err` says done" implies "`done` is disconnected".
 //! - `children` holds exactly the live registrations: a registration on a
 //!   cancelled canceler is refused (`register` returns it), and the
 //!   cancellation takes the whole map out. So nobody is told twice, and
@@ -105,14 +109,26 @@ impl Canceler {
         if let Some(p) = parent
             && p.register_as(id, Child::Context(Arc::clone(&c))).is_err()
         {
-            let err = p.err().expect("a canceler refuses registrations only once done");
+            let err = p.reason().expect("a canceler refuses registrations only once done");
             c.cancel(false, err, p.cause_set());
         }
         c
     }
 
-    /// Why we are done, if we are. Lock-free.
+    /// Why we are done, if we are, as `Context::err` reports it: once it
+    /// says done, `done` is disconnected too (module header).
     pub(super) fn err(&self) -> Option<Error> {
+        let err = self.reason()?;
+        if let Some(done) = self.done.get() {
+            // Returns at once unless the canceller is between marking us
+            // and dropping the sender: then it parks until the drop.
+            let _ = done.recv();
+        }
+        Some(err)
+    }
+
+    /// The reason as marked: lock-free, one atomic load.
+    fn reason(&self) -> Option<Error> {
         // Acquire pairs with `cancel`'s Release: the cause is visible too.
         match self.err.load(Ordering::Acquire) {
             LIVE => None,
@@ -134,7 +150,7 @@ impl Canceler {
             // closes the channel at once.
             let _closed = {
                 let mut s = lock(&self.state);
-                match self.err() {
+                match self.reason() {
                     None => s.done_tx.replace(tx),
                     Some(_) => Some(tx),
                 }
@@ -152,7 +168,7 @@ impl Canceler {
 
     fn register_as(&self, id: u64, child: Child) -> Result<(), Child> {
         let mut s = lock(&self.state);
-        if self.err().is_some() {
+        if self.reason().is_some() {
             return Err(child);
         }
         s.children.insert(id, child);
@@ -168,7 +184,7 @@ impl Canceler {
     /// Keep `timer` to stop it at cancellation; stopped now if we are done.
     pub(super) fn set_timer(&self, timer: crate::time::AfterFunc) {
         let mut s = lock(&self.state);
-        if self.err().is_none() {
+        if self.reason().is_none() {
             s.timer = Some(timer);
         } else {
             drop(s);
