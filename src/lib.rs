@@ -52,7 +52,7 @@
 //! `stack` (guarded stack reservations), `os` (futex, epoll, signals, system
 //! calls), `sched` (G, M, P, run queues, schedule, idle Ms, park, sysmon,
 //! preemption, system calls), `netpoll` (epoll poll descriptors),
-//! `goroutine` and `runtime` (the public API), `chan`, `sync`, `time`,
+//! `goroutine` and `runtime` (the public API), `chan`, `sync`, `context`, `time`,
 //! `net`, `io`, `debug` (dumps, deadlock and leak checks), `trace`
 //! (execution traces).
 

@@ -270,7 +270,10 @@ fn causes_propagate_down_and_the_first_one_sticks() {
         assert_eq!(cause.downcast_ref::<Error>(), Some(&Error::Canceled));
         let (timed, _c) = Context::background().with_timeout(Duration::from_millis(1));
         let _ = timed.done().recv();
-        assert_eq!(timed.cause().unwrap().downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
+        assert_eq!(
+            timed.cause().unwrap().downcast_ref::<Error>(),
+            Some(&Error::DeadlineExceeded)
+        );
     });
 }
 
@@ -642,7 +645,10 @@ fn sleep_ctx_on_a_plain_thread_is_woken_by_a_goroutine() {
         gort::time::sleep(Duration::from_millis(2));
         cancel.cancel();
     });
-    assert_eq!(guarded(move || gort::time::sleep_ctx(&ctx, VERY_LONG)), Err(Error::Canceled));
+    assert_eq!(
+        guarded(move || gort::time::sleep_ctx(&ctx, VERY_LONG)),
+        Err(Error::Canceled)
+    );
     canceller.join().unwrap();
 }
 
@@ -659,7 +665,10 @@ fn connect_ctx_connects_and_refuses_a_done_context() {
         cancel.cancel();
         let e = gort::net::TcpStream::connect_ctx(&ctx, addr).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::Other);
-        assert_eq!(e.get_ref().and_then(|e| e.downcast_ref::<Error>()), Some(&Error::Canceled));
+        assert_eq!(
+            e.get_ref().and_then(|e| e.downcast_ref::<Error>()),
+            Some(&Error::Canceled)
+        );
         let (expired, _c) = Context::background().with_timeout(Duration::ZERO);
         let e = gort::net::TcpStream::connect_ctx(&expired, addr).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);

@@ -61,13 +61,15 @@ pub fn after_func(ctx: &Context, f: impl FnOnce() + Send + 'static) -> AfterFunc
         f: Mutex::new(Some(Box::new(f))),
         runtime: crate::runtime::with_current(Arc::downgrade),
     });
-    let registered = ctx.canceler().map(|c| match c.register(Child::Func(Arc::clone(&pending))) {
-        Ok(id) => (Arc::downgrade(c), id),
-        Err(_) => {
-            pending.start();
-            (Weak::new(), 0)
-        }
-    });
+    let registered = ctx
+        .canceler()
+        .map(|c| match c.register(Child::Func(Arc::clone(&pending))) {
+            Ok(id) => (Arc::downgrade(c), id),
+            Err(_) => {
+                pending.start();
+                (Weak::new(), 0)
+            }
+        });
     AfterFunc { pending, registered }
 }
 

@@ -279,7 +279,11 @@ impl Context {
     /// assert_eq!(child.value(&User).map(String::as_str), Some("gopher"));
     /// ```
     pub fn with_value<K: Key>(&self, key: K, value: K::Value) -> Context {
-        self.child(self.node.canceler.clone(), self.node.deadline, Some(Entry::new(key, value)))
+        self.child(
+            self.node.canceler.clone(),
+            self.node.deadline,
+            Some(Entry::new(key, value)),
+        )
     }
 
     /// A child with this context's values but none of its cancellation or

@@ -33,15 +33,17 @@ pub(crate) fn wait(
     deadline: Option<Instant>,
     reason: WaitReason,
 ) -> usize {
-    let registered = ctx.and_then(Context::canceler).and_then(|c| match c.register(Child::Wake(Arc::clone(token))) {
-        Ok(id) => Some((c, id)),
-        Err(_) => {
-            if let Some(claim) = WaitToken::claim(Arc::clone(token), CTX_DONE) {
-                claim.done();
+    let registered = ctx
+        .and_then(Context::canceler)
+        .and_then(|c| match c.register(Child::Wake(Arc::clone(token))) {
+            Ok(id) => Some((c, id)),
+            Err(_) => {
+                if let Some(claim) = WaitToken::claim(Arc::clone(token), CTX_DONE) {
+                    claim.done();
+                }
+                None
             }
-            None
-        }
-    });
+        });
     let tag = token.wait(deadline, reason);
     if let Some((c, id)) = registered {
         drop(c.unregister(id));

@@ -141,9 +141,7 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
     /// assert_eq!(g.waiting(&"k"), 0);
     /// ```
     pub fn waiting(&self, key: &K) -> usize {
-        lock(&self.calls)
-            .get(key)
-            .map_or(0, |c| c.dups.load(Ordering::Relaxed))
+        lock(&self.calls).get(key).map_or(0, |c| c.dups.load(Ordering::Relaxed))
     }
 }
 

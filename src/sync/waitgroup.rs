@@ -157,7 +157,8 @@ impl WaitGroup {
     /// ```
     #[track_caller]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(crate::sched::timers::deadline_after(timeout), None).is_ok()
+        self.wait_until(crate::sched::timers::deadline_after(timeout), None)
+            .is_ok()
     }
 
     /// Like [`wait`](WaitGroup::wait), giving up when `ctx` is done, with
@@ -289,9 +290,7 @@ impl Default for WaitGroup {
 
 impl std::fmt::Debug for WaitGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WaitGroup")
-            .field("counter", &self.count())
-            .finish()
+        f.debug_struct("WaitGroup").field("counter", &self.count()).finish()
     }
 }
 

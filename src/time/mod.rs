@@ -24,8 +24,8 @@ use crate::sched::{WaitReason, WaitToken, current_m};
 mod after_func;
 mod timer;
 
-pub(crate) use after_func::{after_func_at, go_on};
 pub use after_func::{AfterFunc, after_func};
+pub(crate) use after_func::{after_func_at, go_on};
 pub use timer::{Ticker, Timer, after, tick};
 
 /// Pause the calling goroutine for at least `d` (Go's `time.Sleep`).
