@@ -63,11 +63,11 @@ pub fn after_func(ctx: &Context, f: impl FnOnce() + Send + 'static) -> AfterFunc
     });
     let registered = ctx
         .canceler()
-        .map(|c| match c.register(Child::Func(Arc::clone(&pending))) {
-            Ok(id) => (Arc::downgrade(c), id),
+        .and_then(|c| match c.register(Child::Func(Arc::clone(&pending))) {
+            Ok(id) => Some((Arc::downgrade(c), id)),
             Err(_) => {
                 pending.start();
-                (Weak::new(), 0)
+                None
             }
         });
     AfterFunc { pending, registered }
@@ -76,7 +76,8 @@ pub fn after_func(ctx: &Context, f: impl FnOnce() + Send + 'static) -> AfterFunc
 /// The handle of a [`context::after_func`](after_func).
 pub struct AfterFunc {
     pending: Arc<Pending>,
-    /// Where the registration is, to withdraw it on `stop`.
+    /// Where the registration is, to withdraw it on `stop` (`None`: the
+    /// context cannot be done, or was done already).
     registered: Option<(Weak<Canceler>, u64)>,
 }
 

@@ -144,8 +144,8 @@ fn never() -> &'static Receiver<()> {
 
 impl Context {
     /// The root context: never done, no deadline, no values (Go's
-    /// `context.Background()` and `TODO()`). Free: no allocation is
-    /// shared between calls, but it makes one small node.
+    /// `context.Background()` and `TODO()`). One node for the process,
+    /// shared by every call.
     ///
     /// ```
     /// let ctx = gort::context::Context::background();
@@ -153,14 +153,17 @@ impl Context {
     /// assert_eq!(ctx.deadline(), None);
     /// ```
     pub fn background() -> Context {
-        Context {
-            node: Arc::new(Node {
-                parent: None,
-                canceler: None,
-                deadline: None,
-                value: None,
-            }),
-        }
+        static BACKGROUND: OnceLock<Context> = OnceLock::new();
+        BACKGROUND
+            .get_or_init(|| Context {
+                node: Arc::new(Node {
+                    parent: None,
+                    canceler: None,
+                    deadline: None,
+                    value: None,
+                }),
+            })
+            .clone()
     }
 
     fn child(&self, canceler: Option<Arc<Canceler>>, deadline: Option<Instant>, value: Option<Entry>) -> Context {
