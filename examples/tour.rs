@@ -146,7 +146,7 @@ fn million_goroutines() {
         let start = Instant::now();
         let sum = Arc::new(AtomicU64::new(0));
         let wg = Arc::new(WaitGroup::new());
-        wg.add(n as u32);
+        wg.add(n as usize);
         for i in 0..n {
             let (sum, wg) = (Arc::clone(&sum), Arc::clone(&wg));
             gort::go(move || {

@@ -53,7 +53,7 @@
 //! calls), `sched` (G, M, P, run queues, schedule, idle Ms, park, sysmon,
 //! preemption, system calls), `netpoll` (epoll poll descriptors),
 //! `goroutine` and `runtime` (the public API), `future` (futures on
-//! goroutines), `chan`, `sync`, `time`,
+//! goroutines), `chan`, `sync`, `context`, `time`,
 //! `net`, `io`, `debug` (dumps, deadlock and leak checks), `trace`
 //! (execution traces).
 
@@ -66,6 +66,7 @@
 
 mod arch;
 pub mod chan;
+pub mod context;
 pub mod debug;
 pub mod future;
 pub mod goroutine;

@@ -836,3 +836,184 @@ fn barrier_joins_goroutines_and_threads() {
 fn barrier_of_zero_panics() {
     let _ = Barrier::new(std::hint::black_box(0));
 }
+
+// ---- WaitGroup: go, guard, add(usize), wait_timeout, wait_ctx; Semaphore:
+// acquire_timeout, acquire_ctx. A bounded wait that gives up must leave the
+// primitive exactly as if it had never waited.
+
+#[test]
+fn waitgroup_go_counts_each_task_and_a_panicking_one_still_calls_done() {
+    on_procs(2, || {
+        let wg = Arc::new(gort::sync::WaitGroup::new());
+        let hits = Arc::new(AtomicUsize::new(0));
+        for _ in 0..100 {
+            let hits = Arc::clone(&hits);
+            wg.go(move || {
+                hits.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        quietly(|| wg.go(|| panic!("a task panics")));
+        wg.wait();
+        assert_eq!(hits.load(Ordering::SeqCst), 100);
+    });
+}
+
+#[test]
+fn waitgroup_guard_calls_done_when_dropped() {
+    let wg = Arc::new(gort::sync::WaitGroup::new());
+    let g1 = wg.guard();
+    let g2 = wg.guard();
+    assert!(!wg.wait_timeout(Duration::ZERO));
+    drop(g1);
+    assert!(!wg.wait_timeout(Duration::from_millis(1)));
+    drop(g2);
+    assert!(wg.wait_timeout(Duration::ZERO));
+    assert_eq!(format!("{wg:?}"), "WaitGroup { counter: 0 }");
+}
+
+#[test]
+fn waitgroup_add_takes_usize_and_refuses_more_than_u32() {
+    let wg = gort::sync::WaitGroup::new();
+    wg.add(3usize);
+    wg.add(0);
+    (0..3).for_each(|_| wg.done());
+    wg.wait();
+    let too_many = quietly(|| std::panic::catch_unwind(|| wg.add(1 << 32))).unwrap_err();
+    let msg = too_many.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(msg.contains("WaitGroup counter overflow"), "{msg}");
+    // The refused add left the counter alone.
+    assert!(wg.wait_timeout(Duration::ZERO));
+}
+
+/// Waiters that time out or are cancelled withdraw themselves; the group
+/// is reusable and the waiters still parked are woken by the zero.
+#[test]
+fn waitgroup_bounded_waits_withdraw_and_leave_the_group_usable() {
+    on_procs(2, || {
+        let wg = Arc::new(gort::sync::WaitGroup::new());
+        wg.add(1);
+        let (ctx, cancel) = gort::context::Context::background().with_cancel();
+        let timed: Vec<_> = (0..5)
+            .map(|_| {
+                let wg = Arc::clone(&wg);
+                gort::go(move || wg.wait_timeout(Duration::from_millis(5)))
+            })
+            .collect();
+        let cancelled: Vec<_> = (0..5)
+            .map(|_| {
+                let (wg, ctx) = (Arc::clone(&wg), ctx.clone());
+                gort::go(move || wg.wait_ctx(&ctx))
+            })
+            .collect();
+        let patient: Vec<_> = (0..5)
+            .map(|_| {
+                let wg = Arc::clone(&wg);
+                gort::go(move || wg.wait())
+            })
+            .collect();
+        for h in &cancelled {
+            wait_until_parked(h, "sync.WaitGroup.Wait");
+        }
+        cancel.cancel();
+        for h in cancelled {
+            assert_eq!(h.join().unwrap(), Err(gort::context::Error::Canceled));
+        }
+        for h in timed {
+            assert!(!h.join().unwrap());
+        }
+        for h in &patient {
+            wait_until_parked(h, "sync.WaitGroup.Wait");
+        }
+        // Only the five patient waiters are still counted.
+        wg.done();
+        for h in patient {
+            h.join().unwrap();
+        }
+        // Reuse: a new round with a bounded wait that succeeds.
+        wg.add(1);
+        let w = Arc::clone(&wg);
+        let waiter = gort::go(move || w.wait_timeout(Duration::from_secs(60)));
+        wait_until_parked(&waiter, "sync.WaitGroup.Wait");
+        wg.done();
+        assert!(waiter.join().unwrap());
+    });
+}
+
+#[test]
+fn waitgroup_wait_ctx_from_a_plain_thread() {
+    let wg = Arc::new(gort::sync::WaitGroup::new());
+    wg.add(1);
+    let (ctx, _cancel) = gort::context::Context::background().with_timeout(Duration::from_millis(5));
+    assert_eq!(wg.wait_ctx(&ctx), Err(gort::context::Error::DeadlineExceeded));
+    wg.done();
+    assert_eq!(wg.wait_ctx(&ctx), Ok(()), "zero wins over a done context");
+}
+
+/// x/sync's TestAcquireCancelled-style: a waiter that gives up holds
+/// nothing, and when it was the head that blocked smaller requests, they
+/// are granted at once.
+#[test]
+fn semaphore_a_head_that_gives_up_lets_those_behind_it_through() {
+    on_procs(2, || {
+        let sem = Arc::new(Semaphore::new(4));
+        sem.acquire(3);
+        // Head: wants 4, cannot fit while 3 are held, gives up.
+        let (ctx, cancel) = gort::context::Context::background().with_cancel();
+        let (s, c) = (Arc::clone(&sem), ctx.clone());
+        let head = gort::go(move || s.acquire_ctx(&c, 4));
+        wait_until_parked(&head, "semacquire");
+        // Behind it: wants 1, fits, but FIFO keeps it waiting.
+        let s = Arc::clone(&sem);
+        let small = gort::go(move || s.acquire(1));
+        wait_until_parked(&small, "semacquire");
+        cancel.cancel();
+        assert_eq!(head.join().unwrap(), Err(gort::context::Error::Canceled));
+        small.join().unwrap(); // granted when the head left
+        assert!(!sem.try_acquire(1), "3 + 1 held");
+        sem.release(4);
+        assert!(sem.try_acquire(4), "nothing leaked to the cancelled waiter");
+    });
+}
+
+#[test]
+fn semaphore_acquire_timeout_and_ctx_succeed_when_units_come_in_time() {
+    on_procs(2, || {
+        let sem = Arc::new(Semaphore::new(2));
+        sem.acquire(2);
+        let s = Arc::clone(&sem);
+        let timed = gort::go(move || s.acquire_timeout(1, Duration::from_secs(60)));
+        let (ctx, _cancel) = gort::context::Context::background().with_timeout(Duration::from_secs(60));
+        let s = Arc::clone(&sem);
+        let bounded = gort::go(move || s.acquire_ctx(&ctx, 1));
+        wait_until_parked(&timed, "semacquire");
+        wait_until_parked(&bounded, "semacquire");
+        sem.release(2);
+        assert!(timed.join().unwrap());
+        assert_eq!(bounded.join().unwrap(), Ok(()));
+        assert!(!sem.acquire_timeout(1, Duration::from_millis(2)));
+        assert!(!sem.acquire_timeout(1, Duration::ZERO));
+        sem.release(2);
+    });
+}
+
+/// Many waiters with short deadlines racing releases: every unit is
+/// accounted for — whoever reports success holds one, nobody else does.
+#[test]
+fn semaphore_timeouts_racing_releases_lose_no_units() {
+    on_procs(2, || {
+        let sem = Arc::new(Semaphore::new(3));
+        let got = go_all(200, {
+            let sem = Arc::clone(&sem);
+            move |i| {
+                let ok = sem.acquire_timeout(1, Duration::from_micros(50 * (i as u64 % 7)));
+                if ok {
+                    gort::yield_now();
+                    sem.release(1);
+                }
+                ok
+            }
+        });
+        assert!(got.iter().any(|&ok| ok));
+        assert!(sem.try_acquire(3), "all units free at the end");
+    });
+}

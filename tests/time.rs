@@ -412,3 +412,40 @@ fn stop_and_reset_around_the_deadline_never_deny_an_unreceived_value() {
         );
     }
 }
+
+#[test]
+fn after_func_runs_on_a_goroutine_once_and_stop_prevents_it() {
+    let (tx, rx) = gort::chan::unbounded();
+    let t = tx.clone();
+    let fired = gort::time::after_func(Duration::from_millis(2), move || {
+        // On a goroutine of its own: gort::current works.
+        t.send(gort::current().id()).unwrap();
+    });
+    assert!(rx.recv().unwrap() > 0);
+    assert!(!fired.stop(), "it had fired");
+    let t = tx.clone();
+    let stopped = gort::time::after_func(Duration::from_secs(3600), move || t.send(0).unwrap());
+    assert!(stopped.stop());
+    assert!(!stopped.stop());
+    let t = tx.clone();
+    let never = gort::time::after_func(Duration::MAX, move || t.send(0).unwrap());
+    let t = tx.clone();
+    let _now = gort::time::after_func(Duration::ZERO, move || t.send(1).unwrap());
+    assert_eq!(rx.recv(), Ok(1));
+    assert!(never.stop(), "a timer for never is pending until stopped");
+    // Every stopped function was dropped: `tx` is the last sender.
+    drop(tx);
+    assert!(rx.recv().is_err());
+}
+
+#[test]
+fn after_func_does_not_run_its_function_on_the_timer_thread() {
+    Runtime::builder().procs(1).build().unwrap().block_on(|| {
+        let (tx, rx) = gort::chan::bounded(0);
+        // Blocks in `send` until received: on a scheduler thread this
+        // would stall every timer and goroutine of the P.
+        let _t = gort::time::after_func(Duration::ZERO, move || tx.send("sent").unwrap());
+        gort::time::sleep(Duration::from_millis(2));
+        assert_eq!(rx.recv(), Ok("sent"));
+    });
+}

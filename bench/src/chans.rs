@@ -171,7 +171,7 @@ pub fn chan_mpmc() {
 pub fn mutex() {
     static COUNT: Mutex<u64> = Mutex::new(0);
     static WG: WaitGroup = WaitGroup::new();
-    WG.add(MUTEX_TASKS as u32);
+    WG.add(MUTEX_TASKS);
     let start = Instant::now();
     for _ in 0..MUTEX_TASKS {
         gort::go(|| {
@@ -196,7 +196,7 @@ pub fn parked_mem() {
     static WG: WaitGroup = WaitGroup::new();
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..PARKED_N / PARKED_PER_CHAN).map(|_| bounded::<()>(0)).unzip();
     let rxs = Arc::new(rxs);
-    WG.add(PARKED_N as u32);
+    WG.add(PARKED_N);
     let before = rss_bytes();
     for i in 0..PARKED_N {
         let rx = rxs[i / PARKED_PER_CHAN].clone();

@@ -83,7 +83,7 @@ fn spawn() {
     static WG: gort::sync::WaitGroup = gort::sync::WaitGroup::new();
     let before = report::peak_rss_bytes();
     let start = Instant::now();
-    WG.add(SPAWN_N as u32);
+    WG.add(SPAWN_N as usize);
     for _ in 0..SPAWN_N {
         gort::go(|| {
             COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -117,7 +117,7 @@ fn timers() {
     static EARLY: AtomicU64 = AtomicU64::new(0);
     static FINISHED: AtomicU64 = AtomicU64::new(0);
     static WG: gort::sync::WaitGroup = gort::sync::WaitGroup::new();
-    WG.add(TIMERS_N as u32);
+    WG.add(TIMERS_N as usize);
     let start = Instant::now();
     for i in 0..TIMERS_N {
         gort::go(move || {

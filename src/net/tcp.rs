@@ -246,6 +246,56 @@ impl TcpStream {
         Ok(stream)
     }
 
+    /// Connect to `addr` as [`connect`](TcpStream::connect) does, bounded
+    /// by `ctx` (Go's `Dialer.DialContext`): each attempt gives up at the
+    /// context's deadline, and the call returns as soon as the context is
+    /// done, with its [`context::Error`](crate::context::Error) inside the
+    /// `io::Error` (`TimedOut` for a deadline; see its `From`). Name
+    /// resolution is not bounded by the context.
+    ///
+    /// The shape: a context that can be cancelled runs each attempt on a
+    /// goroutine of its own and waits for the first of its result and the
+    /// context; an attempt cut short by a cancellation is abandoned, ends
+    /// by itself (at the context's deadline if it has one, else when the
+    /// kernel gives up on the handshake) and closes its socket. A context
+    /// that can never be done connects in place.
+    ///
+    /// ```
+    /// use gort::context::Context;
+    /// use gort::net::{TcpListener, TcpStream};
+    /// use std::time::Duration;
+    /// gort::run(|| {
+    ///     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(10));
+    ///     let conn = TcpStream::connect_ctx(&ctx, listener.local_addr().unwrap()).unwrap();
+    ///     assert_eq!(conn.peer_addr().unwrap(), listener.local_addr().unwrap());
+    ///
+    ///     let (done, cancel) = Context::background().with_cancel();
+    ///     cancel.cancel();
+    ///     let err = TcpStream::connect_ctx(&done, listener.local_addr().unwrap()).unwrap_err();
+    ///     assert_eq!(err.to_string(), "context canceled");
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn connect_ctx<A: ToSocketAddrs>(ctx: &crate::context::Context, addr: A) -> io::Result<TcpStream> {
+        if !ctx.can_be_done() {
+            return TcpStream::connect(addr);
+        }
+        each_addr(addr, |a| {
+            if let Some(e) = ctx.err() {
+                return Err(e.into());
+            }
+            let (tx, rx) = crate::chan::bounded(1);
+            let deadline = ctx.deadline();
+            // An abandoned attempt's send fails and its stream is dropped.
+            crate::go(move || tx.send(TcpStream::connect_deadline(&a, deadline)));
+            crate::select! {
+                recv(rx) -> r => r.unwrap_or_else(|_| Err(io::Error::other("the connecting goroutine panicked"))),
+                recv(ctx.done()) -> _ => Err(ctx.err().expect("done means cancelled").into()),
+            }
+        })
+    }
+
     fn from_nonblocking(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         Ok(TcpStream {
             fd: Arc::new(NetFd::new(stream)?),

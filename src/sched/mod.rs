@@ -80,7 +80,9 @@
 //!    it down readies its waiters);
 //! 1. a channel-timer's arming lock (`time/timer.rs`);
 //! 2. a user-facing object's lock: a channel's runtime lock, a `sync`
-//!    primitive's wait-queue lock, a scope's `WaitCell`. A waiter registers
+//!    primitive's wait-queue lock, a scope's `WaitCell`, a context's
+//!    cancellation state (`context/cancel.rs`: one node's at a time, never
+//!    two, and never across closing its channel). A waiter registers
 //!    its `WaitToken` under it and releases it before parking (the token's
 //!    handshake makes that safe); only `WaitCell` hands its lock to g0
 //!    through `gopark`'s callback;

@@ -13,6 +13,8 @@
 //! | [`WaitGroup`] | sync.WaitGroup | `waitgroup.rs` |
 //! | [`Semaphore`] | x/sync/semaphore.Weighted | `semaphore.rs` |
 //! | [`Barrier`] | (std::sync::Barrier) | `barrier.rs` |
+//! | [`ErrGroup`] | x/sync/errgroup.Group | `errgroup.rs` |
+//! | [`SingleFlight`] | x/sync/singleflight.Group | `singleflight.rs` |
 //!
 //! All of them queue their waiters in one shared FIFO, `sema::WaitQueue`,
 //! kept behind each primitive's own short internal lock; `sema::Sema` is
@@ -28,19 +30,23 @@
 mod barrier;
 mod condvar;
 mod deadline_lock;
+mod errgroup;
 mod mutex;
 mod once;
 mod rwlock;
 mod sema;
 mod semaphore;
+mod singleflight;
 mod waitgroup;
 
 pub(crate) use deadline_lock::{DeadlineLock, DeadlineLockGuard};
 
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
+pub use errgroup::ErrGroup;
 pub use mutex::{Mutex, MutexGuard};
 pub use once::{Once, OnceLock};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::Semaphore;
-pub use waitgroup::WaitGroup;
+pub use singleflight::SingleFlight;
+pub use waitgroup::{WaitGroup, WaitGroupGuard};

@@ -86,9 +86,11 @@ impl<T> WaitQueue<T> {
     }
 
     /// Withdraw `token`'s registration, if it is still queued (a waiter
-    /// whose deadline won the race for its token).
-    pub(super) fn remove(&mut self, token: &Arc<WaitToken>) {
+    /// whose deadline won the race for its token); whether it was.
+    pub(super) fn remove(&mut self, token: &Arc<WaitToken>) -> bool {
+        let before = self.entries.len();
         self.entries.retain(|(t, _)| !Arc::ptr_eq(t, token));
+        self.entries.len() != before
     }
 
     /// Wake every waiter. Call on a queue taken out of its lock

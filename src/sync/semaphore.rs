@@ -12,14 +12,25 @@
 //! `cur` on the waiters' behalf under the lock, then wakes each one after
 //! dropping the lock: a woken waiter already holds its units.
 //!
+//! A bounded acquire (`acquire_timeout`, `acquire_ctx`) races its deadline
+//! or context against `release` for its token. So `release` claims a
+//! waiter's token under the lock before it counts the units as the
+//! waiter's: a waiter whose deadline won is skipped, and withdraws itself
+//! afterwards, then grants on behalf of those behind it (it may have been
+//! the head that blocked them: x/sync's `notifyWaiters` on cancellation).
+//! The tag tells a waiter which side won, so a grant is never lost nor
+//! doubled.
+//!
 //! Bad input panics, as x/sync does or would: acquiring more than the
 //! capacity (x/sync would block forever), releasing more than is held.
 
 use std::fmt;
 use std::sync::Mutex as StdMutex;
+use std::time::{Duration, Instant};
 
 use super::sema::{WaitQueue, lock};
-use crate::sched::WaitReason;
+use crate::context::{CTX_DONE, Context};
+use crate::sched::{LockGuard, TIMED_OUT, WaitReason};
 
 /// A semaphore of `capacity` units that goroutines acquire and release in
 /// any amounts; waiters are served in FIFO order.
@@ -89,10 +100,59 @@ impl Semaphore {
     /// ```
     #[track_caller]
     pub fn acquire(&self, n: usize) {
+        self.acquire_until(n, None, None)
+            .expect("an unbounded acquire ends only when granted");
+    }
+
+    /// Like [`acquire`](Semaphore::acquire), giving up after `timeout`:
+    /// true if the units were acquired, false if the time ran out first
+    /// (nothing is held then).
+    ///
+    /// # Panics
+    /// As `acquire`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let sem = gort::sync::Semaphore::new(1);
+    /// assert!(sem.acquire_timeout(1, Duration::from_secs(60)));
+    /// assert!(!sem.acquire_timeout(1, Duration::from_millis(1)));
+    /// ```
+    #[track_caller]
+    pub fn acquire_timeout(&self, n: usize, timeout: Duration) -> bool {
+        self.acquire_until(n, crate::sched::timers::deadline_after(timeout), None)
+            .is_ok()
+    }
+
+    /// Like [`acquire`](Semaphore::acquire), giving up when `ctx` is done,
+    /// with the reason (x/sync's `Acquire(ctx, n)`); nothing is held then.
+    ///
+    /// # Panics
+    /// As `acquire`.
+    ///
+    /// ```
+    /// use gort::context::{Context, Error};
+    /// use std::time::Duration;
+    /// let sem = gort::sync::Semaphore::new(2);
+    /// sem.acquire(2);
+    /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(1));
+    /// assert_eq!(sem.acquire_ctx(&ctx, 1), Err(Error::DeadlineExceeded));
+    /// sem.release(2);
+    /// assert_eq!(sem.acquire_ctx(&Context::background(), 2), Ok(()));
+    /// ```
+    #[track_caller]
+    pub fn acquire_ctx(&self, ctx: &Context, n: usize) -> Result<(), crate::context::Error> {
+        self.acquire_until(n, None, Some(ctx))
+            .map_err(|_| ctx.err().expect("an acquire ends early only for a done context"))
+    }
+
+    /// Acquire until `deadline` or `ctx`; `Err` carries the tag that ended
+    /// the wait early (`TIMED_OUT` or `CTX_DONE`).
+    #[track_caller]
+    fn acquire_until(&self, n: usize, deadline: Option<Instant>, ctx: Option<&Context>) -> Result<(), usize> {
         let mut s = lock(&self.state);
         if self.capacity - s.cur >= n && s.waiters.is_empty() {
             s.cur += n;
-            return;
+            return Ok(());
         }
         if n > self.capacity {
             drop(s);
@@ -101,7 +161,14 @@ impl Semaphore {
         let token = s.waiters.push(n, false);
         drop(s);
         // `release` adds `n` to `cur` for us before it wakes us.
-        token.wait(None, WaitReason::Semaphore);
+        let tag = crate::context::wait(ctx, &token, deadline, WaitReason::Semaphore);
+        if tag != TIMED_OUT && tag != CTX_DONE {
+            return Ok(());
+        }
+        let mut s = lock(&self.state);
+        s.waiters.remove(&token);
+        self.grant(s);
+        Err(tag)
     }
 
     /// Acquire `n` units if they are free and nobody waits; never parks.
@@ -141,15 +208,22 @@ impl Semaphore {
             panic!("semaphore: released more than held");
         }
         s.cur -= n;
+        self.grant(s);
+    }
+
+    /// Grant waiting requests in FIFO order while the head one fits,
+    /// skipping waiters whose deadline or context won their token (module
+    /// header); takes the lock, and releases it to wake each.
+    fn grant<'a>(&'a self, mut s: LockGuard<'a, State>) {
         loop {
             let free = self.capacity - s.cur;
             let Some((wakeup, weight)) = s.waiters.pop_if(|&weight| weight <= free) else {
                 return;
             };
+            let Some(claim) = wakeup.claim() else { continue };
             s.cur += weight;
             drop(s);
-            // No deadline ever races for a semaphore waiter's token.
-            wakeup.wake();
+            claim.done();
             s = lock(&self.state);
         }
     }

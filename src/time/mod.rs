@@ -1,5 +1,6 @@
-//! Time (Go's package time, runtime/time.go): goroutine-aware sleeping, and
-//! channel timers (`timer.rs`).
+//! Time (Go's package time, runtime/time.go): goroutine-aware sleeping,
+//! channel timers (`timer.rs`), functions run after a delay
+//! (`after_func.rs`), and `sleep_ctx`, a sleep a `context` can cut short.
 //!
 //! `sleep` parks the calling goroutine on a `WaitToken` whose only waker is
 //! a timer in its P's heap (`sched/timers.rs`); the thread runs other
@@ -16,11 +17,15 @@
 
 use std::time::{Duration, Instant};
 
+use crate::context::{CTX_DONE, Context};
 use crate::sched::timers::deadline_after;
 use crate::sched::{WaitReason, WaitToken, current_m};
 
+mod after_func;
 mod timer;
 
+pub use after_func::{AfterFunc, after_func};
+pub(crate) use after_func::{after_func_at, go_on};
 pub use timer::{Ticker, Timer, after, tick};
 
 /// Pause the calling goroutine for at least `d` (Go's `time.Sleep`).
@@ -50,6 +55,35 @@ pub fn sleep_until(deadline: Instant) {
         return;
     }
     sleep_from_now_until(deadline);
+}
+
+/// Pause for at least `d`, or until `ctx` is done, whichever comes
+/// first: `Ok` after the full sleep, else why the context is done (the
+/// shape of Go's `select { case <-time.After(d): case <-ctx.Done(): }`,
+/// without the channel). A context done already returns at once. Works
+/// from a plain thread too.
+///
+/// ```
+/// use gort::context::{Context, Error};
+/// use std::time::Duration;
+/// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(2));
+/// assert_eq!(gort::time::sleep_ctx(&ctx, Duration::from_secs(3600)), Err(Error::DeadlineExceeded));
+/// assert_eq!(gort::time::sleep_ctx(&Context::background(), Duration::from_millis(1)), Ok(()));
+/// ```
+#[track_caller]
+pub fn sleep_ctx(ctx: &Context, d: Duration) -> Result<(), crate::context::Error> {
+    if let Some(e) = ctx.err() {
+        return Err(e);
+    }
+    if d.is_zero() {
+        return Ok(());
+    }
+    crate::sched::safe_point();
+    let token = WaitToken::lend();
+    match crate::context::wait(Some(ctx), &token, deadline_after(d), WaitReason::Sleep) {
+        CTX_DONE => Err(ctx.err().expect("woken by its context, which is done")),
+        _ => Ok(()),
+    }
 }
 
 /// Sleep until `deadline`, which the caller has just seen is in the
