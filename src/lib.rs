@@ -76,11 +76,63 @@ mod netpoll;
 mod os;
 pub mod runtime;
 mod sched;
+pub mod signal;
 mod stack;
 pub mod sync;
 pub mod time;
 pub mod trace;
 
 pub use future::block_on;
-pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, blocking, current, go, scope, yield_now};
+pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, blocking, current, go, scope, try_current, yield_now};
 pub use runtime::{Error, Runtime, run};
+
+/// Run `main`'s body as the main goroutine of a gort runtime (`#[tokio::main]`'s
+/// counterpart; feature `macros`, on by default).
+///
+/// Without options it runs on the default runtime, as [`run`] does. Each
+/// option is the [`runtime::Builder`] call of the same name and builds a
+/// runtime of its own: `procs = 4`, `chaos = 7`, `stack_size = 65536`,
+/// `max_threads = 100`, `name = "app"`, `detect_deadlocks = false`,
+/// `unjoined_panic_exits = true`. When `main` returns, the process ends,
+/// whatever goroutines still run (Go's rule). `main` may return what std's
+/// `main` may — a `Result` with an error that is not `Send` too.
+///
+/// ```
+/// #[gort::main(procs = 2)]
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let (tx, rx) = gort::chan::bounded(0);
+///     gort::go(move || tx.send("42".parse::<u32>()).unwrap());
+///     assert_eq!(rx.recv()??, 42);
+///     Ok(())
+/// }
+/// ```
+///
+/// Misuse is a compile error that says why: an `async fn`, parameters,
+/// generics, an unknown option or a value of the wrong type.
+#[cfg(feature = "macros")]
+pub use gort_macros::main;
+
+/// Run a test's body as the main goroutine of a runtime of its own (feature
+/// `macros`, on by default).
+///
+/// It takes [`main`]'s options, plus `leak_check = true`: after the body,
+/// fail the test if a goroutine it started is still alive a second later,
+/// with each one's stack in the message ([`Runtime::check_leaks`]). The
+/// test may return a `Result`; `#[should_panic]` and `#[ignore]` work as
+/// usual.
+///
+/// ```
+/// #[gort::test(procs = 1, chaos = 7, leak_check = true)]
+/// fn ping_pong() {
+///     let (ping, pong) = (gort::chan::bounded(0), gort::chan::bounded(0));
+///     let (ping_tx, ping_rx) = ping;
+///     let (pong_tx, pong_rx) = pong;
+///     let h = gort::go(move || ping_rx.iter().for_each(|n: u32| pong_tx.send(n + 1).unwrap()));
+///     ping_tx.send(1).unwrap();
+///     assert_eq!(pong_rx.recv(), Ok(2));
+///     drop(ping_tx);
+///     h.join().unwrap();
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use gort_macros::test;

@@ -95,6 +95,7 @@ pub struct Builder {
     preempt_slice: Duration,
     keep_alive: Duration,
     detect_deadlocks: bool,
+    unjoined_panic_exits: bool,
     chaos: Option<u64>,
 }
 
@@ -152,6 +153,28 @@ impl Builder {
         self
     }
 
+    /// Go's rule for panics nobody handles (default false): when a
+    /// goroutine of this runtime panics and its [`JoinHandle`] has been
+    /// dropped without `join` — before the panic or after it — the process
+    /// prints `fatal error: unjoined goroutine N panicked`, a goroutine dump of
+    /// every runtime, and exits with status 2, as a Go program does for
+    /// any goroutine's panic. Off, such a panic is printed and forgotten,
+    /// like a detached std thread's. Goroutines of a [`scope`](crate::scope)
+    /// and [`block_on`](Runtime::block_on)'s are always joined, so never
+    /// end the process this way.
+    ///
+    /// ```
+    /// let rt = gort::Runtime::builder().unjoined_panic_exits(true).build()?;
+    /// // Joined: the panic is the caller's to handle, as always.
+    /// let joined = rt.block_on(|| gort::go(|| panic!("handled")).join());
+    /// assert!(joined.is_err());
+    /// # Ok::<(), gort::Error>(())
+    /// ```
+    pub fn unjoined_panic_exits(mut self, on: bool) -> Builder {
+        self.unjoined_panic_exits = on;
+        self
+    }
+
     /// Run this runtime under the chaos scheduler, a test mode: goroutines
     /// are made to yield at random runtime calls (channel operations,
     /// `sync` locks, spawn, join, sleep, socket I/O, every wait), the
@@ -206,6 +229,7 @@ impl Builder {
             return Err(Error::InvalidPreemptSlice(self.preempt_slice));
         }
         stack::install_overflow_handler(crate::goroutine::describe_overflow);
+        crate::goroutine::install_panic_hook();
         crate::sched::install_preemption();
         debug::install_sigquit();
         debug::threads::note_user();
@@ -217,6 +241,7 @@ impl Builder {
             preempt_slice: self.preempt_slice,
             keep_alive: self.keep_alive,
             detect_deadlocks: self.detect_deadlocks,
+            unjoined_panic_exits: self.unjoined_panic_exits,
             chaos: self.chaos,
         });
         debug::register(&sched);
@@ -269,6 +294,7 @@ impl Runtime {
             preempt_slice: DEFAULT_PREEMPT_SLICE,
             keep_alive: DEFAULT_KEEP_ALIVE,
             detect_deadlocks: true,
+            unjoined_panic_exits: false,
             chaos: None,
         }
     }
@@ -397,6 +423,11 @@ pub(crate) fn default_runtime() -> &'static Runtime {
             .build()
             .expect("the default runtime configuration is valid")
     })
+}
+
+/// The default runtime's scheduler, which lives as long as the process.
+pub(crate) fn default_sched() -> &'static Sched {
+    &default_runtime().sched
 }
 
 /// Run `f` with the current runtime's scheduler: the caller's, if it is a

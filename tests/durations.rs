@@ -213,7 +213,7 @@ fn huge_socket_timeouts_never_expire() {
         for d in huge() {
             let listener = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
-            let mut client = gort::net::TcpStream::connect_timeout(&addr, d).unwrap();
+            let mut client = gort::net::TcpStream::connect_timeout(addr, d).unwrap();
             let (mut server, _) = listener.accept().unwrap();
             server.set_read_timeout(Some(d)).unwrap();
             server.set_write_timeout(Some(d)).unwrap();

@@ -366,3 +366,109 @@ fn a_join_handle_is_awaited_from_futures_block_on() {
     });
     assert_eq!(sum, (0..100).map(|i| i * 2).sum::<u32>());
 }
+
+/// A goroutine's panic message names the goroutine, not the thread it ran
+/// on (in a child: the hook's output is the assertion).
+#[test]
+fn panic_message_names_the_goroutine() {
+    let Some((status, stderr)) = common::in_child("panic_message_names_the_goroutine", || {
+        let rt = gort::Runtime::builder().procs(1).build().unwrap();
+        let id = rt.block_on(|| {
+            let h = Builder::new()
+                .name("boom-worker")
+                .spawn(|| -> u64 { panic!("the worker failed") })
+                .unwrap();
+            let id = h.goroutine().id();
+            assert!(h.join().is_err());
+            id
+        });
+        eprintln!("spawned goroutine {id}");
+    }) else {
+        return;
+    };
+    assert!(status.success(), "{stderr}");
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("spawned goroutine "))
+        .expect("the child reports the id");
+    let header = format!("goroutine {id} \"boom-worker\" panicked at tests/goroutines.rs:");
+    assert!(stderr.contains(&header), "no {header:?} in:\n{stderr}");
+    assert!(stderr.contains("the worker failed"), "{stderr}");
+    assert!(!stderr.contains("thread 'gort-m"), "the thread was named:\n{stderr}");
+}
+
+/// `try_current` is `None` on a plain thread, so a panic hook may call it
+/// wherever the panic happens.
+#[test]
+fn try_current_from_a_panic_hook_on_either_side() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let got = {
+        let seen = Arc::clone(&seen);
+        quietly(move || {
+            // The runtime's own hook goes in first; this one replaces it.
+            gort::runtime::procs();
+            std::panic::set_hook(Box::new(move |info| {
+                if info.payload_as_str().is_some_and(|m| m.starts_with("on a ")) {
+                    seen.lock().unwrap().push(gort::try_current().map(|g| g.id()));
+                }
+            }));
+            let plain = std::thread::spawn(|| panic!("on a plain thread")).join();
+            let on_g = gort::go(|| panic!("on a goroutine"));
+            let id = on_g.goroutine().id();
+            (plain.is_err(), on_g.join().is_err(), id)
+        })
+    };
+    assert_eq!((got.0, got.1), (true, true));
+    assert_eq!(*seen.lock().unwrap(), [None, Some(got.2)]);
+}
+
+/// Under `unjoined_panic_exits`, a panic whose handle was dropped ends the
+/// process with Go's status 2 and a dump — whichever came first, the drop
+/// or the panic; a joined panic does not.
+#[test]
+fn unjoined_panic_ends_the_process() {
+    for order in ["drop-then-panic", "panic-then-drop"] {
+        let env = [("GORT_TEST_ORDER", std::ffi::OsStr::new(order))];
+        let Some((status, stderr)) = common::in_child_with_env("unjoined_panic_ends_the_process", &env, || {
+            let order = std::env::var("GORT_TEST_ORDER").unwrap();
+            let rt = gort::Runtime::builder().unjoined_panic_exits(true).build().unwrap();
+            rt.block_on(move || {
+                // Joined panics are the caller's, as without the option.
+                assert!(gort::go(|| panic!("joined")).join().is_err());
+                let (go_on, wait) = gort::chan::bounded::<()>(0);
+                let h = Builder::new()
+                    .name("orphan")
+                    .spawn(move || {
+                        let _ = wait.recv();
+                        panic!("nobody joins me")
+                    })
+                    .unwrap();
+                let id = h.goroutine().id();
+                if order == "drop-then-panic" {
+                    drop(h);
+                    drop(go_on);
+                } else {
+                    drop(go_on);
+                    while gort::runtime::goroutines().iter().any(|g| g.id == id) {
+                        gort::time::sleep(std::time::Duration::from_millis(1));
+                    }
+                    drop(h);
+                }
+                gort::time::sleep(std::time::Duration::from_secs(30));
+            });
+            eprintln!("the process went on");
+        }) else {
+            return;
+        };
+        assert_eq!(status.code(), Some(2), "{order}: {stderr}");
+        assert!(
+            stderr.contains("\"orphan\" panicked at tests/goroutines.rs:"),
+            "{order}: {stderr}"
+        );
+        assert!(stderr.contains("fatal error: unjoined goroutine "), "{order}: {stderr}");
+        assert!(stderr.contains("\"orphan\" panicked\n"), "{order}: {stderr}");
+        // The dump: the main goroutine, in its sleep or dropping the handle.
+        assert!(stderr.contains("goroutine 1 "), "{order}: no dump in {stderr}");
+        assert!(!stderr.contains("the process went on"), "{order}: {stderr}");
+    }
+}

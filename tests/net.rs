@@ -881,7 +881,7 @@ fn connect_reports_refusal_and_times_out_on_a_full_accept_queue() {
             TcpStream::connect(closed).unwrap_err().kind(),
             ErrorKind::ConnectionRefused
         );
-        let refused = TcpStream::connect_timeout(&closed, Duration::from_secs(5)).unwrap_err();
+        let refused = TcpStream::connect_timeout(closed, Duration::from_secs(5)).unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
 
         // Linux drops a SYN while the listener's accept queue is full, so a
@@ -901,16 +901,16 @@ fn connect_reports_refusal_and_times_out_on_a_full_accept_queue() {
             }
             assert!(queued.len() < 10, "the accept queue never filled");
         }
-        let timed_out = TcpStream::connect_timeout(&addr, Duration::from_millis(50)).unwrap_err();
+        let timed_out = TcpStream::connect_timeout(addr, Duration::from_millis(50)).unwrap_err();
         assert_eq!(timed_out.kind(), ErrorKind::TimedOut);
         // Once the queue drains, a connect with a deadline succeeds.
         for _ in &queued {
             listener.accept().unwrap();
         }
-        let late = gort::go(move || TcpStream::connect_timeout(&addr, Duration::from_secs(20)).map(|_| ()));
+        let late = gort::go(move || TcpStream::connect_timeout(addr, Duration::from_secs(20)).map(|_| ()));
         listener.accept().unwrap();
         join(late).unwrap();
-        let zero = TcpStream::connect_timeout(&addr, Duration::ZERO).unwrap_err();
+        let zero = TcpStream::connect_timeout(addr, Duration::ZERO).unwrap_err();
         assert_eq!(zero.kind(), ErrorKind::InvalidInput, "as std");
     });
 }
@@ -1732,4 +1732,123 @@ fn write_vectored_to_a_closed_peer_is_an_error_not_sigpipe() {
         return;
     };
     assert!(status.success(), "{status:?} {stderr}");
+}
+
+/// Go's deadlines: a blocked read fails at its deadline; a passed deadline
+/// fails a read at once even with data queued; clearing it lets the data
+/// through.
+#[test]
+fn a_read_deadline_fails_reads_until_cleared() {
+    on_runtime(2, || {
+        let (mut client, mut server) = tcp_pair();
+        let mut buf = [0u8; 8];
+        server
+            .set_read_deadline(Some(Instant::now() + Duration::from_millis(20)))
+            .unwrap();
+        let err = server.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        assert!(server.read_deadline().is_some());
+        client.write_all(b"late").unwrap();
+        // Still past: refused although the bytes are there.
+        assert_eq!(server.read(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+        server.set_read_deadline(None).unwrap();
+        assert_eq!(server.read_deadline(), None);
+        let n = server.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"late");
+    });
+}
+
+/// Moving a deadline later while a read is blocked keeps that read waiting
+/// past the old deadline; it then gets the data.
+#[test]
+fn extending_a_deadline_reaches_a_blocked_read() {
+    on_runtime(2, || {
+        let (mut client, server) = tcp_pair();
+        let old = Instant::now() + Duration::from_secs(2);
+        server.set_read_deadline(Some(old)).unwrap();
+        let reader = {
+            let mut server = server.try_clone().unwrap();
+            gort::go(move || {
+                let mut buf = [0u8; 8];
+                server.read(&mut buf).map(|n| buf[..n].to_vec())
+            })
+        };
+        wait_until_parked(&reader, "IO wait");
+        server
+            .set_read_deadline(Some(Instant::now() + Duration::from_secs(60)))
+            .unwrap();
+        while Instant::now() < old + Duration::from_millis(500) {
+            gort::time::sleep(Duration::from_millis(50));
+        }
+        client.write_all(b"on time").unwrap();
+        assert_eq!(join(reader).unwrap(), b"on time");
+    });
+}
+
+/// Moving a deadline earlier — into the past — wakes a blocked read (and a
+/// blocked write) with `TimedOut`.
+#[test]
+fn shortening_a_deadline_wakes_blocked_calls() {
+    on_runtime(2, || {
+        let (client, server) = tcp_pair();
+        let reader = {
+            let mut server = server.try_clone().unwrap();
+            gort::go(move || server.read(&mut [0u8; 8]))
+        };
+        wait_until_parked(&reader, "IO wait");
+        server.set_deadline(Some(Instant::now())).unwrap();
+        assert_eq!(join(reader).unwrap_err().kind(), ErrorKind::TimedOut);
+
+        // A writer blocked on a full send buffer (nobody reads).
+        let writer = {
+            let mut client = client.try_clone().unwrap();
+            gort::go(move || {
+                let chunk = [7u8; 64 * 1024];
+                loop {
+                    if let Err(e) = client.write(&chunk) {
+                        return e;
+                    }
+                }
+            })
+        };
+        wait_until_parked(&writer, "IO wait");
+        client.set_write_deadline(Some(Instant::now())).unwrap();
+        assert_eq!(join(writer).kind(), ErrorKind::TimedOut);
+        assert!(client.write_deadline().is_some());
+    });
+}
+
+/// The same deadlines on Unix streams and UDP sockets.
+#[test]
+fn deadlines_on_unix_streams_and_udp_sockets() {
+    on_runtime(2, || {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.set_read_deadline(Some(Instant::now() + Duration::from_millis(10)))
+            .unwrap();
+        assert_eq!(a.read(&mut [0u8; 4]).unwrap_err().kind(), ErrorKind::TimedOut);
+        a.set_read_deadline(None).unwrap();
+        b.write_all(b"ok").unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(a.read(&mut buf).unwrap(), 2);
+
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_deadline(Some(Instant::now() + Duration::from_millis(10)))
+            .unwrap();
+        assert_eq!(udp.recv_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+    });
+}
+
+/// `connect_timeout` takes a name, as Go's `DialTimeout` does.
+#[test]
+fn connect_timeout_resolves_a_name() {
+    on_runtime(1, || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut client = TcpStream::connect_timeout(format!("localhost:{port}"), Duration::from_secs(30)).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        server.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+    });
 }

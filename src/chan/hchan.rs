@@ -627,6 +627,12 @@ impl<T> Chan<T> {
 
     /// Whether a `Receiver` is left. Once false, false for good (a
     /// receiver is only ever cloned from a live one).
+    /// Whether a receiver (a `recv`, or a `select` with a receive case) is
+    /// parked here and nobody has claimed it yet.
+    pub(super) fn receiver_waiting(&self) -> bool {
+        self.lock().recvq.iter().any(|sg| !sg.token.is_claimed())
+    }
+
     pub(super) fn has_receivers(&self) -> bool {
         self.receivers.load(Ordering::Relaxed) != 0
     }

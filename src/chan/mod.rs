@@ -502,6 +502,24 @@ impl<T> Receiver<T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// Whether `rx` receives from this very channel.
+    pub(crate) fn same_channel(&self, rx: &Receiver<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &rx.chan)
+    }
+
+    /// Whether a receiver is parked on the channel, waiting for a value
+    /// (the deadlock check's question about signal channels).
+    pub(crate) fn receiver_waiting(&self) -> bool {
+        self.chan.receiver_waiting()
+    }
+
+    /// Whether every `Receiver` is gone.
+    pub(crate) fn is_disconnected(&self) -> bool {
+        !self.chan.has_receivers()
+    }
+}
+
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
         self.chan.add_sender();

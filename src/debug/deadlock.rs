@@ -17,6 +17,8 @@
 //! - every other runtime of the process is asleep in the same sense (its
 //!   goroutines may hold the other end of our channels), and counts in
 //!   the progress stamp;
+//! - nobody waits on a channel of `signal::notify` (`signal.rs`): a
+//!   signal from outside may come for them;
 //! - no thread outside the runtimes may wake one (`threads.rs`): every
 //!   plain thread that uses gort is itself asleep in an untimed gort wait,
 //!   and nobody has woken it yet.
@@ -130,7 +132,9 @@ impl Sched {
             );
             own.extend(other.own_threads());
         }
-        if super::threads::outside_waker_exists(&own) {
+        // A signal may arrive for whoever waits on a `signal::notify`
+        // channel: like a socket's peer, a waker from outside.
+        if super::threads::outside_waker_exists(&own) || crate::signal::awaited() {
             return None;
         }
         Some(stamp)

@@ -31,7 +31,7 @@ use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence};
 use std::task::{Poll, Waker};
 
 use crate::sched::{BlockClass, Task, WaitReason, Waiter, alloc_block, free_block, park_if};
@@ -44,10 +44,19 @@ const EMPTY: u8 = 0;
 const WAITING: u8 = 1;
 const DONE: u8 = 2;
 
+/// `Packet::orphan` bits: the handle was dropped unjoined; the body panicked.
+const HANDLE_GONE: u8 = 1;
+const PANICKED: u8 = 2;
+
 pub(crate) struct Packet<T> {
     state: AtomicU8,
     result: UnsafeCell<Option<std::thread::Result<T>>>,
     waiter: UnsafeCell<Option<Joiner>>,
+    /// The runtime's `unjoined_panic_exits`, set before the job is queued.
+    fatal_if_orphaned: AtomicBool,
+    /// `HANDLE_GONE | PANICKED`, each set once by its side with a
+    /// read-modify-write, so exactly one side sees both and ends the process.
+    orphan: AtomicU8,
 }
 
 /// Who waits for a goroutine's result.
@@ -64,7 +73,26 @@ impl<T> Packet<T> {
             state: AtomicU8::new(EMPTY),
             result: UnsafeCell::new(None),
             waiter: UnsafeCell::new(None),
+            fatal_if_orphaned: AtomicBool::new(false),
+            orphan: AtomicU8::new(0),
         }
+    }
+
+    /// Spawner side, before the job is queued: a panic nobody joins ends
+    /// the process (`Builder::unjoined_panic_exits`).
+    fn set_fatal_if_orphaned(&self) {
+        self.fatal_if_orphaned.store(true, Ordering::Relaxed);
+    }
+
+    /// One side's event; whether the other side's had already happened,
+    /// i.e. the panic is now an orphan's. Always false unless fatal.
+    fn orphan_event(&self, bit: u8) -> bool {
+        self.fatal_if_orphaned.load(Ordering::Relaxed) && self.orphan.fetch_or(bit, Ordering::AcqRel) != 0
+    }
+
+    /// Handle side, when the handle is dropped without `join`.
+    fn detach(&self) -> bool {
+        self.orphan_event(HANDLE_GONE)
     }
 
     /// Goroutine side, once.
@@ -297,6 +325,17 @@ impl<T> JobHandle<'_, T> {
     pub(crate) fn packet(&self) -> &Packet<T> {
         self.get().packet()
     }
+
+    /// See `Packet::set_fatal_if_orphaned`.
+    pub(crate) fn set_fatal_if_orphaned(&self) {
+        self.get().packet().set_fatal_if_orphaned();
+    }
+
+    /// The handle is dropped unjoined; true if its goroutine's panic is
+    /// now an orphan's (`Packet::detach`).
+    pub(crate) fn detach(&self) -> bool {
+        self.get().packet().detach()
+    }
 }
 
 /// Package `f` (and an exit hook) as a job: the scheduler's `Task` and the
@@ -343,6 +382,9 @@ unsafe fn run_job<F: FnOnce() -> T + Send, T: Send>(p: NonNull<()>) {
     };
     let panicked = result.is_err();
     job.get().packet.complete(result);
+    if panicked && job.get().packet.orphan_event(PANICKED) {
+        super::panic::unjoined_panic(&super::current());
+    }
     drop(job);
     if let Some(hook) = on_exit {
         hook(panicked);

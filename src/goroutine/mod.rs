@@ -45,7 +45,9 @@ pub(crate) use local::{LocalMap, with_map};
 
 mod job;
 mod local;
+mod panic;
 use crate::stack::{SignalBuf, check_stack_size};
+pub(crate) use panic::install_panic_hook;
 
 /// Spawn `f` on `sched`. Used by every spawning entry point. The error:
 /// no stack could be had (see the module header).
@@ -86,6 +88,9 @@ where
 {
     // SAFETY: everything is 'static.
     let (task, job) = unsafe { job::job(f, None) };
+    if sched.unjoined_panic_exits() {
+        job.set_fatal_if_orphaned();
+    }
     let id = newproc(sched, task, name.clone(), stack_size, location)?;
     Ok(JoinHandle {
         job,
@@ -117,7 +122,9 @@ where
 }
 
 /// An owned permission to join a goroutine (std's `JoinHandle`). Dropping
-/// it detaches the goroutine.
+/// it detaches the goroutine (under
+/// [`Builder::unjoined_panic_exits`](crate::runtime::Builder::unjoined_panic_exits),
+/// a detached goroutine's panic ends the process).
 pub struct JoinHandle<T> {
     job: JobHandle<'static, T>,
     goroutine: Goroutine,
@@ -129,7 +136,13 @@ impl<T> JoinHandle<T> {
     #[track_caller]
     pub fn join(self) -> Result<T, Box<dyn Any + Send + 'static>> {
         crate::sched::safe_point();
-        self.job.join()
+        // Joined, not detached: `Drop` must not run.
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so each field is
+        // moved out exactly once.
+        let (job, goroutine) = unsafe { (std::ptr::read(&this.job), std::ptr::read(&this.goroutine)) };
+        drop(goroutine);
+        job.join()
     }
 
     /// The goroutine this handle joins.
@@ -169,8 +182,14 @@ impl<T> std::future::IntoFuture for JoinHandle<T> {
     type IntoFuture = JoinFuture<T>;
 
     fn into_future(self) -> JoinFuture<T> {
+        // The future takes over the handle's duty to detach (its `Drop`).
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so each field is
+        // moved out exactly once.
+        let (job, goroutine) = unsafe { (std::ptr::read(&this.job), std::ptr::read(&this.goroutine)) };
         JoinFuture {
-            job: self.job,
+            job,
+            goroutine,
             done: false,
         }
     }
@@ -192,6 +211,7 @@ impl<T> std::future::IntoFuture for JoinHandle<T> {
 #[must_use = "futures do nothing unless polled"]
 pub struct JoinFuture<T> {
     job: JobHandle<'static, T>,
+    goroutine: Goroutine,
     done: bool,
 }
 
@@ -210,6 +230,9 @@ impl<T> Drop for JoinFuture<T> {
     fn drop(&mut self) {
         if !self.done {
             self.job.packet().forget_join();
+            if self.job.detach() {
+                panic::unjoined_panic(&self.goroutine);
+            }
         }
     }
 }
@@ -219,6 +242,14 @@ impl<T> fmt::Debug for JoinFuture<T> {
         f.debug_struct("JoinFuture")
             .field("done", &self.done)
             .finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if self.job.detach() {
+            panic::unjoined_panic(&self.goroutine);
+        }
     }
 }
 
@@ -319,6 +350,23 @@ impl Goroutine {
     }
 }
 
+/// `goroutine 17 "name"`, or `goroutine 17` without a name: how panic
+/// messages and reports name it.
+///
+/// ```
+/// let g = gort::goroutine::Builder::new().name("worker").spawn(gort::current).unwrap();
+/// let g = g.join().unwrap();
+/// assert_eq!(g.to_string(), format!("goroutine {} \"worker\"", g.id()));
+/// ```
+impl fmt::Display for Goroutine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "goroutine {} {name:?}", self.id),
+            None => write!(f, "goroutine {}", self.id),
+        }
+    }
+}
+
 /// The calling goroutine.
 ///
 /// ```
@@ -328,13 +376,24 @@ impl Goroutine {
 ///
 /// # Panics
 /// When called outside a goroutine.
+/// [`try_current`] is the version for code that may run on a plain thread.
 pub fn current() -> Goroutine {
-    let g = current_m()
-        .and_then(|m| m.curg.get())
-        .expect("gort::current() called outside a goroutine");
+    try_current().expect("gort::current() called outside a goroutine")
+}
+
+/// The calling goroutine, or `None` on a plain thread (a panic hook, a
+/// logger or a library that may be called from either).
+///
+/// ```
+/// assert!(gort::try_current().is_none());
+/// let id = gort::go(|| gort::try_current().map(|g| g.id())).join().unwrap();
+/// assert!(id.is_some());
+/// ```
+pub fn try_current() -> Option<Goroutine> {
+    let g = current_m().and_then(|m| m.curg.get())?;
     // SAFETY: the running goroutine owns its own fields.
     let name = unsafe { (*g.name.get()).clone() };
-    Goroutine { id: g.id(), name }
+    Some(Goroutine { id: g.id(), name })
 }
 
 /// Let other goroutines run; the caller goes to the back of the global

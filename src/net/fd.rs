@@ -37,6 +37,20 @@
 //! (`Duration::MAX`) is kept, reported back, and never expires (the `time`
 //! module's rule).
 //!
+//! Deadlines (`set_read_deadline`/`set_write_deadline`) are Go's: an
+//! absolute instant after which every call of that direction fails with
+//! `TimedOut` instead of waiting — at once, even with data there, once it
+//! has passed. A call reads the deadline again each time it is about to
+//! wait, and setting one wakes the direction's waiter (as a spurious edge:
+//! it retries its call and waits again), so moving a deadline — later or
+//! earlier — takes effect for a call already blocked. A waiter that timed
+//! out just as the deadline was moved later sees the new one and waits on.
+//! Only the holder of the direction's lock re-reads it: callers queued
+//! behind it wait for the lock until the deadline they saw when they
+//! queued. A call with both a timeout and a deadline stops at the earlier.
+//! Stored as `nanotime` in an atomic, so a call with no deadline set pays
+//! one load.
+//!
 //! Field order matters: `reg` is declared first so it is dropped first,
 //! taking the fd out of epoll before `sock` closes it.
 
@@ -51,6 +65,9 @@ use crate::sync::{DeadlineLock, DeadlineLockGuard};
 
 /// No timeout (`AtomicU64` holds nanoseconds otherwise).
 const NO_TIMEOUT: u64 = 0;
+
+/// No deadline (`AtomicU64` holds a `nanotime` otherwise).
+const NO_DEADLINE: u64 = u64::MAX;
 
 /// `NetFd::drained_at` when no short read is on record.
 const NOT_DRAINED: u64 = 0;
@@ -100,6 +117,9 @@ pub(crate) struct NetFd<S> {
     write_lock: DeadlineLock,
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
+    /// Go's deadlines, as `nanotime`s (module header).
+    read_deadline: AtomicU64,
+    write_deadline: AtomicU64,
     /// `drained_mark` of the read-edge count at which the last stream read
     /// came back short, else `NOT_DRAINED` (`read_stream`): a hint, never a
     /// reason to miss data.
@@ -116,6 +136,8 @@ impl<S: AsRawFd> NetFd<S> {
             write_lock: DeadlineLock::new(),
             read_timeout: AtomicU64::new(NO_TIMEOUT),
             write_timeout: AtomicU64::new(NO_TIMEOUT),
+            read_deadline: AtomicU64::new(NO_DEADLINE),
+            write_deadline: AtomicU64::new(NO_DEADLINE),
             drained_at: AtomicU64::new(NOT_DRAINED),
             sock,
         })
@@ -216,8 +238,12 @@ impl<S: AsRawFd> NetFd<S> {
             Direction::Read => (&self.read_lock, &self.read_timeout),
             Direction::Write => (&self.write_lock, &self.write_timeout),
         };
+        if self.deadline(dir).is_some_and(|d| Instant::now() >= d) {
+            return Err(timeout_error());
+        }
         let mut one_waiter = None;
-        let mut deadline = None;
+        // The per-call timeout's end, fixed at the first wait.
+        let mut timeout_end = None;
         loop {
             // Read before the call: an edge after it moves the count.
             let edges = self.reg.edges(dir);
@@ -229,15 +255,21 @@ impl<S: AsRawFd> NetFd<S> {
                 }
             }
             if one_waiter.is_none() {
-                deadline = match timeout.load(Ordering::Relaxed) {
+                timeout_end = match timeout.load(Ordering::Relaxed) {
                     NO_TIMEOUT => None,
                     ns => crate::sched::timers::deadline_after(Duration::from_nanos(ns)),
                 };
-                one_waiter = Some(lock_until(lock, deadline)?);
+                one_waiter = Some(lock_until(lock, earlier(timeout_end, self.deadline(dir)))?);
                 // Judge the `EAGAIN` again, now that no one else waits.
                 continue;
             }
-            self.reg.wait(dir, deadline)?;
+            match self.reg.wait(dir, earlier(timeout_end, self.deadline(dir))) {
+                // The deadline moved later while the timer fired: wait on.
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        && earlier(timeout_end, self.deadline(dir)).is_none_or(|d| Instant::now() < d) => {}
+                done => done?,
+            }
             empty_at = None;
         }
     }
@@ -279,6 +311,32 @@ impl<S: AsRawFd> NetFd<S> {
         Ok(())
     }
 
+    /// Go's `SetReadDeadline`/`SetWriteDeadline` (module header): `None`
+    /// clears it. Wakes the direction's waiter to look at it.
+    pub(crate) fn set_deadline(&self, dir: Direction, deadline: Option<Instant>) {
+        let at = deadline.map_or(NO_DEADLINE, |d| {
+            crate::sched::timers::nanotime_of(d).min(NO_DEADLINE - 1)
+        });
+        let slot = match dir {
+            Direction::Read => &self.read_deadline,
+            Direction::Write => &self.write_deadline,
+        };
+        slot.store(at, Ordering::SeqCst);
+        self.reg.poke(dir);
+    }
+
+    /// The deadline of `dir`, if one is set.
+    pub(crate) fn deadline(&self, dir: Direction) -> Option<Instant> {
+        let slot = match dir {
+            Direction::Read => &self.read_deadline,
+            Direction::Write => &self.write_deadline,
+        };
+        match slot.load(Ordering::SeqCst) {
+            NO_DEADLINE => None,
+            at => Some(crate::sched::timers::instant_of(at)),
+        }
+    }
+
     /// std's `read_timeout`.
     pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
         let slot = match dir {
@@ -316,6 +374,14 @@ impl<S: AsRawFd> NetFd<S> {
         // fine: an unconnected datagram socket has nothing to shut down.
         unsafe { libc::shutdown(self.sock.as_raw_fd(), libc::SHUT_RDWR) };
         self.sock.end_what_shutdown_left();
+    }
+}
+
+/// The earlier of two optional deadlines (`None`: never).
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

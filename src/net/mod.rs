@@ -62,8 +62,8 @@ macro_rules! handle_methods {
     };
 }
 
-/// std's timeout methods for a socket type whose `fd` field is an
-/// `Arc<NetFd<_>>`, as deadlines backed by timers (`net/fd.rs`).
+/// std's timeout methods and Go's deadlines for a socket type whose `fd`
+/// field is an `Arc<NetFd<_>>`, backed by timers (`net/fd.rs`).
 macro_rules! timeouts {
     () => {
         /// Bound each read to `timeout` (None: no bound); a read that waits
@@ -86,6 +86,39 @@ macro_rules! timeouts {
         /// The write timeout.
         pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
             Ok(self.fd.timeout(crate::netpoll::Direction::Write))
+        }
+
+        /// Go's `SetReadDeadline`: once `deadline` has passed, reads fail
+        /// with `TimedOut` (`"i/o timeout"`) instead of waiting — at once,
+        /// even with data queued — until it is moved or cleared (`None`).
+        /// Moving it, later or earlier, takes effect for a read already
+        /// blocked. Works beside [`set_read_timeout`](Self::set_read_timeout):
+        /// a read stops at whichever comes first.
+        pub fn set_read_deadline(&self, deadline: Option<std::time::Instant>) -> std::io::Result<()> {
+            self.fd.set_deadline(crate::netpoll::Direction::Read, deadline);
+            Ok(())
+        }
+
+        /// As [`set_read_deadline`](Self::set_read_deadline), for writes.
+        pub fn set_write_deadline(&self, deadline: Option<std::time::Instant>) -> std::io::Result<()> {
+            self.fd.set_deadline(crate::netpoll::Direction::Write, deadline);
+            Ok(())
+        }
+
+        /// Go's `SetDeadline`: both the read and the write deadline.
+        pub fn set_deadline(&self, deadline: Option<std::time::Instant>) -> std::io::Result<()> {
+            self.set_read_deadline(deadline)?;
+            self.set_write_deadline(deadline)
+        }
+
+        /// The read deadline, if one is set.
+        pub fn read_deadline(&self) -> Option<std::time::Instant> {
+            self.fd.deadline(crate::netpoll::Direction::Read)
+        }
+
+        /// The write deadline, if one is set.
+        pub fn write_deadline(&self) -> Option<std::time::Instant> {
+            self.fd.deadline(crate::netpoll::Direction::Write)
         }
     };
 }

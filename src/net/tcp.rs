@@ -207,16 +207,29 @@ impl TcpStream {
         each_addr(addr, |a| TcpStream::connect_deadline(&a, None))
     }
 
-    /// Connect to one address, giving up with `TimedOut` after `timeout`.
+    /// Connect to `addr`, giving up with `TimedOut` once `timeout` has
+    /// passed (Go's `DialTimeout`). `addr` is an address or a name
+    /// (`"localhost:8080"`): each address it resolves to is tried in turn
+    /// until the one deadline; resolving the name is not bounded by it.
+    /// A zero `timeout` is an error, as in std.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let listener = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let port = listener.local_addr().unwrap().port();
+    /// let s = gort::net::TcpStream::connect_timeout(format!("localhost:{port}"), Duration::from_secs(5));
+    /// assert!(s.is_ok());
+    /// ```
     #[track_caller]
-    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    pub fn connect_timeout<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<TcpStream> {
         if timeout.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "cannot set a 0 duration timeout",
             ));
         }
-        TcpStream::connect_deadline(addr, crate::sched::timers::deadline_after(timeout))
+        let deadline = crate::sched::timers::deadline_after(timeout);
+        each_addr(addr, |a| TcpStream::connect_deadline(&a, deadline))
     }
 
     #[track_caller]

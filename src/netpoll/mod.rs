@@ -450,6 +450,14 @@ impl Registration {
         fire(&pd.write);
     }
 
+    /// Wake the waiter of `dir`, if any, as an edge would: it retries its
+    /// call and waits again (a deadline moved: `net/fd.rs`). With nobody
+    /// waiting, the slot is left ready, which costs the next wait one
+    /// system call.
+    pub(crate) fn poke(&self, dir: Direction) {
+        fire(self.pd().slot(dir));
+    }
+
     /// Whether a short read may have left bytes queued (an end of stream,
     /// an error or urgent data was seen).
     pub(crate) fn short_reads_unreliable(&self) -> bool {

@@ -205,6 +205,8 @@ pub(crate) struct Config {
     pub(crate) preempt_slice: std::time::Duration,
     pub(crate) keep_alive: std::time::Duration,
     pub(crate) detect_deadlocks: bool,
+    /// `Builder::unjoined_panic_exits`.
+    pub(crate) unjoined_panic_exits: bool,
     /// `Builder::chaos`'s seed; `GORTDEBUG=chaos=SEED` applies when `None`.
     pub(crate) chaos: Option<u64>,
 }
@@ -284,6 +286,8 @@ pub(crate) struct Sched {
     pub(crate) coarse_now: AtomicU64,
     /// Run the deadlock check (`debug/deadlock.rs`)?
     detect_deadlocks: bool,
+    /// End the process when a detached goroutine panics (`goroutine/panic.rs`).
+    unjoined_panic_exits: bool,
     /// sysmon's thread id (0 until it starts): one of the deadlock check's
     /// "own" threads.
     sysmon_tid: std::sync::atomic::AtomicI32,
@@ -436,6 +440,7 @@ impl Sched {
             blocked_detections: AtomicU64::new(0),
             coarse_now: AtomicU64::new(timers::nanotime()),
             detect_deadlocks: cfg.detect_deadlocks && !debug.deadlock_off,
+            unjoined_panic_exits: cfg.unjoined_panic_exits,
             sysmon_tid: std::sync::atomic::AtomicI32::new(0),
             poller: OnceLock::new(),
             poller_init: Mutex::new(false),
@@ -507,6 +512,10 @@ impl Sched {
 
     pub(crate) fn detect_deadlocks(&self) -> bool {
         self.detect_deadlocks
+    }
+
+    pub(crate) fn unjoined_panic_exits(&self) -> bool {
+        self.unjoined_panic_exits
     }
 
     /// Nothing runs or waits to run: every P idle, no M spinning, every

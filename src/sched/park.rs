@@ -354,6 +354,12 @@ pub(crate) struct Claim {
 }
 
 impl WaitToken {
+    /// Whether a waker has claimed this token's current wait (its waiter is
+    /// being woken or has been).
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.state.is_claimed()
+    }
+
     /// A token for the running goroutine (or thread). Each goroutine and
     /// thread keeps one and lends it out for each wait (`TokenLoan`),
     /// reusing it whenever nothing else refers to it any more (no queue

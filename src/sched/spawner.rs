@@ -92,7 +92,7 @@ impl Sched {
     }
 
     /// Start sysmon and the spawner, once.
-    fn start_helper_threads(&self) {
+    pub(crate) fn start_helper_threads(&self) {
         self.helpers_started.call_once(|| {
             for (what, body) in [("sysmon", sysmon::run as HelperBody), ("spawner", run)] {
                 let watched = self.me.clone();

@@ -31,7 +31,9 @@
 //! - due timers of Ps that `set_procs` retired are run;
 //! - under chaos (`chaos.rs`), a goroutine that has run a little while may
 //!   be asked to stop, or signalled, long before its slice ends;
-//! - when no P is busy, the deadlock check runs (`debug/deadlock.rs`).
+//! - when no P is busy, the deadlock check runs (`debug/deadlock.rs`);
+//! - signals caught for `gort::signal::notify` are sent to their channels
+//!   (`signal.rs`; the handler wakes the default runtime's sysmon).
 //!
 //! Each cycle also stores the time in `Sched::coarse_now`, the clock parks
 //! stamp goroutines with for dumps (a load instead of a clock read per park).
@@ -179,6 +181,7 @@ pub(crate) fn run(sched: Weak<Sched>) {
         let Some(cycle) = sched.sysmon_cycle(&mut state) else {
             return;
         };
+        crate::signal::deliver_pending();
         if !cycle.busy {
             sched.check_dead(&mut state.deadlock);
         }

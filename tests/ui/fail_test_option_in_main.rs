@@ -1,0 +1,2 @@
+#[gort::main(leak_check = true)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[gort::main(threads = 4)]
+fn main() {}
