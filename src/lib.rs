@@ -54,7 +54,7 @@
 //! preemption, system calls), `netpoll` (epoll poll descriptors),
 //! `goroutine` and `runtime` (the public API), `chan`, `sync`, `time`,
 //! `net`, `io`, `debug` (dumps, deadlock and leak checks), `trace`
-//! (execution traces).
+//! (execution traces), `tokio` (Tokio-bound futures, cargo feature `tokio`).
 
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -76,6 +76,8 @@ mod sched;
 mod stack;
 pub mod sync;
 pub mod time;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod trace;
 
 pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, blocking, current, go, scope, yield_now};
