@@ -171,9 +171,8 @@ fn join_timeout_returns_a_finished_output_even_at_zero_and_survives_huge_timeout
 
 #[test]
 fn a_join_timeout_panic_is_the_tasks_panic() {
-    let outcome = gort::run(|| {
-        gort::go(|| gort::tokio::spawn(async { panic!("inside") }).join_timeout(HANG_GUARD)).join()
-    });
+    let outcome =
+        gort::run(|| gort::go(|| gort::tokio::spawn(async { panic!("inside") }).join_timeout(HANG_GUARD)).join());
     assert_eq!(payload_text(&*outcome.unwrap_err()), "inside");
 }
 

@@ -35,11 +35,17 @@ fn tokio_postgres_from_a_thousand_goroutines() {
     let outcome = gort::run(move || {
         let clients = match connect_all(&url) {
             Ok(clients) => clients,
-            Err(e) => return Err(format!("cannot connect to PostgreSQL at {url:?}: {e}")),
+            Err(e) => {
+                let cause = std::error::Error::source(&e)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                return Err(format!("cannot connect to PostgreSQL at {url:?}: {e}{cause}"));
+            }
         };
         let peak = PeakThreads::start();
         let setup = Arc::clone(&clients[0]);
-        let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int PRIMARY KEY, who text NOT NULL)");
+        let create =
+            format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int PRIMARY KEY, who text NOT NULL)");
         gort::tokio::block_on(async move { setup.batch_execute(&create).await }).expect("creating the table");
         let workers: Vec<_> = (0..GOROUTINES)
             .map(|i| {
@@ -71,7 +77,10 @@ fn tokio_postgres_from_a_thousand_goroutines() {
             Ok::<_, tokio_postgres::Error>((row.get::<_, i64>(0), row.get::<_, i64>(1)))
         })
         .expect("counting the rows");
-        assert_eq!((count, sum), (i64::from(GOROUTINES), i64::from(GOROUTINES * (GOROUTINES - 1) / 2)));
+        assert_eq!(
+            (count, sum),
+            (i64::from(GOROUTINES), i64::from(GOROUTINES * (GOROUTINES - 1) / 2))
+        );
         Ok((gort::runtime::procs(), peak.stop()))
     });
     let (procs, peak) = match outcome {
