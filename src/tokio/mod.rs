@@ -107,7 +107,8 @@ where
 ///
 /// ```
 /// let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
-/// let n = gort::run(|| gort::tokio::spawn_on(rt.handle(), async { 7 }).join());
+/// let handle = rt.handle().clone();
+/// let n = gort::run(move || gort::tokio::spawn_on(&handle, async { 7 }).join());
 /// assert_eq!(n, 7);
 /// ```
 pub fn spawn_on<F>(runtime: &Handle, future: F) -> Task<F::Output>
