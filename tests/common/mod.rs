@@ -107,9 +107,12 @@ impl PeakThreads {
 }
 
 /// gort's threads besides the Ms that hold the Ps: sysmon, the thread
-/// spawner and the SIGQUIT watcher (3), and up to 3 more Ms (one taking a
-/// P handed off from an M in a system call, idle ones kept for reuse).
-pub const GORT_SPARE_THREADS: usize = 6;
+/// spawner and the SIGQUIT watcher (3), and Ms beyond procs: one taking a
+/// P handed off from an M in a system call or from a preempted goroutine
+/// that keeps its thread, idle ones kept for reuse. Seen: 3 + 1 alone,
+/// 3 + 4 once in ~45 runs with the binary's other tests loading the
+/// machine; so 10, a count that does not grow with the goroutines.
+pub const GORT_SPARE_THREADS: usize = 10;
 
 /// Print the thread figures of a run and assert that at its `peak` the
 /// process had at most `procs + workers + GORT_SPARE_THREADS` threads more
