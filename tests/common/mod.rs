@@ -111,7 +111,8 @@ impl PeakThreads {
 /// P handed off from an M in a system call or from a preempted goroutine
 /// that keeps its thread, idle ones kept for reuse. Seen: 3 + 1 alone,
 /// 3 + 4 once in ~45 runs with the binary's other tests loading the
-/// machine (which hand-off started the extra Ms was not traced); so 10, a count that does not grow with the goroutines.
+/// machine (which hand-off started the extra Ms was not traced); so
+/// 10, a count that does not grow with the goroutines.
 pub const GORT_SPARE_THREADS: usize = 10;
 
 /// Print the thread figures of a run and assert that at its `peak` the
