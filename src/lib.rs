@@ -55,7 +55,7 @@
 //! `goroutine` and `runtime` (the public API), `future` (futures on
 //! goroutines), `chan`, `sync`, `context`, `time`,
 //! `net`, `io`, `debug` (dumps, deadlock and leak checks), `trace`
-//! (execution traces).
+//! (execution traces), `tokio` (Tokio-bound futures, cargo feature `tokio`).
 
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -80,6 +80,8 @@ pub mod signal;
 mod stack;
 pub mod sync;
 pub mod time;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod trace;
 
 pub use future::block_on;

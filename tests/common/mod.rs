@@ -1,10 +1,13 @@
 //! Helpers shared by integration tests: a process of their own (an exit
 //! status, a signal, stderr that must not mix with other tests'), a guard
-//! that turns a hang into a failure, and the threads the kernel sees.
+//! that turns a hang into a failure, the threads the kernel sees, and the
+//! repository's examples as running servers (`examples.rs`).
 //!
 //! Every test binary that declares `mod common` compiles all of it and uses
 //! a part, hence the `allow`.
 #![allow(dead_code)]
+
+pub mod examples;
 
 use std::ffi::OsStr;
 use std::panic::resume_unwind;
@@ -63,6 +66,67 @@ pub fn threads_named(prefix: &str) -> Vec<PathBuf> {
             name.starts_with(prefix).then_some(task)
         })
         .collect()
+}
+
+/// How many threads this process has (`/proc/self/task` entries).
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// The most threads this process had while a goroutine sampled
+/// `thread_count` every millisecond, from `start` until `stop`.
+pub struct PeakThreads {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: gort::JoinHandle<usize>,
+}
+
+impl PeakThreads {
+    /// Start sampling; on a goroutine.
+    pub fn start() -> PeakThreads {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = gort::go({
+            let stop = std::sync::Arc::clone(&stop);
+            move || {
+                let mut peak = thread_count();
+                while !stop.load(Ordering::Relaxed) {
+                    gort::time::sleep(Duration::from_millis(1));
+                    peak = peak.max(thread_count());
+                }
+                peak
+            }
+        });
+        PeakThreads { stop, sampler }
+    }
+
+    /// Stop sampling and return the peak, which includes this moment.
+    pub fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().unwrap().max(thread_count())
+    }
+}
+
+/// gort's threads besides the Ms that hold the Ps: sysmon, the thread
+/// spawner and the SIGQUIT watcher (3), and Ms beyond procs: one taking a
+/// P handed off from an M in a system call or from a preempted goroutine
+/// that keeps its thread, idle ones kept for reuse. Seen: 3 + 1 alone,
+/// 3 + 4 once in ~45 runs with the binary's other tests loading the
+/// machine (which hand-off started the extra Ms was not traced); so
+/// 10, a count that does not grow with the goroutines.
+pub const GORT_SPARE_THREADS: usize = 10;
+
+/// Print the thread figures of a run and assert that at its `peak` the
+/// process had at most `procs + workers + GORT_SPARE_THREADS` threads more
+/// than the `before` it had when gort was not running yet, `workers`
+/// being another runtime's threads (Tokio's, say): a count, independent
+/// of how many goroutines were waiting.
+pub fn assert_threads_within(what: &str, before: usize, peak: usize, procs: usize, workers: usize) {
+    let bound = before + procs + workers + GORT_SPARE_THREADS;
+    eprintln!(
+        "{what}: threads {before} before gort, peak {peak} (procs {procs}, other workers {workers}, \
+         bound {bound})"
+    );
+    assert!(peak <= bound, "{what}: {peak} threads > bound {bound}");
 }
 
 /// Set in a child process started by `in_child`.
