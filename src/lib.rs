@@ -67,6 +67,8 @@ mod arch;
 pub mod chan;
 mod debug;
 pub mod goroutine;
+#[cfg(feature = "hook-io")]
+mod hook;
 pub mod io;
 pub mod net;
 mod netpoll;
