@@ -77,9 +77,15 @@ fn a_thousand_std_tcp_reads_park_without_a_thread_each() {
             }
             let mut dump = Vec::new();
             gort::runtime::dump(&mut dump).unwrap();
-            assert!(String::from_utf8_lossy(&dump).contains("IO wait"), "no IO wait in the dump");
+            assert!(
+                String::from_utf8_lossy(&dump).contains("IO wait"),
+                "no IO wait in the dump"
+            );
             let threads = os_threads() - base;
-            assert!(threads <= 2 + 6, "{threads} threads beyond the {base} before the runtime, with {N} blocked reads");
+            assert!(
+                threads <= 2 + 6,
+                "{threads} threads beyond the {base} before the runtime, with {N} blocked reads"
+            );
             // Echo each reader's byte back, plus one.
             for s in &mut served {
                 let mut b = [0u8; 1];
@@ -138,7 +144,11 @@ fn timeouts_end_blocked_calls_with_eagain() {
         let start = Instant::now();
         let e = s.read(&mut [0u8; 8]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
-        assert!(start.elapsed() >= Duration::from_millis(45), "timed out early: {:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(45),
+            "timed out early: {:?}",
+            start.elapsed()
+        );
         s.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
         let chunk = vec![0u8; 1 << 16];
         let e = loop {
@@ -167,7 +177,10 @@ fn the_owners_nonblocking_mode_is_kept() {
                 let _peer = listener.accept().unwrap();
                 let fd = s.as_raw_fd();
                 assert!(!owner_nonblocking(fd));
-                assert!(kernel_nonblocking(fd), "a goroutine's socket is non-blocking in the kernel");
+                assert!(
+                    kernel_nonblocking(fd),
+                    "a goroutine's socket is non-blocking in the kernel"
+                );
                 s.set_nonblocking(true).unwrap();
                 assert!(owner_nonblocking(fd));
                 assert_eq!((&s).read(&mut [0u8; 4]).unwrap_err().kind(), ErrorKind::WouldBlock);
@@ -268,7 +281,10 @@ fn a_forked_child_uses_blocking_sockets() {
                 let mut status = 0;
                 // SAFETY: our child.
                 gort::blocking(|| unsafe { libc::waitpid(pid, &mut status, 0) });
-                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed: {status:#x}");
+                assert!(
+                    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                    "child failed: {status:#x}"
+                );
             })
             .join()
             .unwrap();

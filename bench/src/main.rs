@@ -8,6 +8,8 @@
 //! bodies run inside a goroutine, never on a bare thread.
 
 mod chans;
+#[cfg(feature = "hook-io")]
+mod hooked;
 mod net;
 mod preempt;
 mod report;
@@ -60,6 +62,11 @@ fn main() {
         "detect_latency" => preempt::detect_latency(),
         "tcp_echo" => gort::run(move || net::tcp_echo(&args[1..])),
         "syscall_block_spawnblocking" => not_available(&name, "same_as_syscall_block"),
+        // gort only (issue 24): std-socket clients on goroutines under hook-io.
+        #[cfg(feature = "hook-io")]
+        "hooked_http" => gort::run(hooked::hooked_http),
+        #[cfg(not(feature = "hook-io"))]
+        "hooked_http" => not_available(&name, "needs_--features_hook-io"),
         n if ALL.contains(&n) => not_available(n, "not-yet"),
         other => {
             eprintln!("unknown benchmark {other:?}\nbenchmarks: {}", ALL.join(" "));

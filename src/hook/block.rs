@@ -58,7 +58,9 @@ pub(super) fn may_park() -> bool {
     let here = 0u8;
     let sp = &raw const here as usize;
     // SAFETY: we run on g's M, which owns g while running it.
-    let Some(stack) = (unsafe { g.stack_ref() }) else { return false };
+    let Some(stack) = (unsafe { g.stack_ref() }) else {
+        return false;
+    };
     sp > stack.lo() && sp <= stack.top()
 }
 
@@ -142,7 +144,9 @@ pub(super) fn io(fd: RawFd, dir: Direction, mut attempt: impl FnMut() -> isize) 
 #[cold]
 fn wait_io(fd: RawFd, dir: Direction, attempt: &mut dyn FnMut() -> isize) -> isize {
     let Some(entry) = table::get(fd) else { return attempt() };
-    let Some(hold) = entry.hold() else { return sys::fail(libc::EBADF) };
+    let Some(hold) = entry.hold() else {
+        return sys::fail(libc::EBADF);
+    };
     if may_park()
         && let Some(nfd) = hold.netfd(fd)
     {
@@ -159,16 +163,20 @@ fn wait_io(fd: RawFd, dir: Direction, attempt: &mut dyn FnMut() -> isize) -> isi
 
 /// The blocking call emulated on a thread: try, `poll`, try again, until
 /// the owner's timeout.
-fn thread_io(entry: &'static Entry, generation: u64, fd: RawFd, dir: Direction, attempt: &mut dyn FnMut() -> isize) -> isize {
+fn thread_io(
+    entry: &'static Entry,
+    generation: u64,
+    fd: RawFd,
+    dir: Direction,
+    attempt: &mut dyn FnMut() -> isize,
+) -> isize {
     let mut deadline = None;
     loop {
         let r = attempt();
         if r >= 0 || sys::errno() != libc::EAGAIN {
             return r;
         }
-        let d = *deadline.get_or_insert_with(|| {
-            sys::timeout(fd, dir).and_then(crate::sched::timers::deadline_after)
-        });
+        let d = *deadline.get_or_insert_with(|| sys::timeout(fd, dir).and_then(crate::sched::timers::deadline_after));
         if !thread_wait(entry, generation, fd, dir, d) {
             return -1;
         }
@@ -217,8 +225,12 @@ pub(super) fn connect(fd: RawFd, attempt: impl FnOnce() -> isize) -> isize {
 
 #[cold]
 fn wait_connected(fd: RawFd) -> isize {
-    let Some(entry) = table::get(fd) else { return sys::fail(libc::EINPROGRESS) };
-    let Some(hold) = entry.hold() else { return sys::fail(libc::EBADF) };
+    let Some(entry) = table::get(fd) else {
+        return sys::fail(libc::EINPROGRESS);
+    };
+    let Some(hold) = entry.hold() else {
+        return sys::fail(libc::EBADF);
+    };
     let deadline = sys::timeout(fd, Direction::Write).and_then(crate::sched::timers::deadline_after);
     if may_park()
         && let Some(nfd) = hold.netfd(fd)

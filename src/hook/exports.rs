@@ -67,7 +67,17 @@ fn new_socket_state(asked_nonblocking: bool) -> (u32, c_int) {
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     let (state, add) = new_socket_state(ty & libc::SOCK_NONBLOCK != 0);
     // SAFETY: plain integers.
-    let fd = int(unsafe { call(libc::SYS_socket, domain as usize, (ty | add) as usize, protocol as usize, 0, 0, 0) });
+    let fd = int(unsafe {
+        call(
+            libc::SYS_socket,
+            domain as usize,
+            (ty | add) as usize,
+            protocol as usize,
+            0,
+            0,
+            0,
+        )
+    });
     if fd >= 0 {
         table::record(fd, state);
     }
@@ -93,7 +103,15 @@ pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut libc::sockaddr, len: *mut
     let (state, add) = new_socket_state(flags & libc::SOCK_NONBLOCK != 0);
     // SAFETY: the caller vouches for `addr` and `len`.
     let new = int(block::io(fd, Direction::Read, || unsafe {
-        call(libc::SYS_accept4, fd as usize, addr as usize, len as usize, (flags | add) as usize, 0, 0)
+        call(
+            libc::SYS_accept4,
+            fd as usize,
+            addr as usize,
+            len as usize,
+            (flags | add) as usize,
+            0,
+            0,
+        )
     }));
     if new >= 0 {
         table::record(new, state);
@@ -104,13 +122,17 @@ pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut libc::sockaddr, len: *mut
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     // SAFETY: the caller vouches for `buf`.
-    block::io(fd, Direction::Read, || unsafe { call(libc::SYS_read, fd as usize, buf as usize, n, 0, 0, 0) })
+    block::io(fd, Direction::Read, || unsafe {
+        call(libc::SYS_read, fd as usize, buf as usize, n, 0, 0, 0)
+    })
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
     // SAFETY: the caller vouches for `buf`.
-    block::io(fd, Direction::Write, || unsafe { call(libc::SYS_write, fd as usize, buf as usize, n, 0, 0, 0) })
+    block::io(fd, Direction::Write, || unsafe {
+        call(libc::SYS_write, fd as usize, buf as usize, n, 0, 0, 0)
+    })
 }
 
 #[unsafe(no_mangle)]
@@ -155,7 +177,15 @@ pub unsafe extern "C" fn recvfrom(
 ) -> ssize_t {
     // SAFETY: the caller vouches for `buf`, `addr` and `len`.
     flagged(fd, Direction::Read, flags, || unsafe {
-        call(libc::SYS_recvfrom, fd as usize, buf as usize, n, flags as usize, addr as usize, len as usize)
+        call(
+            libc::SYS_recvfrom,
+            fd as usize,
+            buf as usize,
+            n,
+            flags as usize,
+            addr as usize,
+            len as usize,
+        )
     })
 }
 
@@ -184,7 +214,15 @@ pub unsafe extern "C" fn sendto(
 ) -> ssize_t {
     // SAFETY: the caller vouches for `buf` and `addr`.
     flagged(fd, Direction::Write, flags, || unsafe {
-        call(libc::SYS_sendto, fd as usize, buf as usize, n, flags as usize, addr as usize, len as usize)
+        call(
+            libc::SYS_sendto,
+            fd as usize,
+            buf as usize,
+            n,
+            flags as usize,
+            addr as usize,
+            len as usize,
+        )
     })
 }
 
@@ -202,14 +240,26 @@ fn ms_timeout(ms: c_int) -> Option<Duration> {
 }
 
 fn timeout_ms(t: Option<Duration>) -> c_int {
-    t.map_or(-1, |t| c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX))
+    t.map_or(-1, |t| {
+        c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)
+    })
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
     let blocking = |t: Option<Duration>| {
         // SAFETY: the caller vouches for `fds`.
-        unsafe { call(libc::SYS_poll, fds as usize, n as usize, timeout_ms(t) as usize, 0, 0, 0) }
+        unsafe {
+            call(
+                libc::SYS_poll,
+                fds as usize,
+                n as usize,
+                timeout_ms(t) as usize,
+                0,
+                0,
+                0,
+            )
+        }
     };
     // SAFETY: as above.
     int(unsafe { poll::poll(fds, n, ms_timeout(timeout), blocking) })
@@ -218,7 +268,10 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: 
 fn timespec_duration(ts: *const libc::timespec) -> Option<Duration> {
     // SAFETY: the caller of the hook vouches for a non-null `ts`.
     let ts = unsafe { ts.as_ref() }?;
-    Some(Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32))
+    Some(Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    ))
 }
 
 fn duration_timespec(t: Duration) -> libc::timespec {
@@ -241,7 +294,15 @@ pub unsafe extern "C" fn ppoll(
         let tsp = copy.as_mut().map_or(std::ptr::null_mut(), |c| c as *mut libc::timespec);
         // SAFETY: the caller vouches for `fds` and `sigmask`.
         unsafe {
-            call(libc::SYS_ppoll, fds as usize, n as usize, tsp as usize, sigmask as usize, 8, 0)
+            call(
+                libc::SYS_ppoll,
+                fds as usize,
+                n as usize,
+                tsp as usize,
+                sigmask as usize,
+                8,
+                0,
+            )
         }
     };
     let timeout = timespec_duration(ts);
@@ -261,9 +322,8 @@ pub unsafe extern "C" fn select(
     tv: *mut libc::timeval,
 ) -> c_int {
     // SAFETY: the caller vouches for a non-null `tv`.
-    let timeout = unsafe { tv.as_ref() }.map(|tv| {
-        Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64)
-    });
+    let timeout = unsafe { tv.as_ref() }
+        .map(|tv| Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64));
     let start = std::time::Instant::now();
     let blocking = |t: Option<Duration>| {
         let mut left = t.map(|t| libc::timeval {
@@ -272,7 +332,17 @@ pub unsafe extern "C" fn select(
         });
         let tvp = left.as_mut().map_or(std::ptr::null_mut(), |l| l as *mut libc::timeval);
         // SAFETY: the caller vouches for the sets.
-        unsafe { call(libc::SYS_select, nfds as usize, r as usize, w as usize, e as usize, tvp as usize, 0) }
+        unsafe {
+            call(
+                libc::SYS_select,
+                nfds as usize,
+                r as usize,
+                w as usize,
+                e as usize,
+                tvp as usize,
+                0,
+            )
+        }
     };
     let sets: FdSets = [r, w, e];
     // SAFETY: as above.
@@ -305,7 +375,17 @@ pub unsafe extern "C" fn pselect(
         let mask: [usize; 2] = [sigmask as usize, 8];
         let maskp = if sigmask.is_null() { 0 } else { &raw const mask as usize };
         // SAFETY: the caller vouches for the sets and the mask.
-        unsafe { call(libc::SYS_pselect6, nfds as usize, r as usize, w as usize, e as usize, tsp as usize, maskp) }
+        unsafe {
+            call(
+                libc::SYS_pselect6,
+                nfds as usize,
+                r as usize,
+                w as usize,
+                e as usize,
+                tsp as usize,
+                maskp,
+            )
+        }
     };
     let timeout = timespec_duration(ts);
     if !sigmask.is_null() {
@@ -324,7 +404,9 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 
 /// Empty `fd`'s entry before its number is closed or replaced.
 fn retire(fd: RawFd) {
-    let Some(entry) = table::get(fd).filter(|e| e.is_live()) else { return };
+    let Some(entry) = table::get(fd).filter(|e| e.is_live()) else {
+        return;
+    };
     if FORKED.load(Ordering::Relaxed) {
         // Nothing waits in a child: forget the state, leave the parent's
         // registration alone.
@@ -350,7 +432,15 @@ pub unsafe extern "C" fn setsockopt(
 ) -> c_int {
     // SAFETY: the caller vouches for `value`.
     let r = int(unsafe {
-        call(libc::SYS_setsockopt, fd as usize, level as usize, name as usize, value as usize, len as usize, 0)
+        call(
+            libc::SYS_setsockopt,
+            fd as usize,
+            level as usize,
+            name as usize,
+            value as usize,
+            len as usize,
+            0,
+        )
     });
     let dir = match (level, name) {
         (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => Direction::Read,
@@ -419,7 +509,10 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
     let mut on: c_int = 1;
     let mut arg = arg;
     // SAFETY: FIONBIO's argument is a pointer to an int.
-    if request == libc::FIONBIO as c_ulong && !arg.is_null() && set_user_nonblocking(fd, unsafe { *arg.cast::<c_int>() } != 0) {
+    if request == libc::FIONBIO as c_ulong
+        && !arg.is_null()
+        && set_user_nonblocking(fd, unsafe { *arg.cast::<c_int>() } != 0)
+    {
         arg = (&raw mut on).cast();
     }
     // SAFETY: the caller's request and argument, passed on.

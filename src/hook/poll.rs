@@ -77,8 +77,12 @@ pub(super) fn wait_set(set: &[Want], deadline: Option<Instant>, ready: impl FnOn
     // the waits that borrow from them.
     let mut holds: Vec<(RawFd, Hold)> = Vec::with_capacity(set.len());
     for &(fd, _, _) in set {
-        let Some(entry) = table::get_or_make(fd) else { return Waited::Cannot };
-        let Some(hold) = entry.hold() else { return Waited::Closed(fd) };
+        let Some(entry) = table::get_or_make(fd) else {
+            return Waited::Cannot;
+        };
+        let Some(hold) = entry.hold() else {
+            return Waited::Closed(fd);
+        };
         holds.push((fd, hold));
     }
     let mut nfds: Vec<&NetFd<table::HookedFd>> = Vec::with_capacity(set.len());
@@ -95,7 +99,9 @@ pub(super) fn wait_set(set: &[Want], deadline: Option<Instant>, ready: impl FnOn
             if !wanted {
                 continue;
             }
-            let Some(lock) = nfd.try_lock(dir) else { return Waited::Cannot };
+            let Some(lock) = nfd.try_lock(dir) else {
+                return Waited::Cannot;
+            };
             locks.push(lock);
             waits.push((nfd.registration(), dir));
         }

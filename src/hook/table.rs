@@ -123,9 +123,7 @@ pub(super) fn get_or_make(fd: RawFd) -> Option<&'static Entry> {
     }
     // Zeroed memory is `CHUNK` valid entries: atomics at 0, null pointers.
     let fresh = mem.cast::<Entry>();
-    if let Err(_other) =
-        TABLE[chunk].compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
-    {
+    if let Err(_other) = TABLE[chunk].compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: our mapping, never published.
         unsafe { libc::munmap(mem, bytes) };
     }

@@ -470,7 +470,11 @@ impl Registration {
                 .iter()
                 .any(|(reg, _)| reg.pd().closing.load(Ordering::SeqCst) || reg.poller.is_shut_down())
             || ready();
-        let tag = if stop { 0 } else { token.wait(deadline, WaitReason::IoWait) };
+        let tag = if stop {
+            0
+        } else {
+            token.wait(deadline, WaitReason::IoWait)
+        };
         for (reg, dir) in waits {
             if reg.pd().slot(*dir).withdraw(raw) {
                 // SAFETY: withdrawn, so that reference is ours again.

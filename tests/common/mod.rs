@@ -6,6 +6,8 @@
 //! a part, hence the `allow`.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::ffi::OsStr;
 use std::panic::resume_unwind;
 use std::path::PathBuf;
