@@ -56,7 +56,7 @@ pub fn hooked_http() {
             check(NAME, response.ends_with(BODY), || format!("gort::net got {response:?}"));
         }
     });
-    let procs = gort::procs();
+    let procs = gort::runtime::procs();
     info(
         NAME,
         format!("procs {procs}, {GOROUTINES} goroutines x {REQUESTS} GETs each"),

@@ -508,12 +508,12 @@ pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     let mut on: c_int = 1;
     let mut arg = arg;
-    // SAFETY: FIONBIO's argument is a pointer to an int.
-    if request == libc::FIONBIO as c_ulong
-        && !arg.is_null()
-        && set_user_nonblocking(fd, unsafe { *arg.cast::<c_int>() } != 0)
-    {
-        arg = (&raw mut on).cast();
+    if request == libc::FIONBIO as c_ulong && !arg.is_null() {
+        // SAFETY: FIONBIO's argument is a pointer to an int.
+        let asked = unsafe { *arg.cast::<c_int>() } != 0;
+        if set_user_nonblocking(fd, asked) {
+            arg = (&raw mut on).cast();
+        }
     }
     // SAFETY: the caller's request and argument, passed on.
     int(unsafe { call(libc::SYS_ioctl, fd as usize, request as usize, arg as usize, 0, 0, 0) })
