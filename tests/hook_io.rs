@@ -291,3 +291,79 @@ fn a_forked_child_uses_blocking_sockets() {
         });
     });
 }
+
+/// Errors come through as the kernel gives them: a refused connection
+/// (a connect in progress parked, then `SO_ERROR`), a broken pipe with no
+/// SIGPIPE (std asks for `MSG_NOSIGNAL`), end of file.
+#[test]
+fn refused_connections_broken_pipes_and_eof_are_reported() {
+    guarded(|| {
+        runtime().block_on(|| {
+            gort::go(|| {
+                let port = {
+                    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                    l.local_addr().unwrap()
+                };
+                let e = TcpStream::connect(port).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let mut s = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let (peer, _) = listener.accept().unwrap();
+                drop(peer);
+                assert_eq!(s.read(&mut [0u8; 8]).unwrap(), 0, "end of file");
+                let e = loop {
+                    if let Err(e) = s.write_all(&[0u8; 4096]) {
+                        break e;
+                    }
+                };
+                assert!(
+                    matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset),
+                    "{e}"
+                );
+            })
+            .join()
+            .unwrap();
+        });
+    });
+}
+
+/// A goroutine waiting in libc's `poll` on a socket parks (`IO wait`) and
+/// wakes with the socket's readiness; a `dup` of a managed socket carries
+/// its state.
+#[test]
+fn poll_parks_and_dup_keeps_the_state() {
+    guarded(|| {
+        runtime().block_on(|| {
+            let (mut a, b) = UnixStream::pair().unwrap();
+            let fd = b.as_raw_fd();
+            let poller = gort::go(move || {
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+                // Its first read on a goroutine makes the socket managed.
+                assert_eq!((&b).read(&mut [0u8; 1]).unwrap(), 1);
+                (n, pfd.revents, b)
+            });
+            common::wait_until_parked(&poller, "IO wait");
+            a.write_all(b"p").unwrap();
+            let (n, revents, b) = poller.join().unwrap();
+            assert_eq!((n, revents & libc::POLLIN), (1, libc::POLLIN));
+
+            let copy = gort::go(move || {
+                // SAFETY: dup of an open descriptor.
+                let d = unsafe { libc::dup(b.as_raw_fd()) };
+                assert!(d >= 0);
+                (owner_nonblocking(d), kernel_nonblocking(d), b, d)
+            });
+            let (owner, kernel, _b, d) = copy.join().unwrap();
+            assert!(!owner && kernel, "owner sees blocking, the kernel non-blocking");
+            // SAFETY: ours.
+            unsafe { libc::close(d) };
+        });
+    });
+}
