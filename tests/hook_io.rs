@@ -329,8 +329,9 @@ fn refused_connections_broken_pipes_and_eof_are_reported() {
 }
 
 /// A goroutine waiting in libc's `poll` on a socket parks (`IO wait`) and
-/// wakes with the socket's readiness; a `dup` of a managed socket carries
-/// its state.
+/// wakes with the socket's readiness, one sleeping in a `poll` without
+/// descriptors sleeps parked; a `dup` of a managed socket carries its
+/// state.
 #[test]
 fn poll_parks_and_dup_keeps_the_state() {
     guarded(|| {
@@ -353,6 +354,12 @@ fn poll_parks_and_dup_keeps_the_state() {
             a.write_all(b"p").unwrap();
             let (n, revents, b) = poller.join().unwrap();
             assert_eq!((n, revents & libc::POLLIN), (1, libc::POLLIN));
+
+            // No descriptors: a sleep, which a goroutine sleeps parked.
+            // SAFETY: poll with no descriptors only waits.
+            let sleeper = gort::go(|| unsafe { libc::poll(std::ptr::null_mut(), 0, 200) });
+            common::wait_until_parked(&sleeper, "sleep");
+            assert_eq!(sleeper.join().unwrap(), 0);
 
             let copy = gort::go(move || {
                 // SAFETY: dup of an open descriptor.

@@ -169,8 +169,18 @@ pub(super) unsafe fn poll(
     timeout: Option<Duration>,
     blocking: impl FnOnce(Option<Duration>) -> isize,
 ) -> isize {
-    if n == 0 || !parks() {
+    if !parks() {
         return blocking(timeout);
+    }
+    if n == 0 {
+        // A sleep (libcurl's `Curl_wait_ms`): a goroutine's sleep.
+        return match timeout {
+            Some(t) => {
+                crate::time::sleep(t);
+                0
+            }
+            None => blocking(timeout),
+        };
     }
     // SAFETY: the caller vouches for `fds`.
     let r = unsafe { poll_now(fds, n) };

@@ -258,7 +258,8 @@ impl Entry {
         }
         self.drop_netfd();
         self.state.store(0, Ordering::Release);
-        self.ops.store((seen / GENERATION + 1) * GENERATION, Ordering::Release);
+        let next = (seen / GENERATION).wrapping_add(1).wrapping_mul(GENERATION);
+        self.ops.store(next, Ordering::Release);
     }
 
     /// Free the registration if no call uses it: the owner made the
