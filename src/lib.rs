@@ -52,7 +52,8 @@
 //! `stack` (guarded stack reservations), `os` (futex, epoll, signals, system
 //! calls), `sched` (G, M, P, run queues, schedule, idle Ms, park, sysmon,
 //! preemption, system calls), `netpoll` (epoll poll descriptors),
-//! `goroutine` and `runtime` (the public API), `chan`, `sync`, `time`,
+//! `goroutine` and `runtime` (the public API), `future` (futures on
+//! goroutines), `chan`, `sync`, `time`,
 //! `net`, `io`, `debug` (dumps, deadlock and leak checks), `trace`
 //! (execution traces).
 
@@ -66,6 +67,7 @@
 mod arch;
 pub mod chan;
 mod debug;
+pub mod future;
 pub mod goroutine;
 #[cfg(feature = "hook-io")]
 mod hook;
@@ -80,5 +82,6 @@ pub mod sync;
 pub mod time;
 pub mod trace;
 
+pub use future::block_on;
 pub use goroutine::{JoinHandle, Scope, ScopedJoinHandle, blocking, current, go, scope, yield_now};
 pub use runtime::{Error, Runtime, run};

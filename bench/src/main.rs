@@ -7,6 +7,7 @@
 //! those of `peers/common/src/lib.rs` and `peers/go/benches.go`; benchmark
 //! bodies run inside a goroutine, never on a bare thread.
 
+mod bridge;
 mod chans;
 #[cfg(feature = "hook-io")]
 mod hooked;
@@ -33,6 +34,8 @@ const ALL: &[&str] = &[
     "syscall_block",
     "syscall_block_spawnblocking",
     "tcp_echo",
+    "idle_conns",
+    "http_hello",
 ];
 
 const SPAWN_N: u64 = 1_000_000;
@@ -60,7 +63,11 @@ fn main() {
         "syscall_block" => preempt::syscall_block(),
         // gort only: the latency of sysmon's blocked-thread detection.
         "detect_latency" => preempt::detect_latency(),
+        // gort only: a goroutine waiting on a future in `block_on`.
+        "async_bridge" => gort::run(bridge::async_bridge),
         "tcp_echo" => gort::run(move || net::tcp_echo(&args[1..])),
+        "http_hello" => gort::run(move || net::http_hello(&args[1..])),
+        "idle_conns" => gort::run(net::idle_conns),
         "syscall_block_spawnblocking" => not_available(&name, "same_as_syscall_block"),
         // gort only (issue 24): std-socket clients on goroutines under hook-io.
         #[cfg(feature = "hook-io")]

@@ -27,6 +27,10 @@ use crate::sched::current_m;
 #[derive(Default)]
 pub(crate) struct LocalMap {
     slots: Vec<Option<Box<dyn Any>>>,
+    /// The runtime's own per-goroutine value: `block_on`'s reusable waker
+    /// state (`future.rs`), kept here rather than in the G, which has no
+    /// byte to spare, and dropped with the goroutine like the user's values.
+    pub(crate) future_signal: Option<crate::future::CachedSignal>,
 }
 
 thread_local! {
@@ -109,8 +113,9 @@ fn value_ptr<T: 'static>(b: &Box<dyn Any>) -> *const T {
     b.downcast_ref::<T>().expect("goroutine-local slot holds another type") as *const T
 }
 
-/// Run `f` on the calling goroutine's map, or the thread's.
-fn with_map<R>(f: impl FnOnce(&mut LocalMap) -> R) -> R {
+/// Run `f` on the calling goroutine's map, or the thread's. `f` must not
+/// call back into `with_map`.
+pub(crate) fn with_map<R>(f: impl FnOnce(&mut LocalMap) -> R) -> R {
     match current_m().and_then(|m| m.curg.get()) {
         Some(g) => {
             let slot: &UnsafeCell<Option<Box<LocalMap>>> = &g.locals;

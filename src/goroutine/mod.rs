@@ -41,7 +41,7 @@ use crate::runtime::with_current;
 use crate::sched::{Sched, WaitCell, WaitReason, current_m, newproc};
 use job::{ExitHook, JobHandle};
 pub use local::LocalKey;
-pub(crate) use local::LocalMap;
+pub(crate) use local::{LocalMap, with_map};
 
 mod job;
 mod local;

@@ -90,11 +90,13 @@ pub(crate) enum WaitReason {
     Once,
     /// Waiting for a socket (`net`).
     IoWait,
+    /// `block_on`: a future returned `Pending`; its waker readies us.
+    Future,
 }
 
 impl WaitReason {
     /// Indexed by discriminant.
-    const ALL: [WaitReason; 16] = [
+    const ALL: [WaitReason; 17] = [
         WaitReason::None,
         WaitReason::Join,
         WaitReason::Scope,
@@ -111,6 +113,7 @@ impl WaitReason {
         WaitReason::Barrier,
         WaitReason::Once,
         WaitReason::IoWait,
+        WaitReason::Future,
     ];
 
     /// The reason's one-byte code (its discriminant): how the G and the
@@ -143,6 +146,7 @@ impl WaitReason {
             WaitReason::Barrier => "barrier wait",
             WaitReason::Once => "sync.Once",
             WaitReason::IoWait => "IO wait",
+            WaitReason::Future => "future",
         }
     }
 }
