@@ -70,6 +70,8 @@ pub mod context;
 pub mod debug;
 pub mod future;
 pub mod goroutine;
+#[cfg(feature = "hook-io")]
+mod hook;
 pub mod io;
 pub mod net;
 mod netpoll;

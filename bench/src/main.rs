@@ -9,6 +9,8 @@
 
 mod bridge;
 mod chans;
+#[cfg(feature = "hook-io")]
+mod hooked;
 mod net;
 mod preempt;
 mod report;
@@ -67,6 +69,11 @@ fn main() {
         "http_hello" => gort::run(move || net::http_hello(&args[1..])),
         "idle_conns" => gort::run(net::idle_conns),
         "syscall_block_spawnblocking" => not_available(&name, "same_as_syscall_block"),
+        // gort only (issue 24): std-socket clients on goroutines under hook-io.
+        #[cfg(feature = "hook-io")]
+        "hooked_http" => gort::run(hooked::hooked_http),
+        #[cfg(not(feature = "hook-io"))]
+        "hooked_http" => not_available(&name, "needs_--features_hook-io"),
         n if ALL.contains(&n) => not_available(n, "not-yet"),
         other => {
             eprintln!("unknown benchmark {other:?}\nbenchmarks: {}", ALL.join(" "));

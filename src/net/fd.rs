@@ -369,7 +369,7 @@ impl<S: AsRawFd> NetFd<S> {
     {
         // First mark it closed, so that the waiters woken by the shutdown's
         // edge fail as closed rather than read its end-of-file.
-        self.reg.close();
+        self.evict();
         // SAFETY: the descriptor is open while `self.sock` lives. Failing is
         // fine: an unconnected datagram socket has nothing to shut down.
         unsafe { libc::shutdown(self.sock.as_raw_fd(), libc::SHUT_RDWR) };
@@ -382,6 +382,31 @@ fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+impl<S> NetFd<S> {
+    /// Mark the socket closed and wake whoever waits on it, without ending
+    /// the connection: the hooks' `close` of one of several descriptors
+    /// of it (`hook/table.rs`), and the first step of `close`.
+    pub(crate) fn evict(&self) {
+        self.reg.close();
+    }
+
+    /// The poll registration, for a wait on several sockets at once
+    /// (`hook/poll.rs`), made under `try_lock`'s guard.
+    #[cfg(feature = "hook-io")]
+    pub(crate) fn registration(&self) -> &Registration {
+        &self.reg
+    }
+
+    /// The direction's one-waiter lock, if nobody holds it.
+    #[cfg(feature = "hook-io")]
+    pub(crate) fn try_lock(&self, dir: Direction) -> Option<DeadlineLockGuard<'_>> {
+        match dir {
+            Direction::Read => self.read_lock.try_lock(),
+            Direction::Write => self.write_lock.try_lock(),
+        }
     }
 }
 

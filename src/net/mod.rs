@@ -227,7 +227,7 @@ macro_rules! stream_io {
     };
 }
 
-mod fd;
+pub(crate) mod fd;
 mod tcp;
 mod udp;
 mod unix;

@@ -319,6 +319,19 @@ impl Poller {
         self.shut_down.load(Ordering::SeqCst)
     }
 
+    /// Called by a waiter once registered: if its thread will not poll for
+    /// it (a thread, or another runtime's goroutine), make sure an M of
+    /// ours will. An M that goes idle after this sees the socket (counted
+    /// since `register`) and polls.
+    fn ensure_polled(&self) {
+        if !self.polled_by_caller()
+            && !self.is_blocked()
+            && let Some(sched) = self.sched.upgrade()
+        {
+            sched.wakep();
+        }
+    }
+
     /// Whether the running goroutine belongs to this poller's runtime (so
     /// its M will poll when it goes idle).
     fn polled_by_caller(&self) -> bool {
@@ -400,15 +413,7 @@ impl Registration {
             return Ok(());
         }
         let poller = &self.poller;
-        if !poller.polled_by_caller() && !poller.is_blocked() {
-            // A thread (or another runtime's goroutine) waits: its thread
-            // will not poll for us, so make sure an M of ours will. An M
-            // that goes idle after this sees the socket (counted since
-            // `register`) and polls.
-            if let Some(sched) = poller.sched.upgrade() {
-                sched.wakep();
-            }
-        }
+        poller.ensure_polled();
         // SeqCst load after the SeqCst install: `close` stores the flag and
         // then fires, so either we see the flag or it sees our token.
         let tag = if (pd.closing.load(Ordering::SeqCst) || poller.is_shut_down()) && slot.withdraw(raw) {
@@ -429,6 +434,57 @@ impl Registration {
         // Woken by an edge: consume it, since the retry will see its data.
         slot.take_ready();
         self.check_open()
+    }
+
+    /// Wait until one of `waits` (sockets and directions) sees an edge,
+    /// `deadline` passes, or `ready` — asked once the waiter is registered
+    /// on every slot, so that readiness from before is not missed — says
+    /// there is something to do already (`poll`/`select` on a goroutine,
+    /// `hook/poll.rs`). `Ok(true)`: the deadline ended the wait. The caller
+    /// holds every (socket, direction)'s one-waiter lock, and names each
+    /// pair once. A pending edge ends the wait at once (it may be stale:
+    /// the caller checks readiness itself and waits again).
+    #[cfg(feature = "hook-io")]
+    #[track_caller]
+    pub(crate) fn wait_any(
+        waits: &[(&Registration, Direction)],
+        deadline: Option<Instant>,
+        ready: impl FnOnce() -> bool,
+    ) -> io::Result<bool> {
+        let token = WaitToken::lend();
+        let raw = Arc::as_ptr(&token) as usize;
+        let mut stop = false;
+        for (reg, dir) in waits {
+            reg.check_open()?;
+            let clone = Arc::into_raw(Arc::clone(&token)) as usize;
+            if reg.pd().slot(*dir).register(clone).is_err() {
+                // SAFETY: not installed, so the reference is still ours.
+                drop(unsafe { Arc::from_raw(clone as *const WaitToken) });
+                stop = true;
+            }
+            reg.poller.ensure_polled();
+        }
+        // SeqCst loads after the SeqCst installs, as in `wait`.
+        stop = stop
+            || waits
+                .iter()
+                .any(|(reg, _)| reg.pd().closing.load(Ordering::SeqCst) || reg.poller.is_shut_down())
+            || ready();
+        let tag = if stop {
+            0
+        } else {
+            token.wait(deadline, WaitReason::IoWait)
+        };
+        for (reg, dir) in waits {
+            if reg.pd().slot(*dir).withdraw(raw) {
+                // SAFETY: withdrawn, so that reference is ours again.
+                drop(unsafe { Arc::from_raw(raw as *const WaitToken) });
+            }
+        }
+        for (reg, _) in waits {
+            reg.check_open()?;
+        }
+        Ok(tag == TIMED_OUT)
     }
 
     fn check_open(&self) -> io::Result<()> {

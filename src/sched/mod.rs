@@ -385,6 +385,8 @@ impl<T> std::ops::DerefMut for LockGuard<'_, T> {
 
 impl Sched {
     pub(crate) fn new(cfg: Config) -> Arc<Sched> {
+        #[cfg(feature = "hook-io")]
+        crate::hook::install();
         let debug = trace::DebugFlags::from_env();
         let chaos = cfg.chaos.or(debug.chaos);
         if chaos.is_some() {

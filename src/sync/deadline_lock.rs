@@ -70,6 +70,16 @@ impl DeadlineLock {
         taken.then(|| DeadlineLockGuard(self))
     }
 
+    /// Take the lock if it is free.
+    #[cfg(feature = "hook-io")]
+    pub(crate) fn try_lock(&self) -> Option<DeadlineLockGuard<'_>> {
+        // Acquire pairs with `unlock`'s Release.
+        self.state
+            .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then(|| DeadlineLockGuard(self))
+    }
+
     #[track_caller]
     fn lock_slow(&self, deadline: Option<Instant>, reason: WaitReason) -> bool {
         let token = {
