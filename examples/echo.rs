@@ -11,13 +11,23 @@
 //! cargo run --release --example echo -- --port 0  # any free port, printed
 //! ```
 //!
-//! It runs until interrupted (Ctrl-C or SIGTERM, whose default action ends
-//! the process).
+//! Ctrl-C or SIGTERM shuts it down the way a Go server does it: the signal
+//! (`gort::signal::notify`, Go's `signal.NotifyContext`) cancels the
+//! server's `Context`; cancellation closes the listener, so the accept loop
+//! ends, and moves every connection's read deadline to now
+//! (`context::after_func`, Go's `context.AfterFunc`), so each handler's
+//! blocked read returns and the goroutine ends; `main` waits for them all
+//! (a `WaitGroup`) and exits with status 0.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
+use gort::context::{self, Context};
 use gort::net::{TcpListener, TcpStream};
+use gort::signal::{SIGINT, SIGTERM};
+use gort::sync::WaitGroup;
 
 #[path = "common/accept.rs"]
 mod accept;
@@ -32,40 +42,68 @@ fn main() {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| fail(&format!("local_addr: {e}")));
+        let listener = Arc::new(listener);
+        let (ctx, cancel) = Context::background().with_cancel();
+        let signals = gort::signal::notify(&[SIGINT, SIGTERM]);
+        gort::go(move || {
+            if let Ok(signal) = signals.recv() {
+                eprintln!("echo: {signal}: shutting down");
+                cancel.cancel();
+            }
+        });
+        let stop_accepting = Arc::clone(&listener);
+        context::after_func(&ctx, move || stop_accepting.close());
         println!("listening on {addr}");
         // Flushed so that a script reading our stdout through a pipe (where
         // it is block-buffered) learns the port at once.
         io::stdout().flush().unwrap_or_else(|e| fail(&format!("stdout: {e}")));
-        // Failed accepts are reported and paced (`common/accept.rs`).
+        let handlers = Arc::new(WaitGroup::new());
         for conn in accept::accepted(listener.incoming()) {
-            gort::go(move || {
-                let peer = conn.peer_addr().ok();
-                if let Err(e) = echo(conn) {
-                    report(peer, &e);
-                }
-            });
+            handlers.go(serve(&ctx, conn));
         }
+        handlers.wait();
+        eprintln!("echo: every connection closed");
     });
 }
 
-/// Copy everything `conn` sends back to it until it closes its side.
-fn echo(mut conn: TcpStream) -> io::Result<()> {
+/// The handler of one connection, which `ctx`'s cancellation ends.
+fn serve(ctx: &Context, conn: TcpStream) -> impl FnOnce() + Send + 'static {
+    let conn = Arc::new(conn);
+    let to_end = Arc::clone(&conn);
+    let at_shutdown = context::after_func(ctx, move || {
+        let _ = to_end.set_read_deadline(Some(Instant::now()));
+    });
+    move || {
+        let peer = conn.peer_addr().ok();
+        if let Err(e) = echo(&conn) {
+            report(peer, &e);
+        }
+        at_shutdown.stop();
+    }
+}
+
+fn echo(conn: &TcpStream) -> io::Result<()> {
     // Echoes are small and interactive: send each as soon as it is read.
     conn.set_nodelay(true)?;
     let mut buf = [0u8; 4096];
     loop {
-        let n = conn.read(&mut buf)?;
+        let n = (&*conn).read(&mut buf)?;
         if n == 0 {
             return Ok(());
         }
-        conn.write_all(&buf[..n])?;
+        (&*conn).write_all(&buf[..n])?;
     }
 }
 
 /// Report a connection's error, except a reset by the peer, which is just a
 /// client hanging up abruptly.
 fn report(peer: Option<SocketAddr>, e: &io::Error) {
-    if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
+    // A reset or a vanished peer is the peer's business; a timed-out read
+    // is the shutdown's deadline.
+    if !matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::TimedOut
+    ) {
         eprintln!("connection {peer:?}: {e}");
     }
 }

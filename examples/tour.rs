@@ -12,17 +12,19 @@
 //! 6. skynet: a million goroutines in a tree, summing over channels;
 //! 7. ping-pong over unbuffered (rendezvous) channels;
 //! 8. `select!` over channels with a timeout, and a goroutine-aware mutex;
-//! 9. ten thousand sleeping goroutines and how late they woke;
-//! 10. an echo server over `gort::net`, a goroutine per connection, with a
+//! 9. fan-out with a deadline: a `context` with a timeout and an
+//!    `ErrGroup` that reports the first error;
+//! 10. ten thousand sleeping goroutines and how late they woke;
+//! 11. an echo server over `gort::net`, a goroutine per connection, with a
 //!     few hundred client goroutines;
-//! 11. preemption: a goroutine spinning in `loop {}` on one P while another
+//! 12. preemption: a goroutine spinning in `loop {}` on one P while another
 //!     keeps its 1 ms ticks;
-//! 12. un-annotated blocking calls (`std::thread::sleep`) that do not stall
+//! 13. un-annotated blocking calls (`std::thread::sleep`) that do not stall
 //!     a computation;
-//! 13. a goroutine dump of a program with a thousand goroutines parked, in
+//! 14. a goroutine dump of a program with a thousand goroutines parked, in
 //!     Go's grouped form, and a leak check that finds them.
 //!
-//! Sections 11 and 12 run under `gort::trace`: the tour leaves their
+//! Sections 12 and 13 run under `gort::trace`: the tour leaves their
 //! execution trace in `target/tour-trace.json` (open it in Perfetto UI, or
 //! render it with `tools/gort-trace`; `docs/tour-trace.svg` is one). Run
 //! with `GORTTRACE` set, the tour is traced whole into that file instead:
@@ -62,6 +64,7 @@ fn main() {
     gort::run(skynet);
     gort::run(ping_pong);
     gort::run(select_with_timeout);
+    gort::run(fan_out_with_a_deadline);
     gort::run(sleepers);
     gort::run(echo_server);
     // The last two sections are about who runs where, and when: the tour
@@ -373,6 +376,40 @@ fn select_with_timeout() {
     row(
         "100 x 1000 locks",
         format!("{:.1} ns/lock", start.elapsed().as_nanos() as f64 / 100_000.0),
+    );
+}
+
+/// Go's fan-out with a deadline: an errgroup whose context carries the
+/// deadline; the slow half of the "requests" is cut short by it, the group
+/// reports the first error, and nothing outlives `wait`.
+fn fan_out_with_a_deadline() {
+    use gort::context::{self, Context};
+    heading("fan-out with a deadline: context and ErrGroup");
+    let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(100));
+    let (group, ctx) = gort::sync::ErrGroup::<context::Error>::with_context(&ctx);
+    let finished = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    for i in 0..10u64 {
+        let (ctx, finished) = (ctx.clone(), Arc::clone(&finished));
+        group.go(move || {
+            // Even requests answer at once; odd ones would take a minute.
+            if i % 2 == 1 {
+                gort::time::sleep_ctx(&ctx, Duration::from_secs(60))?;
+            }
+            finished.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        });
+    }
+    let first_error = group.wait();
+    assert_eq!(first_error, Err(context::Error::DeadlineExceeded));
+    assert_eq!(finished.load(Ordering::Relaxed), 5);
+    row(
+        "10 requests, 100 ms deadline",
+        format!(
+            "5 answered, 5 cut short after {:.0} ms: {}",
+            start.elapsed().as_secs_f64() * 1e3,
+            first_error.unwrap_err()
+        ),
     );
 }
 

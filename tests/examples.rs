@@ -90,6 +90,28 @@ fn echo_serves_concurrent_clients_until_they_hang_up() {
     }
 }
 
+/// SIGTERM shuts echo down as a Go server does: its context is cancelled,
+/// the accept loop ends, each connection's blocked read ends at the
+/// deadline the cancellation sets, and the process exits 0.
+#[test]
+fn echo_shuts_down_on_sigterm_closing_its_connections() {
+    let server = Server::start("echo");
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connecting to echo");
+    idle.write_all(b"ping").unwrap();
+    let mut echoed = [0u8; 4];
+    idle.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"ping");
+    // The connection now sits idle, its handler parked in a read.
+    let status = server.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "echo ended with {status}");
+    let mut rest = Vec::new();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(
+        idle.read_to_end(&mut rest).expect("the server closed the connection"),
+        0
+    );
+}
+
 #[test]
 fn tour_runs_without_switches_and_leaves_its_trace() {
     let run = Tour::run(&[]);

@@ -52,6 +52,15 @@ impl Server {
         server
     }
 
+    /// Send the server `signal` and wait for it to exit: its status.
+    pub fn signal_and_wait(mut self, signal: i32) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill has no memory-safety preconditions; the child is
+        // ours and not yet reaped, so the pid is still its own.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+        self.child.wait().expect("waiting for the server")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.port)
     }
