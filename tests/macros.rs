@@ -1,8 +1,9 @@
 //! `#[gort::main]` and `#[gort::test]`: the options reach the runtime, the
 //! body runs as a goroutine, results and panics reach the test harness,
 //! the leak check fails a test that leaks; and misuse is a compile error
-//! that says why (`tests/ui`, checked with trybuild; the `main` programs
-//! there are built and run).
+//! that says why (`macros/tests/ui`, checked with trybuild by the
+//! `gort-macros` crate's own test, so that it builds only gort's
+//! dependencies, not this crate's dev-dependencies).
 
 use std::time::Duration;
 
@@ -70,10 +71,3 @@ fn the_leak_check_fails_a_test_that_leaks() {
     std::mem::forget(tx);
 }
 
-/// Compile errors for misuse, and `main` programs built and run.
-#[test]
-fn ui() {
-    let t = trybuild::TestCases::new();
-    t.pass("tests/ui/pass_*.rs");
-    t.compile_fail("tests/ui/fail_*.rs");
-}
