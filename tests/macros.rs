@@ -70,4 +70,3 @@ fn the_leak_check_fails_a_test_that_leaks() {
     // Kept alive past the check: the goroutine stays parked.
     std::mem::forget(tx);
 }
-
