@@ -38,6 +38,9 @@ fn profile_response(body: Vec<u8>) -> Response {
 /// runtime, as a pprof profile.
 pub(super) fn goroutine_profile() -> Response {
     let started = now_nanos();
+    // One symbolization session for every stack: the debug info is parsed
+    // once and dropped at the end, not once per goroutine.
+    let _symbols = symbols::Session::begin();
     let mut groups: HashMap<(Vec<Line>, String), i64> = HashMap::new();
     for sched in crate::debug::live_runtimes() {
         for info in sched.goroutines(true) {
@@ -105,6 +108,8 @@ pub(super) fn cpu_profile(req: &Request) -> Response {
     let samples = profile.finish();
     let period = PERIOD.as_nanos() as i64;
     let mut p = Profile::new();
+    // As in `goroutine_profile`: the debug info parsed once for all samples.
+    let _symbols = symbols::Session::begin();
     // Code address -> location, each symbolized once.
     let mut locations: HashMap<usize, u64> = HashMap::new();
     for (stack, count) in &samples.stacks {
