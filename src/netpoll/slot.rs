@@ -19,9 +19,9 @@
 //! to wake, or stays as READY for the next `take_ready`/`register`.
 //! At most one waiter per slot at a time (the caller serialises: `net/fd.rs`).
 
-#[cfg(loom)]
+#[cfg(gort_loom)]
 use loom::sync::atomic::{AtomicUsize, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(gort_loom))]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const EMPTY: usize = 0;
@@ -88,7 +88,7 @@ impl Slot {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, gort_loom))]
 mod loom_tests {
     use super::*;
     use loom::sync::atomic::{AtomicBool, AtomicU32};

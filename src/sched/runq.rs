@@ -89,7 +89,7 @@
 //! atomic fields already make it); whoever dereferences an item is responsible
 //! for the goroutine it points to being safe to use on that thread.
 
-#[cfg(loom)]
+#[cfg(gort_loom)]
 use loom::{
     hint::spin_loop,
     sync::atomic::{AtomicPtr, AtomicU64},
@@ -98,7 +98,7 @@ use std::iter::Copied;
 use std::ptr::{self, NonNull};
 use std::slice;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-#[cfg(not(loom))]
+#[cfg(not(gort_loom))]
 use std::{
     hint::spin_loop,
     sync::atomic::{AtomicPtr, AtomicU64},
@@ -106,9 +106,9 @@ use std::{
 
 /// Go's size. Under loom a tiny ring lets small models reach wraparound and
 /// overflow.
-#[cfg(not(loom))]
+#[cfg(not(gort_loom))]
 const CAP: usize = 256;
-#[cfg(loom)]
+#[cfg(gort_loom)]
 const CAP: usize = 4;
 
 const HALF: usize = CAP / 2;
@@ -397,7 +397,7 @@ impl<T> RunQueue<T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(gort_loom)))]
 mod tests {
     use super::{Batch, RunQueue};
     use std::ptr::{self, NonNull};
@@ -646,7 +646,7 @@ mod tests {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, gort_loom))]
 mod loom_tests {
     use super::{Batch, HALF, RunQueue};
     use loom::cell::UnsafeCell;

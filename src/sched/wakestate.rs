@@ -10,9 +10,9 @@
 //! Exactly one of the two outcomes happens, so the waiter resumes exactly
 //! once and never before the hand-off is complete.
 
-#[cfg(loom)]
+#[cfg(gort_loom)]
 use loom::sync::atomic::{AtomicU8, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(gort_loom))]
 use std::sync::atomic::{AtomicU8, Ordering};
 
 const PARKED: u8 = 1;
@@ -81,7 +81,7 @@ impl WakeState {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, gort_loom))]
 mod loom_tests {
     use super::WakeState;
     use loom::sync::Arc;
