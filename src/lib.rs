@@ -122,7 +122,7 @@ pub use gort_macros::main;
 /// It takes [`main`]'s options, plus `leak_check = true`: after the body,
 /// fail the test if a goroutine it started is still alive a second later,
 /// with each one's stack in the message ([`Runtime::check_leaks`]). The
-/// test may return a `Result`; `#[should_panic]` and `#[ignore]` work as
+/// test may return a `Result`; the `should_panic` and `ignore` attributes work as
 /// usual.
 ///
 /// ```

@@ -54,7 +54,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Takes `#[gort::main]`'s options, plus `leak_check = true`: after the
 /// body, fail the test if any goroutine it started is still alive a second
 /// later (`Runtime::check_leaks`), with their stacks in the message. Other
-/// attributes (`#[should_panic]`, `#[ignore]`) apply as usual.
+/// attributes (`should_panic`, `ignore`) apply as usual.
 ///
 /// Examples are in gort's documentation of `gort::test`.
 #[proc_macro_attribute]
